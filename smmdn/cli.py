@@ -1,0 +1,68 @@
+"""The ``smmdn`` command line.
+
+Each sub-command lives in ``smmdn/commands/<name>.py`` exposing ``register(subparsers)``; those modules
+import only ``argparse`` at module level so ``smmdn --help`` stays fast, and heavy libraries (torch,
+Great Expectations, Prefect) are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from smmdn.errors import SmmdnError
+
+COMMAND_MODULES = (
+    "db",
+    "data",
+    "backtest",
+    "validate",
+    "sites",
+    "ingest",
+    "quarantine",
+    "models",
+    "forecasts",
+    "alerts",
+    "run",
+    "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smmdn", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"smmdn.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"smmdn.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.handler(args)
+    except SmmdnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""One ``Settings`` object for the whole system (environment prefix ``SMMDN_``, reads ``.env``).
+
+Why one object: every part (library, flows, CLI, containers) reads the same names, and
+``.env.example`` documents each of them; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field maps to an ``SMMDN_<NAME>`` environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMMDN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- places ---------------------------------------------------------------------------------
+    home: Path = Field(Path("var"), description="Root of local state; the other directories default under it.")
+    data_dir: Path | None = Field(None, description="Embedded database, landing directory, caches.")
+    model_dir: Path | None = Field(None, description="Model registry artifacts (checkpoints, scalers).")
+    artifact_dir: Path | None = Field(None, description="Reports, plots, Data Docs.")
+    landing_dir: Path | None = Field(None, description="Where TOA5 logger files are dropped for ingest.")
+    shared_storage_url: str | None = Field(
+        None,
+        description="URL of storage shared by CPU and GPU workers for models and flow results "
+        "(file:///mnt/smmdn or a Prefect-supported remote); default: model_dir on this host.",
+    )
+
+    # --- database -------------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: SQLite file in data_dir (the embedded default). "
+        "Production: postgresql+psycopg://user:pass@host:5432/smmdn?sslmode=require",
+    )
+    retention_days: int | None = Field(
+        None, description="Drop raw observation/forcing chunks older than this many days (None keeps all)."
+    )
+
+    # --- sources --------------------------------------------------------------------------------
+    uscrn_url: str = "https://www.ncei.noaa.gov/pub/data/uscrn/products"
+    cosmos_url: str | None = None
+    sensorthings_url: str | None = None
+    open_meteo_url: str = "https://api.open-meteo.com/v1/forecast"
+    open_meteo_archive_url: str = "https://archive-api.open-meteo.com/v1/archive"
+    open_meteo_historical_forecast_url: str = "https://historical-forecast-api.open-meteo.com/v1/forecast"
+    open_meteo_api_key: SecretStr | None = None
+    http_connect_timeout_s: float = 5.0
+    http_read_timeout_s: float = 30.0
+    http_retries: int = 3
+    http_backoff_s: float = 0.5
+    user_agent: str = "smmdn/0.1 (soil-moisture forecasting; +https://github.com/smmdn)"
+    registry_file: Path | None = Field(None, description="Site registry YAML (sites, sensors, sources).")
+
+    # --- forecasting ----------------------------------------------------------------------------
+    timezone: str = "UTC"
+    forecast_horizon: int = Field(7, ge=1, le=16, description="Lead times issued per run (steps).")
+    mixture_components: int = Field(3, ge=1, le=10)
+    sigma_floor: float = Field(0.002, gt=0, description="Smallest mixture sigma in m3/m3 (sensor resolution).")
+    holdout_days: int = Field(14, ge=1, description="Most recent days held out to judge challengers.")
+    promotion_tolerance: float = Field(
+        0.0, ge=0, description="Relative CRPS a challenger may lose against the champion and still win."
+    )
+    full_retrain_weekday: int = Field(6, ge=0, le=6, description="Weekday (0=Monday) of the full retrain.")
+
+    # --- alerts ---------------------------------------------------------------------------------
+    apprise_urls: SecretStr | None = Field(
+        None, description="Default apprise URLs (comma-separated) when no route in alert_routes_file matches."
+    )
+    alert_routes_file: Path | None = Field(None, description="YAML routing table: site tags -> teams -> URLs.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}: use an IANA name such as 'Europe/Berlin'") from exc
+        return value
+
+    # --- derived ---------------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        """A configured directory, defaulting under ``home`` (created on first use)."""
+        configured: Path | None = getattr(self, f"{name}_dir")
+        directory = configured if configured is not None else self.home / name.replace("_", "-")
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.path('data') / 'smmdn.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead of mutating this one)."""
+    return Settings()
