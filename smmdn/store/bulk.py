@@ -1,0 +1,128 @@
+"""Idempotent bulk upserts: one code path per backend, both "stage, then merge".
+
+PostgreSQL: psycopg binary ``COPY`` into a temporary table, then one ``INSERT … ON CONFLICT DO UPDATE``
+that only touches rows whose values changed, counting inserts and updates with ``xmax = 0``.
+SQLite: executemany into a temporary table, counts by join, then the same ``INSERT … ON CONFLICT``.
+Everything runs on the caller's connection, so a failure rolls the whole batch back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+_tmp_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Rows new to the table, rows whose values changed, rows identical to what was stored."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+    def __add__(self, other: WriteResult) -> WriteResult:
+        return WriteResult(
+            self.inserted + other.inserted, self.updated + other.updated, self.unchanged + other.unchanged
+        )
+
+
+def _pg_type(column: sa.Column) -> str:
+    return column.type.compile(dialect=postgresql.dialect()).lower()
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def upsert_rows(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    key: Sequence[str],
+    compare: Sequence[str],
+    touch: Sequence[str] = (),
+) -> WriteResult:
+    """Insert new keys, update rows whose ``compare`` columns differ (and then also ``touch``).
+
+    ``rows`` are tuples in ``columns`` order with Python values (UTC-aware datetimes, lists, dicts).
+    """
+    rows = list(rows)
+    if not rows:
+        return WriteResult()
+    tmp = f"tmp_{table.name}_{next(_tmp_counter)}"
+    if conn.dialect.name == "postgresql":
+        return _upsert_postgres(conn, table, tmp, columns, rows, key, compare, touch)
+    return _upsert_sqlite(conn, table, tmp, columns, rows, key, compare, touch)
+
+
+def _merge_sql(table: sa.Table, tmp: str, columns, key, compare, touch, distinct_op: str) -> str:
+    cols = ", ".join(columns)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*compare, *touch))
+    if distinct_op == "pg":
+        changed = (
+            f"({', '.join(f'{table.name}.{c}' for c in compare)}) IS DISTINCT FROM "
+            f"({', '.join(f'EXCLUDED.{c}' for c in compare)})"
+        )
+        if len(compare) == 1:
+            changed = f"{table.name}.{compare[0]} IS DISTINCT FROM EXCLUDED.{compare[0]}"
+    else:
+        changed = " OR ".join(f"{table.name}.{c} IS NOT EXCLUDED.{c}" for c in compare)
+    return (
+        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {tmp} WHERE true "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets} WHERE {changed}"
+    )
+
+
+def _upsert_postgres(conn, table, tmp, columns, rows, key, compare, touch) -> WriteResult:
+    conn.execute(sa.text(f"CREATE TEMP TABLE {tmp} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"))
+    raw = conn.connection.driver_connection
+    types = [_pg_type(table.c[c]) for c in columns]
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY {tmp} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+    merged = _merge_sql(table, tmp, columns, key, compare, touch, "pg")
+    inserted, updated = conn.execute(
+        sa.text(
+            f"WITH merged AS ({merged} RETURNING (xmax = 0) AS is_new) "
+            "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM merged"
+        )
+    ).one()
+    conn.execute(sa.text(f"DROP TABLE {tmp}"))
+    return WriteResult(inserted, updated, len(rows) - inserted - updated)
+
+
+def _upsert_sqlite(conn, table, tmp, columns, rows, key, compare, touch) -> WriteResult:
+    staging = sa.Table(
+        tmp, sa.MetaData(), *(sa.Column(c, table.c[c].type) for c in columns), prefixes=["TEMPORARY"]
+    )
+    staging.create(conn)
+    conn.execute(staging.insert(), [dict(zip(columns, map(_clean, row), strict=True)) for row in rows])
+    join = " AND ".join(f"t.{k} = s.{k}" for k in key)
+    inserted = conn.execute(
+        sa.text(f"SELECT count(*) FROM {tmp} s LEFT JOIN {table.name} t ON {join} WHERE t.{key[0]} IS NULL")
+    ).scalar_one()
+    differs = " OR ".join(f"t.{c} IS NOT s.{c}" for c in compare)
+    updated = conn.execute(
+        sa.text(f"SELECT count(*) FROM {tmp} s JOIN {table.name} t ON {join} WHERE {differs}")
+    ).scalar_one()
+    conn.execute(sa.text(_merge_sql(table, tmp, columns, key, compare, touch, "sqlite")))
+    staging.drop(conn)
+    return WriteResult(inserted, updated, len(rows) - inserted - updated)
