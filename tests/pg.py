@@ -75,8 +75,7 @@ class Cluster:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
-        _run_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"],
-                         check=False)
+        _run_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"], check=False)
         shutil.rmtree(self.datadir.parent, ignore_errors=True)
 
 
@@ -101,8 +100,22 @@ def start_cluster() -> Cluster:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(pwfile, "postgres")
-    _run_as_postgres([str(bindir / "initdb"), "-D", str(datadir), "-U", cluster.user, "-A", "scram-sha-256",
-                      f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+    _run_as_postgres(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            cluster.user,
+            "-A",
+            "scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]
+    )
     with open(datadir / "postgresql.conf", "a") as conf:
         conf.write(
             "\nlisten_addresses = '127.0.0.1'\n"
@@ -114,8 +127,7 @@ def start_cluster() -> Cluster:
             "max_connections = 100\nshared_buffers = 256MB\nmax_wal_size = 2GB\n"
             "timescaledb.max_background_workers = 2\n"
         )
-    _run_as_postgres([str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(root / "log"), "-w", "-t", "60",
-                      "start"])
+    _run_as_postgres([str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(root / "log"), "-w", "-t", "60", "start"])
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -37,8 +37,24 @@ class WriteResult:
         )
 
 
+_PG_COPY_TYPES = {
+    "float": "float8",
+    "double precision": "float8",
+    "real": "float4",
+    "real[]": "float4[]",
+    "integer": "int4",
+    "bigint": "int8",
+    "boolean": "bool",
+    "text": "text",
+    "jsonb": "jsonb",
+    "timestamp with time zone": "timestamptz",
+}
+
+
 def _pg_type(column: sa.Column) -> str:
-    return column.type.compile(dialect=postgresql.dialect()).lower()
+    """The type name psycopg's binary COPY needs for ``column``."""
+    compiled = column.type.compile(dialect=postgresql.dialect()).lower()
+    return _PG_COPY_TYPES.get(compiled, compiled)
 
 
 def _clean(value: object) -> object:
@@ -110,9 +126,7 @@ def _upsert_postgres(conn, table, tmp, columns, rows, key, compare, touch) -> Wr
 
 
 def _upsert_sqlite(conn, table, tmp, columns, rows, key, compare, touch) -> WriteResult:
-    staging = sa.Table(
-        tmp, sa.MetaData(), *(sa.Column(c, table.c[c].type) for c in columns), prefixes=["TEMPORARY"]
-    )
+    staging = sa.Table(tmp, sa.MetaData(), *(sa.Column(c, table.c[c].type) for c in columns), prefixes=["TEMPORARY"])
     staging.create(conn)
     conn.execute(staging.insert(), [dict(zip(columns, map(_clean, row), strict=True)) for row in rows])
     join = " AND ".join(f"t.{k} = s.{k}" for k in key)

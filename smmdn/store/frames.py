@@ -18,9 +18,15 @@ from smmdn.schema import n_components, normalise_observations, parse_times, requ
 
 def to_python(series: pd.Series) -> list[object]:
     """Column values as Python objects (NaN/NaT → None, timestamps → aware UTC datetimes)."""
+    if pd.api.types.is_datetime64_dtype(series.dtype):
+        series = series.dt.tz_localize("UTC")  # naive datetimes inside the store are UTC
     if isinstance(series.dtype, pd.DatetimeTZDtype):
-        values = np.array(series.dt.tz_convert("UTC").dt.to_pydatetime())
-        return [None if pd.isna(v) else v for v in values]
+        utc = series.dt.tz_convert("UTC")
+        values = utc.array.to_pydatetime().tolist()
+        missing = utc.isna().to_numpy()
+        if missing.any():
+            return [None if gone else v for v, gone in zip(values, missing, strict=True)]
+        return values
     if pd.api.types.is_float_dtype(series.dtype):
         arr = series.to_numpy(dtype=np.float64)
         out = arr.tolist()
@@ -29,7 +35,13 @@ def to_python(series: pd.Series) -> list[object]:
         return out
     if pd.api.types.is_integer_dtype(series.dtype):
         return series.astype("int64").tolist()
-    return [None if (v is None or (isinstance(v, float) and v != v) or v is pd.NA) else v for v in series]
+    return [None if _missing(v) else v for v in series]
+
+
+def _missing(value: object) -> bool:
+    if value is None or isinstance(value, list | dict | tuple | np.ndarray):
+        return value is None
+    return bool(pd.isna(value))
 
 
 def rows_of(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[object, ...]]:

@@ -150,9 +150,7 @@ class Store:
     # --- registry ---------------------------------------------------------------------------------
     def upsert_sites(self, frame: pd.DataFrame) -> WriteResult:
         if "site" not in frame.columns:
-            raise InputError(
-                "missing column site", where="sites", column="site", fix="give a site id per row"
-            )
+            raise InputError("missing column site", where="sites", column="site", fix="give a site id per row")
         out = frame.copy()
         out["site"] = out["site"].astype(str)
         for column, default in (("tags", list), ("attributes", dict)):
@@ -180,9 +178,7 @@ class Store:
         ]
         compare = columns[1:-1]
         with self._begin() as conn:
-            return upsert_rows(
-                conn, T.sites, columns, rows_of(out, columns), ["site"], compare, ["updated_at"]
-            )
+            return upsert_rows(conn, T.sites, columns, rows_of(out, columns), ["site"], compare, ["updated_at"])
 
     def upsert_sensors(self, frame: pd.DataFrame) -> WriteResult:
         from smmdn.store.frames import reject_duplicates, reject_null_keys
@@ -201,9 +197,7 @@ class Store:
         out["depth_cm"] = pd.to_numeric(out["depth_cm"])
         reject_null_keys(out, ("site", "depth_cm", "sensor"), "sensors")
         reject_duplicates(out, ("site", "depth_cm", "sensor"), "sensors")
-        out["active_from"] = (
-            _utc_column(out["active_from"]) if "active_from" in out else pd.Timestamp(T.NO_ISSUE_TIME)
-        )
+        out["active_from"] = _utc_column(out["active_from"]) if "active_from" in out else pd.Timestamp(T.NO_ISSUE_TIME)
         out["active_from"] = out["active_from"].fillna(pd.Timestamp(T.NO_ISSUE_TIME))
         out["active_to"] = _utc_column(out["active_to"]) if "active_to" in out else pd.NaT
         if "source" not in out:
@@ -399,7 +393,10 @@ class Store:
         variables: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Wide forcing (time, site, variables…); where kinds overlap: observed > archive > the
-        latest forecast issued at or before ``as_of``. Adds ``forcing_kind`` per row (the worst used)."""
+        latest forecast issued at or before ``as_of``. Adds ``forcing_kind`` per row (the worst used).
+
+        ``as_of``: forecasts issued by then, other forcing ingested by then (replays without hindsight).
+        """
         t = T.forcing
         query = sa.select(t.c.time, t.c.site, t.c.variable, t.c.kind, t.c.issue_time, t.c.value)
         query = self._time_filters(query, t.c.time, start, end)
@@ -412,9 +409,15 @@ class Store:
         if variables:
             query = query.where(t.c.variable.in_(list(variables)))
         if as_of is not None:
+            # A weather forecast was knowable at its issue time (even if archived into the store later,
+            # e.g. from the historical-forecast API); other forcing only once it was ingested.
             cutoff = _ts(as_of)
-            query = query.where(t.c.ingested_at <= cutoff)
-            query = query.where(sa.or_(t.c.kind != "forecast", t.c.issue_time <= cutoff))
+            query = query.where(
+                sa.or_(
+                    sa.and_(t.c.kind == "forecast", t.c.issue_time <= cutoff),
+                    sa.and_(t.c.kind != "forecast", t.c.ingested_at <= cutoff),
+                )
+            )
         with self.engine.connect() as conn:
             long = pd.read_sql(query, conn)
         if long.empty:
@@ -433,9 +436,7 @@ class Store:
         wide = wide.reset_index()
         wide.columns.name = None
         names = {v: k for k, v in FORCING_PRIORITY.items()}
-        wide["forcing_kind"] = (
-            kind_rank.reindex(pd.MultiIndex.from_frame(wide[["time", "site"]])).map(names).to_numpy()
-        )
+        wide["forcing_kind"] = kind_rank.reindex(pd.MultiIndex.from_frame(wide[["time", "site"]])).map(names).to_numpy()
         return wide.sort_values(["site", "time"]).reset_index(drop=True)
 
     # --- forecasts --------------------------------------------------------------------------------
@@ -466,9 +467,7 @@ class Store:
                 validation=validation or {},
             )
             if existing:
-                conn.execute(
-                    T.forecast_runs.update().where(T.forecast_runs.c.run_id == run_id).values(**values)
-                )
+                conn.execute(T.forecast_runs.update().where(T.forecast_runs.c.run_id == run_id).values(**values))
             else:
                 conn.execute(T.forecast_runs.insert().values(run_id=run_id, **values))
         return run_id
@@ -486,9 +485,7 @@ class Store:
                 .values(status=status, finished_at=_now(), n_rows=n, message=message)
             )
 
-    def write_forecasts(
-        self, frame: pd.DataFrame, run_id: str, model_version: str | None = None
-    ) -> WriteResult:
+    def write_forecasts(self, frame: pd.DataFrame, run_id: str, model_version: str | None = None) -> WriteResult:
         """Upsert a forecast frame (canonical mixture columns) belonging to ``run_id``."""
         out, _k = forecasts_for_write(frame)
         if "model_version" not in out.columns:
@@ -613,9 +610,7 @@ class Store:
                     params["start"] = params["start"].replace(tzinfo=None)
                 if end is not None:
                     params["end"] = params["end"].replace(tzinfo=None)
-                bucket_sql = (
-                    f"datetime((CAST(strftime('%s', time) AS INTEGER) / {seconds}) * {seconds}, 'unixepoch')"
-                )
+                bucket_sql = f"datetime((CAST(strftime('%s', time) AS INTEGER) / {seconds}) * {seconds}, 'unixepoch')"
             sql = (
                 f"SELECT {bucket_sql} AS bucket, site, depth_cm, sensor, avg(vwc) AS vwc_mean, "
                 "min(vwc) AS vwc_min, max(vwc) AS vwc_max, count(*) AS n "
@@ -653,12 +648,8 @@ class Store:
             note=note,
         )
         with self._begin() as conn:
-            if conn.execute(
-                sa.select(T.model_versions.c.version).where(T.model_versions.c.version == version)
-            ).first():
-                conn.execute(
-                    T.model_versions.update().where(T.model_versions.c.version == version).values(**values)
-                )
+            if conn.execute(sa.select(T.model_versions.c.version).where(T.model_versions.c.version == version)).first():
+                conn.execute(T.model_versions.update().where(T.model_versions.c.version == version).values(**values))
             else:
                 conn.execute(T.model_versions.insert().values(version=version, created_at=_now(), **values))
 
@@ -727,15 +718,11 @@ class Store:
     def file_seen(self, sha256: str) -> bool:
         with self._begin() as conn:
             return (
-                conn.execute(
-                    sa.select(T.processed_files.c.sha256).where(T.processed_files.c.sha256 == sha256)
-                ).first()
+                conn.execute(sa.select(T.processed_files.c.sha256).where(T.processed_files.c.sha256 == sha256)).first()
                 is not None
             )
 
-    def record_file(
-        self, source: str, path: str, sha256: str, status: str, reason: str | None = None
-    ) -> None:
+    def record_file(self, source: str, path: str, sha256: str, status: str, reason: str | None = None) -> None:
         rows = [(sha256, source, str(path), status, reason, _now())]
         with self._begin() as conn:
             upsert_rows(
@@ -748,9 +735,7 @@ class Store:
                 ["processed_at"],
             )
 
-    def write_validation_run(
-        self, source: str, success: bool, summary: dict, data_docs: str | None = None
-    ) -> int:
+    def write_validation_run(self, source: str, success: bool, summary: dict, data_docs: str | None = None) -> int:
         with self._begin() as conn:
             result = conn.execute(
                 T.validation_runs.insert().values(
@@ -790,11 +775,7 @@ class Store:
                 k: (
                     None
                     if pd.isna(v)
-                    else (
-                        v.isoformat()
-                        if isinstance(v, pd.Timestamp)
-                        else (v.item() if hasattr(v, "item") else v)
-                    )
+                    else (v.isoformat() if isinstance(v, pd.Timestamp) else (v.item() if hasattr(v, "item") else v))
                 )
                 for k, v in row.items()
                 if k != "reason" and not isinstance(v, list | dict)
@@ -835,9 +816,7 @@ class Store:
         q = T.quarantine
         with self._begin() as conn:
             frame = pd.read_sql(sa.select(q).where(q.c.id.in_(list(ids)), q.c.released_at.is_(None)), conn)
-            conn.execute(
-                q.update().where(q.c.id.in_(list(ids))).values(released_at=_now(), released_by=released_by)
-            )
+            conn.execute(q.update().where(q.c.id.in_(list(ids))).values(released_at=_now(), released_by=released_by))
         return self._json_columns(frame, ("row",))
 
     # --- generic ----------------------------------------------------------------------------------

@@ -92,9 +92,7 @@ def apply_policies(conn: sa.Connection, retention_days: int | None) -> PolicyRep
                 f"timescaledb.compress_orderby = '{order_by}')"
             )
         )
-        conn.execute(
-            sa.text(f"SELECT add_compression_policy('{table}', INTERVAL '30 days', if_not_exists => TRUE)")
-        )
+        conn.execute(sa.text(f"SELECT add_compression_policy('{table}', INTERVAL '30 days', if_not_exists => TRUE)"))
         report.compression.append(table)
     if retention_days:
         for table in ("observations", "forcing"):
