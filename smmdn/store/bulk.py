@@ -97,8 +97,11 @@ def _merge_sql(table: sa.Table, tmp: str, columns, key, compare, touch, distinct
             changed = f"{table.name}.{compare[0]} IS DISTINCT FROM EXCLUDED.{compare[0]}"
     else:
         changed = " OR ".join(f"{table.name}.{c} IS NOT EXCLUDED.{c}" for c in compare)
+    # Rows in key order: on a hypertable consecutive rows then land in the same chunk and index pages.
+    pk_order = [c.name for c in table.primary_key.columns] or list(key)
+    order = f" ORDER BY {', '.join(pk_order)}" if distinct_op == "pg" else ""
     return (
-        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {tmp} WHERE true "
+        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {tmp} WHERE true{order} "
         f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets} WHERE {changed}"
     )
 

@@ -35,13 +35,11 @@ def to_python(series: pd.Series) -> list[object]:
         return out
     if pd.api.types.is_integer_dtype(series.dtype):
         return series.astype("int64").tolist()
-    return [None if _missing(v) else v for v in series]
-
-
-def _missing(value: object) -> bool:
-    if value is None or isinstance(value, list | dict | tuple | np.ndarray):
-        return value is None
-    return bool(pd.isna(value))
+    values = series.tolist()
+    missing = series.isna().to_numpy()  # element-wise; list/dict cells count as present
+    if missing.any():
+        return [None if gone else v for v, gone in zip(values, missing, strict=True)]
+    return values
 
 
 def rows_of(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[object, ...]]:
