@@ -1,0 +1,276 @@
+"""High-level model API for flows and the CLI: frames in, a ``TrainedModel`` or frames out.
+
+```python
+from smmdn.model import fit, fine_tune, load_model, predict_forecast, predict_simulation, score_window
+
+model = fit(obs, forcing, sites, TrainConfig(mode="forecast"), train_end="2024-06-01", seed=1)
+model.save("models/2024-06-01")                       # weights.pt + JSON config/scalers/metrics
+model = load_model("models/2024-06-01")                # torch.load(weights_only=True)
+tuned = fine_tune(model, obs, forcing, sites, train_end="2024-06-08")  # frozen scalers, low LR
+fc = predict_forecast(tuned, obs, forcing, sites, issue_time="2024-06-08", horizon=7)
+champion_crps = score_window(model, obs, forcing, sites, start="2024-05-25", end="2024-06-08")["crps"]
+```
+
+Frames are the canonical ones (``smmdn.schema``): observations (time, site, depth_cm, sensor, vwc),
+forcing (time, site, numeric variables), sites (site, latitude, longitude, elevation_m, ...).
+``predict_forecast`` returns one row per (site, depth_cm, lead) — replicate sensors share one mixture —
+with columns site, depth_cm, issue_time, valid_time, lead, weight_k, mean_k, sigma_k, mean, sd,
+q05, q25, q50, q75, q95 (m3/m3). Training raises ``smmdn.errors.ModelError`` on a NaN loss: the caller
+keeps its previous model.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from smmdn.errors import InputError, ModelError
+from smmdn.model.checkpoint import TrainedModel, fingerprint
+from smmdn.model.data import Panel, Prepared, build_panel, fit_scalers, gather, prepare
+from smmdn.model.mixture import mixture_crps, summarise
+from smmdn.model.predict import forecast_windows, simulate
+from smmdn.model.train import TrainConfig, calibrate_spread, pick_device, train_network
+from smmdn.schema import mixture_columns
+
+log = logging.getLogger(__name__)
+TimeLike = str | pd.Timestamp
+
+
+def to_utc(value: TimeLike) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _before(frame: pd.DataFrame, end: pd.Timestamp, where: str) -> pd.DataFrame:
+    from smmdn.schema import parse_times
+
+    times = parse_times(frame["time"], where)
+    return frame.loc[(times < end).to_numpy()]
+
+
+def fit(
+    observations: pd.DataFrame,
+    forcing: pd.DataFrame,
+    sites: pd.DataFrame | None = None,
+    config: TrainConfig | None = None,
+    *,
+    train_end: TimeLike,
+    test_sites: Iterable[str] = (),
+    seed: int | None = None,
+) -> TrainedModel:
+    """Train on everything strictly before ``train_end`` (validation = the last ``valid_steps`` of it).
+
+    Steps: scalers on the fitting window -> train with early stopping on the validation window ->
+    spread factor fitted on the validation window -> (``refit``) retrain on fitting + validation window
+    for the chosen number of epochs with scalers refitted on it. ``test_sites`` are left out entirely.
+    """
+    cfg = copy.copy(config or TrainConfig())
+    if seed is not None:
+        cfg.seed = seed
+    end = to_utc(train_end)
+    started = time.perf_counter()
+    obs = _before(observations, end, "observations")
+    if obs.empty:
+        raise InputError("no observations before the training end", where="observations", column="time",
+                         fix=f"give observations before {end.date()}")
+    panel = build_panel(obs, forcing, sites)
+    t_end = panel.index_of(end)
+    excluded = {str(s) for s in test_sites}
+    train_locs = np.array([i for i, s in enumerate(panel.locations["site"]) if str(s) not in excluded], dtype=int)
+    if len(train_locs) == 0:
+        raise InputError("every site is a test site: nothing to train on", where="--test-sites")
+    v1 = t_end
+    v0 = v1 - cfg.valid_steps
+    use_valid = cfg.valid_steps > 0 and v0 >= max(cfg.warmup + 10, cfg.seq_len // 2)
+    history: dict = {}
+    spread = 1.0
+    if use_valid:
+        scalers = fit_scalers(panel, v0, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
+        prep = prepare(panel, scalers)
+        net, history = train_network(prep, train_locs, 0, v0, cfg, valid=(v0, v1),
+                                     n_locations=len(scalers.location_index))
+        if cfg.calibrate:
+            spread = calibrate_spread(net, prep, train_locs, v0, v1, cfg, pick_device(cfg.device))
+        history["valid_crps_calibrated"] = (
+            _valid_crps(net, prep, train_locs, v0, v1, cfg, spread) if cfg.calibrate else None
+        )
+    if not use_valid or cfg.refit:
+        epochs = history.get("best_epoch") or cfg.max_epochs
+        scalers = fit_scalers(panel, v1, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
+        prep = prepare(panel, scalers)
+        net, refit_hist = train_network(prep, train_locs, 0, v1, cfg, epochs=max(epochs, 1),
+                                        n_locations=len(scalers.location_index))
+        history["refit"] = {k: refit_hist[k] for k in ("epochs_run", "sequences_per_s")}
+        history["refit_train_loss"] = refit_hist["train_loss"][-1]
+        if not use_valid:
+            history.update({k: refit_hist[k] for k in ("sequences_per_s", "epochs_run", "train_loss")})
+    history["spread"] = spread
+    history["train_seconds"] = time.perf_counter() - started
+    history["forcing_report"] = panel.report
+    return TrainedModel(
+        network=net.cpu(), config=cfg, scalers=scalers, spread=spread, metrics={"training": history},
+        fingerprint={**fingerprint(obs, forcing, sites), "train_end": str(end)},
+    )
+
+
+def _valid_crps(net, prep, locs, v0, v1, cfg, spread) -> float:
+    from smmdn.model.train import validation_score
+
+    return validation_score(net, prep, locs, v0, v1, cfg, pick_device(cfg.device), spread)
+
+
+def fine_tune(
+    model: TrainedModel,
+    observations: pd.DataFrame,
+    forcing: pd.DataFrame,
+    sites: pd.DataFrame | None = None,
+    *,
+    train_end: TimeLike | None = None,
+    recent_steps: int | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+) -> TrainedModel:
+    """Warm start from ``model``: frozen scalers, lower LR, few epochs on the most recent data.
+
+    Returns a new model; ``model`` is left untouched (the caller decides which one to promote).
+    """
+    cfg = copy.copy(model.config)
+    obs = observations if train_end is None else _before(observations, to_utc(train_end), "observations")
+    panel = build_panel(obs, forcing, sites)
+    t_end = len(panel.times) if train_end is None else panel.index_of(to_utc(train_end))
+    recent = recent_steps or max(cfg.seq_len * 2, cfg.valid_steps)
+    t_lo = max(0, t_end - recent)
+    prep = prepare(panel, model.scalers)
+    net = copy.deepcopy(model.network)
+    locs = np.arange(len(panel.locations))
+    tuned, history = train_network(
+        prep, locs, t_lo, t_end, cfg, net=net, lr=lr or cfg.fine_tune_lr, epochs=epochs or cfg.fine_tune_epochs,
+    )
+    metrics = {**model.metrics, "fine_tune": {k: history[k] for k in ("train_loss", "epochs_run")}}
+    return TrainedModel(
+        network=tuned.cpu(), config=cfg, scalers=model.scalers, spread=model.spread, metrics=metrics,
+        fingerprint={**fingerprint(obs, forcing, sites), "fine_tuned_from": model.fingerprint.get("sha256")},
+    )
+
+
+def mixture_frame(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> pd.DataFrame:
+    """Rows of mixtures (N, K) -> weight_k/mean_k/sigma_k + mean, sd, q05..q95 columns."""
+    k = w.shape[-1]
+    data = np.concatenate([w, mu, sigma], axis=1)
+    frame = pd.DataFrame(data, columns=mixture_columns(k))
+    for name, values in summarise(w, mu, sigma).items():
+        frame[name] = values
+    return frame
+
+
+def prepared_for(model: TrainedModel, observations: pd.DataFrame, forcing: pd.DataFrame,
+                 sites: pd.DataFrame | None) -> tuple[Panel, Prepared]:
+    panel = build_panel(observations, forcing, sites)
+    return panel, prepare(panel, model.scalers)
+
+
+def simulate_panel(model: TrainedModel, panel: Panel, prep: Prepared, t0: int, t1: int) -> tuple[np.ndarray, ...]:
+    """Physical mixtures (L, t1 - t0, K) for every location of ``panel`` over steps ``[t0, t1)``."""
+    cfg = model.config
+    locs = np.arange(len(panel.locations))
+    return simulate(model.network, prep, locs, t0, t1, cfg.seq_len, cfg.sigma_floor, pick_device("cpu"),
+                    cfg.with_state, model.spread)
+
+
+def forecast_panel(
+    model: TrainedModel, prep: Prepared, locations: np.ndarray, issues: np.ndarray, horizon: int
+) -> tuple[np.ndarray, ...]:
+    """Physical mixtures (n, horizon, K) for (location, issue index) pairs."""
+    cfg = model.config
+    if not cfg.with_state:
+        # a simulation model ignores observations: run windows without the state channel
+        start = issues + 1
+        out = [simulate(model.network, prep, np.array([loc]), s, s + horizon, cfg.seq_len, cfg.sigma_floor,
+                        pick_device("cpu"), False, model.spread) for loc, s in zip(locations, start, strict=True)]
+        return tuple(np.concatenate([o[j] for o in out]) for j in range(3))
+    return forecast_windows(model.network, prep, locations, issues, horizon, cfg.seq_len, cfg.sigma_floor,
+                            pick_device("cpu"), model.spread)
+
+
+def predict_simulation(
+    model: TrainedModel, observations: pd.DataFrame, forcing: pd.DataFrame, sites: pd.DataFrame | None,
+    start: TimeLike, end: TimeLike,
+) -> pd.DataFrame:
+    """Simulation-mode mixtures per (site, depth_cm, time) for ``start <= time < end`` (forcing only)."""
+    panel, prep = prepared_for(model, observations, forcing, sites)
+    t0, t1 = panel.index_of(to_utc(start)), panel.index_of(to_utc(end))
+    w, mu, sg = simulate_panel(model, panel, prep, t0, t1)
+    n_l, n_t, k = w.shape
+    frame = mixture_frame(w.reshape(-1, k), mu.reshape(-1, k), sg.reshape(-1, k))
+    frame.insert(0, "time", np.tile(panel.times[t0:t1], n_l))
+    frame.insert(0, "depth_cm", np.repeat(panel.locations["depth_cm"].to_numpy(), n_t))
+    frame.insert(0, "site", np.repeat(panel.locations["site"].astype(str).to_numpy(), n_t))
+    return frame
+
+
+def predict_forecast(
+    model: TrainedModel, observations: pd.DataFrame, forcing: pd.DataFrame, sites: pd.DataFrame | None,
+    issue_time: TimeLike, horizon: int,
+) -> pd.DataFrame:
+    """Forecast issued at ``issue_time`` (observations up to it, forcing through ``issue + horizon``)."""
+    issue = to_utc(issue_time)
+    obs = observations.loc[(pd.to_datetime(observations["time"], utc=True, format="ISO8601") <= issue).to_numpy()]
+    panel, prep = prepared_for(model, obs, forcing, sites)
+    if issue not in panel.times:
+        raise InputError(f"issue time {issue} is not on the forcing's time grid", where="forcing", column="time",
+                         fix="give forcing covering the issue time")
+    i = panel.times.get_loc(issue)
+    if i + horizon >= len(panel.times):
+        raise InputError(
+            f"forcing ends at {panel.times[-1]}, before issue time + {horizon} steps", where="forcing",
+            column="time", fix="extend the forecast forcing through the horizon",
+        )
+    locs = np.arange(len(panel.locations))
+    w, mu, sg = forecast_panel(model, prep, locs, np.full(len(locs), i), horizon)
+    k = w.shape[-1]
+    frame = mixture_frame(w.reshape(-1, k), mu.reshape(-1, k), sg.reshape(-1, k))
+    leads = np.tile(np.arange(1, horizon + 1), len(locs))
+    frame.insert(0, "lead", leads)
+    frame.insert(0, "valid_time", panel.times[i + leads])
+    frame.insert(0, "issue_time", issue)
+    frame.insert(0, "depth_cm", np.repeat(panel.locations["depth_cm"].to_numpy(), horizon))
+    frame.insert(0, "site", np.repeat(panel.locations["site"].astype(str).to_numpy(), horizon))
+    return frame
+
+
+def score_window(
+    model: TrainedModel, observations: pd.DataFrame, forcing: pd.DataFrame, sites: pd.DataFrame | None,
+    start: TimeLike, end: TimeLike, *, horizon: int | None = None,
+) -> dict:
+    """Mean CRPS (m3/m3) over observations in ``[start, end)``: the champion/challenger criterion.
+
+    Forecast-mode models are scored on forecasts issued every step of the window (leads 1..horizon,
+    observations seen up to each issue); simulation models on a simulation of the window.
+    """
+    panel, prep = prepared_for(model, observations, forcing, sites)
+    t0, t1 = panel.index_of(to_utc(start)), panel.index_of(to_utc(end))
+    if t1 <= t0:
+        raise InputError("empty scoring window", where="score_window", fix="give start < end inside the forcing")
+    if model.config.with_state:
+        h = horizon or model.config.horizon
+        issues_per = np.arange(t0 - 1, t1 - h)
+        if len(issues_per) == 0:
+            raise InputError("scoring window shorter than the horizon", where="score_window")
+        locs = np.repeat(np.arange(len(panel.locations)), len(issues_per))
+        issues = np.tile(issues_per, len(panel.locations))
+        w, mu, sg = forecast_panel(model, prep, locs, issues, h)
+        y = gather(panel.targets, locs, issues + 1, h)
+    else:
+        w, mu, sg = simulate_panel(model, panel, prep, t0, t1)
+        y = panel.targets[:, t0:t1]
+    ok = ~np.isnan(y)
+    if not ok.any():
+        raise ModelError("no observations in the scoring window")
+    idx = np.nonzero(ok)
+    crps = mixture_crps(y[ok], w[idx[:-1]], mu[idx[:-1]], sg[idx[:-1]])
+    return {"crps": float(np.mean(crps)), "n": int(ok.sum())}
