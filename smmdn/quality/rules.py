@@ -37,7 +37,7 @@ class ObservationRules:
     future_tolerance_s: float = 600.0  # clock skew allowed for sub-daily instants
     max_gap_steps: float = 6.0  # gap before a reading, in units of the series' usual step
     spike_threshold: float = 0.05  # m3/m3 jump that reverses at the next reading
-    spike_rebound: float = 0.5  # the reversal must undo at least this fraction of the jump
+    spike_rebound: float = 0.8  # the reversal must undo at least this fraction of the jump
     flatline_min_readings: int = 24  # identical consecutive readings before "stuck"
     flatline_min_hours: float = 24.0
     min_rows: int = 1

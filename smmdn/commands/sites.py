@@ -1,0 +1,80 @@
+"""``smmdn sites load FILE | list | show SITE``: the site registry in the database."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("sites", help="site registry: load the YAML file, list and show sites")
+    parser.add_argument("--url", help="database URL (default: SMMDN_DATABASE_URL or the embedded SQLite file)")
+    actions = parser.add_subparsers(dest="sites_command", metavar="ACTION", required=True)
+    load = actions.add_parser("load", help="validate the registry YAML and upsert its sites and sensors")
+    load.add_argument("file", nargs="?", help="registry YAML (default: SMMDN_REGISTRY_FILE)")
+    load.add_argument("--dry-run", action="store_true", help="only check the file")
+    load.set_defaults(handler=_load)
+    lst = actions.add_parser("list", help="sites in the database")
+    lst.set_defaults(handler=_list)
+    show = actions.add_parser("show", help="one site with its sensors and sources")
+    show.add_argument("site")
+    show.set_defaults(handler=_show)
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from smmdn.config import get_settings
+    from smmdn.store import Store
+
+    store = Store(args.url or get_settings().resolved_database_url)
+    store.init()
+    return store
+
+
+def _load(args: argparse.Namespace) -> int:
+    from smmdn.config import get_settings
+    from smmdn.errors import InputError
+    from smmdn.registry import load_registry
+
+    path = args.file or get_settings().registry_file
+    if not path:
+        raise InputError("no registry file given", where="sites load", fix="pass FILE or set SMMDN_REGISTRY_FILE")
+    registry = load_registry(path)
+    sites, sensors = registry.sites_frame(), registry.sensors_frame()
+    print(f"registry {path}: version {registry.version}, {len(sites)} sites, {len(sensors)} sensors")
+    if args.dry_run:
+        return 0
+    store = _store(args)
+    with store.transaction() as tx:
+        s = tx.upsert_sites(sites)
+        n = tx.upsert_sensors(sensors) if not sensors.empty else None
+    print(f"sites: {s.inserted} new, {s.updated} updated; "
+          f"sensors: {n.inserted if n else 0} new, {n.updated if n else 0} updated")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    sites = _store(args).read_sites()
+    if sites.empty:
+        print("no sites (load a registry: smmdn sites load FILE)")
+        return 0
+    for row in sites.itertuples():
+        tags = ",".join(row.tags or [])
+        print(f"{row.site:<24} {row.latitude:>8.3f} {row.longitude:>9.3f}  {row.source or '-':<14} {tags}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import json
+
+    from smmdn.errors import InputError
+
+    store = _store(args)
+    sites = store.read_sites()
+    match = sites[sites["site"] == args.site]
+    if match.empty:
+        raise InputError(f"unknown site {args.site!r}", where="sites", fix="see smmdn sites list")
+    row = match.iloc[0].to_dict()
+    sensors = store.read_sensors()
+    row["sensors"] = sensors[sensors["site"] == args.site][["depth_cm", "sensor", "active_from", "active_to"]] \
+        .to_dict("records")
+    print(json.dumps(row, indent=2, default=str))
+    return 0

@@ -1,0 +1,419 @@
+"""Ingest orchestration: fetch → validate → write clean rows + quarantine in one transaction → watermark.
+
+These are the library functions the Prefect flows call (Prefect only arranges them). Why this order:
+the watermark moves only after the rows it covers are committed, so a crash or a failed write means the
+next run fetches the same rows again, and idempotent upserts make the repeat harmless. One failing
+source or site is reported in its summary and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+
+from smmdn.config import Settings
+from smmdn.errors import InputError, SourceError
+from smmdn.quality.rules import ForcingRules, ObservationRules
+from smmdn.registry import Registry, Site
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+HISTORY_CONTEXT = pd.Timedelta(days=3)  # stored rows that give spike/flatline/gap checks their context
+
+
+@dataclass
+class IngestSummary:
+    """What one source (and key: site, file or request group) brought in."""
+
+    source: str
+    key: str
+    status: str = "ok"  # ok | empty | failed | rejected | skipped
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    flagged: int = 0
+    forcing_inserted: int = 0
+    forcing_updated: int = 0
+    watermark_before: pd.Timestamp | None = None
+    watermark_after: pd.Timestamp | None = None
+    validation_run: int | None = None
+    data_docs: str | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One line for logs and the CLI."""
+        head = f"{self.source}[{self.key}] {self.status}"
+        if self.status in ("failed", "rejected"):
+            return f"{head}: {self.error}"
+        parts = [f"fetched {self.fetched}", f"new {self.inserted}", f"updated {self.updated}",
+                 f"quarantined {self.quarantined}", f"flagged {self.flagged}"]
+        if self.forcing_inserted or self.forcing_updated:
+            parts.append(f"forcing new {self.forcing_inserted} updated {self.forcing_updated}")
+        if self.watermark_after is not None:
+            parts.append(f"watermark {self.watermark_after.isoformat()}")
+        return f"{head}: " + ", ".join(parts)
+
+
+def observation_rules(registry: Registry) -> ObservationRules:
+    return ObservationRules(vwc_max=registry.defaults.vwc_max, vwc_max_by_site=registry.vwc_max())
+
+
+def _docs_dir(settings: Settings, source: str) -> Path:
+    return settings.path("artifact") / "data-docs" / source
+
+
+def _new_watermark(old: pd.Timestamp | None, frames: Iterable[pd.DataFrame], now: pd.Timestamp) -> pd.Timestamp | None:
+    """Latest fetched time that is not in the future; never moves backwards."""
+    latest = old
+    for f in frames:
+        if f is None or f.empty or "time" not in f:
+            continue
+        t = pd.to_datetime(f["time"], utc=True, errors="coerce")
+        t = t[t <= now + pd.Timedelta(days=1)]
+        if not t.empty and (latest is None or t.max() > latest):
+            latest = t.max()
+    return latest
+
+
+def write_batch(
+    store: Any,
+    settings: Settings,
+    *,
+    source: str,
+    key: str,
+    registry: Registry,
+    observations: pd.DataFrame | None,
+    forcing: pd.DataFrame | None = None,
+    forcing_kind: str = "observed",
+    issue_time: pd.Timestamp | None = None,
+    watermark_before: pd.Timestamp | None = None,
+    watermark_source: str | None = None,
+    now: pd.Timestamp | None = None,
+    summary: IngestSummary | None = None,
+    extra_quarantine: pd.DataFrame | None = None,
+    processed_file: tuple[str, str] | None = None,
+    advance_watermark: bool = True,
+) -> IngestSummary:
+    """Validate and write one batch atomically (observations, forcing, both quarantines, watermark).
+
+    ``extra_quarantine`` holds rows the parser could not read (e.g. broken TOA5 records);
+    ``processed_file`` = (path, sha256) is recorded in the same transaction, so a file counts as
+    processed exactly when its rows are stored.
+    """
+    from smmdn.quality.validate import validate_forcing, validate_observations
+
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    summary = summary or IngestSummary(source, key, watermark_before=watermark_before)
+    docs = _docs_dir(settings, source)
+    obs_result = forcing_result = None
+    summary.fetched = (0 if observations is None else len(observations)) + (0 if forcing is None else len(forcing))
+    if observations is not None and not observations.empty:
+        history = None
+        series_sites = sorted(observations["site"].astype(str).unique())
+        t0 = pd.to_datetime(observations["time"], utc=True, errors="coerce").min()
+        if pd.notna(t0):
+            history = store.read_observations(sites=series_sites, start=t0 - HISTORY_CONTEXT, end=t0)
+        obs_result = validate_observations(observations, observation_rules(registry), now=now,
+                                           docs_dir=docs, history=history, where=f"{source}:{key}")
+    if forcing is not None and not forcing.empty:
+        forcing_result = validate_forcing(forcing, ForcingRules(allow_future=forcing_kind == "forecast"),
+                                          now=now, docs_dir=docs, where=f"{source}:{key}:forcing")
+    has_extra = extra_quarantine is not None and not extra_quarantine.empty
+    if obs_result is None and forcing_result is None and not has_extra:
+        summary.status = "empty"
+        if processed_file is not None:
+            store.record_file(source, processed_file[0], processed_file[1], "processed")
+        return summary
+    new_wm = _new_watermark(watermark_before, [observations, forcing], now)
+    if forcing_kind == "forecast" and issue_time is not None:
+        new_wm = issue_time if watermark_before is None else max(issue_time, watermark_before)
+    with store.transaction() as tx:
+        if obs_result is not None:
+            if not obs_result.clean.empty:
+                w = tx.write_observations(obs_result.clean, source=source)
+                summary.inserted, summary.updated = w.inserted, w.updated
+                summary.unchanged = getattr(w, "unchanged", 0)
+            summary.quarantined += tx.write_quarantine(obs_result.quarantined, table="observations", source=source)
+            summary.flagged = int((obs_result.clean["quality_flag"] != "ok").sum())
+        if forcing_result is not None:
+            if not forcing_result.clean.empty:
+                w = tx.write_forcing(forcing_result.clean, source=source, kind=forcing_kind, issue_time=issue_time)
+                summary.forcing_inserted, summary.forcing_updated = w.inserted, w.updated
+            q = forcing_result.quarantined.assign(kind=forcing_kind)
+            if issue_time is not None and "issue_time" not in q:
+                q = q.assign(issue_time=issue_time.isoformat())
+            summary.quarantined += tx.write_quarantine(q, table="forcing", source=source)
+        if has_extra:
+            summary.quarantined += tx.write_quarantine(extra_quarantine, table="observations", source=source)
+        if new_wm is not None and advance_watermark:
+            tx.set_watermark(watermark_source or source, key, new_wm)
+        results = [r for r in (obs_result, forcing_result) if r is not None]
+        summary.validation_run = tx.write_validation_run(
+            f"{source}:{key}", all(r.success for r in results) and not has_extra,
+            {r.table: r.summary for r in results} | ({"unreadable_rows": len(extra_quarantine)} if has_extra
+                                                      else {}),
+            results[0].data_docs if results else None,
+        )
+        if processed_file is not None:
+            tx.record_file(source, processed_file[0], processed_file[1], "processed")
+    summary.watermark_after = new_wm
+    summary.data_docs = next((r.data_docs for r in (obs_result, forcing_result) if r and r.data_docs), None)
+    return summary
+
+
+def _failed(summary: IngestSummary, exc: Exception) -> IngestSummary:
+    summary.status, summary.error = "failed", str(exc)
+    log.warning("%s", summary.line())
+    return summary
+
+
+def _run(summary: IngestSummary, progress: Progress | None, body: Callable[[], IngestSummary]) -> IngestSummary:
+    try:
+        summary = body()
+    except (SourceError, InputError) as exc:
+        summary = _failed(summary, exc)
+    else:
+        log.info("%s", summary.line())
+    if progress:
+        progress(summary.line())
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------
+def ingest_sensors(
+    store: Any,
+    settings: Settings,
+    registry: Registry,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+    sites: list[str] | None = None,
+    *,
+    session: requests.Session | None = None,
+    progress: Progress | None = None,
+    now: pd.Timestamp | None = None,
+) -> list[IngestSummary]:
+    """Ingest every sensor source of the selected sites (and the TOA5 landing directory).
+
+    ``since`` overrides the stored watermarks (backfill); the watermark never moves backwards.
+    """
+    from smmdn.sources.http import make_session
+
+    session = session or make_session(settings)
+    selected = registry.select(sites)
+    out: list[IngestSummary] = []
+    for site in selected:
+        if site.sources.uscrn is not None:
+            out.append(_ingest_uscrn(store, settings, registry, site, session, since, until, progress, now))
+        if site.sources.sensorthings is not None:
+            out.append(_ingest_sensorthings(store, settings, registry, site, session, since, until, progress, now))
+        if site.sources.cosmos is not None:
+            out.append(_ingest_cosmos(store, settings, registry, site, session, since, until, progress, now))
+    if any(s.sources.toa5 is not None for s in selected):
+        out.extend(ingest_landing(store, settings, registry, sites=[s.id for s in selected], progress=progress,
+                                  now=now))
+    return out
+
+
+def _watermark(store: Any, source: str, key: str, since: pd.Timestamp | None) -> pd.Timestamp | None:
+    return since if since is not None else store.get_watermark(source, key)
+
+
+def _ingest_uscrn(store, settings, registry, site: Site, session, since, until, progress, now):  # type: ignore[no-untyped-def]
+    from smmdn.sources.uscrn import fetch_uscrn
+
+    cfg = site.sources.uscrn
+    assert cfg is not None
+    wm = _watermark(store, "uscrn", site.id, since)
+    summary = IngestSummary("uscrn", site.id, watermark_before=wm)
+
+    def body() -> IngestSummary:
+        obs, forcing = fetch_uscrn(session, settings, site.id, station_file=cfg.station_file, product=cfg.product,
+                                   wban=cfg.wban, sensor=cfg.sensor, since=wm, until=until)
+        return write_batch(store, settings, source="uscrn", key=site.id, registry=registry, observations=obs,
+                           forcing=forcing, forcing_kind="observed", watermark_before=wm, now=now,
+                           summary=summary)
+
+    return _run(summary, progress, body)
+
+
+def _ingest_sensorthings(store, settings, registry, site: Site, session, since, until, progress, now):  # type: ignore[no-untyped-def]
+    from smmdn.sources.sensorthings import fetch_sensorthings
+
+    cfg = site.sources.sensorthings
+    assert cfg is not None
+    wm = _watermark(store, "sensorthings", site.id, since)
+    summary = IngestSummary("sensorthings", site.id, watermark_before=wm)
+
+    def body() -> IngestSummary:
+        triples = [(d.id, d.depth_cm, d.sensor) for d in cfg.datastreams]
+        obs = fetch_sensorthings(session, settings, site.id, triples, since=wm, until=until)
+        return write_batch(store, settings, source="sensorthings", key=site.id, registry=registry,
+                           observations=obs, watermark_before=wm, now=now, summary=summary)
+
+    return _run(summary, progress, body)
+
+
+def _ingest_cosmos(store, settings, registry, site: Site, session, since, until, progress, now):  # type: ignore[no-untyped-def]
+    cfg = site.sources.cosmos
+    assert cfg is not None
+    wm = _watermark(store, "cosmos", site.id, since)
+    summary = IngestSummary("cosmos", site.id, watermark_before=wm)
+
+    def body() -> IngestSummary:
+        from smmdn.sources.cosmos_http import fetch_cosmos
+
+        obs, forcing = fetch_cosmos(session, settings, site.id, site_id=cfg.site_id, resolution=cfg.resolution,
+                                    since=wm, until=until)
+        return write_batch(store, settings, source="cosmos", key=site.id, registry=registry, observations=obs,
+                           forcing=forcing, forcing_kind="observed", watermark_before=wm, now=now,
+                           summary=summary)
+
+    return _run(summary, progress, body)
+
+
+# --------------------------------------------------------------------------------------------------
+def ingest_landing(
+    store: Any,
+    settings: Settings,
+    registry: Registry,
+    *,
+    sites: list[str] | None = None,
+    progress: Progress | None = None,
+    now: pd.Timestamp | None = None,
+) -> list[IngestSummary]:
+    """Process TOA5 files in the landing directory, each exactly once (by sha256).
+
+    Good file → rows stored, bad records quarantined, file moved to ``processed/``. Unreadable file →
+    moved to ``rejected/`` with ``<name>.reason.txt``. A file already seen (same bytes) is moved to
+    ``processed/`` without being read again.
+    """
+    from smmdn.sources.toa5 import landing_files, read_logger_file, sha256_bytes
+
+    landing = settings.path("landing")
+    out: list[IngestSummary] = []
+    for path in landing_files(landing):
+        summary = IngestSummary("toa5", path.name)
+        try:
+            sha = sha256_bytes(path.read_bytes())
+        except OSError as exc:  # vanished or unreadable now: try again next run
+            out.append(_failed(summary, SourceError(f"{path}: {exc}")))
+            continue
+        if store.file_seen(sha):
+            summary.status = "skipped"
+            summary.notes.append("already processed (same sha256)")
+            _move(path, landing / "processed")
+            out.append(summary)
+            if progress:
+                progress(summary.line())
+            continue
+        try:
+            _, batch = read_logger_file(path, registry)
+            if sites and batch.site not in sites:
+                summary.status = "skipped"
+                summary.notes.append(f"site {batch.site} not selected")
+                out.append(summary)
+                continue
+            summary.key = f"{batch.site}:{path.name}"
+            summary = write_batch(store, settings, source="toa5", key=summary.key, registry=registry,
+                                  observations=batch.observations if not batch.observations.empty else None,
+                                  now=now, summary=summary, extra_quarantine=batch.bad_rows,
+                                  processed_file=(str(path), sha), advance_watermark=False)
+            summary.fetched += len(batch.bad_rows)
+            if batch.missing_values:
+                summary.notes.append(f"{batch.missing_values} NAN values (missing at the logger)")
+            _move(path, landing / "processed")
+        except (SourceError, InputError) as exc:
+            summary.status, summary.error = "rejected", str(exc)
+            target = _move(path, landing / "rejected")
+            target.with_name(target.name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
+            store.record_file("toa5", str(path), sha, "rejected", reason=str(exc))
+            log.warning("%s", summary.line())
+        out.append(summary)
+        if progress:
+            progress(summary.line())
+    return out
+
+
+def _move(path: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    n = 1
+    while target.exists():
+        target = folder / f"{path.stem}.{n}{path.suffix}"
+        n += 1
+    shutil.move(str(path), target)
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+def ingest_forcing(
+    store: Any,
+    settings: Settings,
+    registry: Registry,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+    sites: list[str] | None = None,
+    *,
+    api: str = "forecast",
+    resolution: str = "daily",
+    variables: list[str] | None = None,
+    forecast_days: int | None = None,
+    past_days: int | None = None,
+    session: requests.Session | None = None,
+    progress: Progress | None = None,
+    now: pd.Timestamp | None = None,
+) -> list[IngestSummary]:
+    """Fetch Open-Meteo forcing for the selected sites in one batched request set and store it.
+
+    ``api="forecast"`` stores kind ``forecast`` with ``issue_time`` = the fetch hour; ``archive`` and
+    ``historical-forecast`` store kind ``archive`` for (since or watermark, until or yesterday].
+    """
+    from smmdn.sources.http import make_session
+    from smmdn.sources.open_meteo import KIND_FOR_API, Location, fetch_open_meteo, issue_time_now
+
+    session = session or make_session(settings)
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    locations = [
+        Location(s.id, s.forcing.open_meteo.latitude, s.forcing.open_meteo.longitude, s.lst_utc_offset_hours or 0.0)
+        for s in registry.select(sites) if s.forcing.open_meteo is not None
+    ]
+    source = "open-meteo"
+    key = f"{api}:{resolution}"
+    wm = _watermark(store, source, key, since)
+    summary = IngestSummary(source, key, watermark_before=wm)
+    if not locations:
+        summary.status = "empty"
+        summary.notes.append("no site has forcing.open_meteo")
+        return [summary]
+    kind = KIND_FOR_API[api]
+
+    def body() -> IngestSummary:
+        issue_time = None
+        if api == "forecast":
+            issue_time = issue_time_now() if now is None else now.floor("h")
+            frame = fetch_open_meteo(session, settings, locations, api="forecast", resolution=resolution,  # type: ignore[arg-type]
+                                     variables=variables, forecast_days=forecast_days, past_days=past_days)
+        else:
+            end = until if until is not None else now.normalize() - pd.Timedelta(days=1)
+            start = wm + pd.Timedelta(days=1) if wm is not None else end - pd.Timedelta(days=30)
+            if start.normalize() > end.normalize():
+                summary.status = "empty"
+                summary.notes.append("up to date")
+                return summary
+            frame = fetch_open_meteo(session, settings, locations, api=api, resolution=resolution,  # type: ignore[arg-type]
+                                     variables=variables, start=start, end=end)
+        return write_batch(store, settings, source=source, key=key, registry=registry, observations=None,
+                           forcing=frame, forcing_kind=kind, issue_time=issue_time, watermark_before=wm,
+                           now=now, summary=summary)
+
+    return [_run(summary, progress, body)]
