@@ -69,6 +69,7 @@ def pg_template(pg_cluster) -> str:  # type: ignore[no-untyped-def]
     store = Store(url)
     store.init()
     store.dispose()
+    cluster.freeze_template("smmdn_template")
     return "smmdn_template"
 
 

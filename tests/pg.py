@@ -66,9 +66,32 @@ class Cluster:
         return psycopg.connect(self.url(database, "postgresql"), autocommit=True)
 
     def create_database(self, name: str, template: str | None = None) -> str:
+        sql = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
         with self.connect() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+            for attempt in range(100):
+                try:
+                    conn.execute(sql)
+                    break
+                except psycopg.errors.ObjectInUse:
+                    # TimescaleDB's scheduler may still hold the template for a moment.
+                    if attempt == 99:
+                        raise
+                    self._disconnect_all(conn, template)
+                    time.sleep(0.05)
         return self.url(name)
+
+    def freeze_template(self, name: str) -> None:
+        """No more connections to ``name`` (background workers included), so it can be copied."""
+        with self.connect() as conn:
+            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            self._disconnect_all(conn, name)
+
+    @staticmethod
+    def _disconnect_all(conn: psycopg.Connection, database: str | None) -> None:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
 
     def drop_database(self, name: str) -> None:
         with self.connect() as conn:
