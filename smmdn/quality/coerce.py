@@ -40,12 +40,14 @@ def coerce_times(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     missing = (text.isna() | (text == "")).fillna(True).astype(bool)
     is_date = text.str.fullmatch(DATE_RE).fillna(False).astype(bool)
     has_zone = text.str.contains(ZONE_RE, regex=True).fillna(False).astype(bool)
-    naive = ~missing & ~is_date & ~has_zone
-    usable = ~missing & ~naive
+    clock = text.str.match(r"\d{4}-\d{2}-\d{2}[T ]\d").fillna(False).astype(bool)
+    naive = ~missing & ~is_date & ~has_zone & clock
+    unzoned_other = ~missing & ~is_date & ~has_zone & ~clock
+    usable = ~missing & ~naive & ~unzoned_other
     parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if usable.any():
         parsed[usable] = pd.to_datetime(text[usable], utc=True, errors="coerce", format="ISO8601")
-    bad = usable & parsed.isna()
+    bad = (usable & parsed.isna()) | unzoned_other
     reasons = add_reason(reasons, missing, "time_missing")
     reasons = add_reason(reasons, naive, "time_naive")
     reasons = add_reason(reasons, bad, "time_unparseable")

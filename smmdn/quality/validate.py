@@ -143,8 +143,7 @@ def validate_observations(
     reasons = add_reason(reasons, out_of_range, "vwc_out_of_range(" + _fmt(data["vwc"]) + " not in ["
                          + f"{rules.vwc_min:g}, " + _fmt(limit) + "])")
 
-    daily = pd.Series(False, index=data.index)
-    daily[usable] = checks.series_is_daily(data[usable])
+    daily = checks.series_is_daily(data[usable]).reindex(data.index, fill_value=False).astype(bool)
     data["seconds_in_future"] = checks.seconds_in_future(data, now, rules.future_tolerance_s, daily)
     future = usable & (data["seconds_in_future"] > 0)
     reasons = add_reason(reasons, future, "future_time(after " + now.isoformat() + ")")
@@ -229,7 +228,8 @@ def _observation_specs(rules: ObservationRules) -> list[Spec]:
              {"column": "vwc", "min_value": 0.0, "max_value": 1.0}, "batch"),
         Spec("vwc_within_limits", "ExpectColumnValuesToBeBetween",
              {"column": "vwc_limit_ratio", "min_value": 0.0, "max_value": 1.0}),
-        Spec("unique_series_time", "ExpectCompoundColumnsToBeUnique", {"column_list": key}),
+        Spec("unique_series_time", "ExpectCompoundColumnsToBeUnique",
+             {"column_list": key, "ignore_row_if": "any_value_is_missing"}),
         Spec("no_future_times", "ExpectColumnValuesToBeBetween",
              {"column": "seconds_in_future", "max_value": 0.0}),
         Spec("time_monotonic_input", "ExpectColumnValuesToBeBetween",
@@ -310,7 +310,8 @@ def validate_forcing(
         Spec("time_valid", "ExpectColumnValuesToNotBeNull", {"column": "time"}),
         Spec("site_present", "ExpectColumnValuesToNotBeNull", {"column": "site"}),
         Spec("values_present", "ExpectColumnValuesToBeBetween", {"column": "n_values", "min_value": 1}),
-        Spec("unique_site_time", "ExpectCompoundColumnsToBeUnique", {"column_list": key}),
+        Spec("unique_site_time", "ExpectCompoundColumnsToBeUnique",
+             {"column_list": key, "ignore_row_if": "any_value_is_missing"}),
     ]
     if not rules.allow_future:
         specs.append(Spec("no_future_times", "ExpectColumnValuesToBeBetween",
