@@ -51,7 +51,8 @@ def release_rows(
     outcome = ReleaseOutcome(unknown=sorted(set(wanted) - set(open_rows["id"].astype(int))))
     writes: list[tuple[str, str, pd.DataFrame, dict[str, Any]]] = []
     for (table, source), group in open_rows.groupby(["table_name", "source"]):
-        frame = pd.DataFrame(list(group["row"]), index=group["id"].astype(int).to_numpy())
+        qids = [int(i) for i in group["id"]]
+        frame = pd.DataFrame(list(group["row"]))  # validation numbers rows 0..n-1: map back via qids
         frame = frame.drop(columns=[c for c in ("line", "raw", "quality_flag") if c in frame.columns])
         try:
             if table == "observations":
@@ -66,9 +67,9 @@ def release_rows(
         except InputError as exc:
             outcome.still_rejected.update({int(i): str(exc) for i in group["id"]})
             continue
-        for qid, reason in result.quarantined["reason"].items():
-            outcome.still_rejected[int(qid)] = str(reason)
-        passed = [int(i) for i in frame.index if int(i) not in outcome.still_rejected]
+        for pos, reason in result.quarantined["reason"].items():
+            outcome.still_rejected[qids[int(pos)]] = str(reason)
+        passed = [q for q in qids if q not in outcome.still_rejected]
         if passed:
             writes.append((table, source, result.clean, extra))
             outcome.released.extend(passed)
