@@ -487,7 +487,7 @@ class Store:
 
     def write_forecasts(self, frame: pd.DataFrame, run_id: str, model_version: str | None = None) -> WriteResult:
         """Upsert a forecast frame (canonical mixture columns) belonging to ``run_id``."""
-        out, _k = forecasts_for_write(frame)
+        out, k = forecasts_for_write(frame)
         if "model_version" not in out.columns:
             if model_version is None:
                 raise InputError(
@@ -518,16 +518,17 @@ class Store:
             "q75",
             "q95",
         ]
+        key = ["site", "depth_cm", "valid_time", "issue_time", "model_version"]
         with self._begin() as conn:
             self._require_sites(conn, out["site"], "forecasts")
-            return upsert_rows(
-                conn,
-                T.forecasts,
-                columns,
-                rows_of(out, columns),
-                ["site", "depth_cm", "valid_time", "issue_time", "model_version"],
-                columns[5:],
-            )
+            if not is_postgres(conn):
+                return upsert_rows(conn, T.forecasts, columns, rows_of(out, columns), key, columns[5:])
+            arrays = {
+                name: [f"{prefix}_{i}" for i in range(k)]
+                for name, prefix in (("weights", "weight"), ("means", "mean"), ("sigmas", "sigma"))
+            }
+            staged = [c for c in columns if c not in arrays] + [c for parts in arrays.values() for c in parts]
+            return upsert_rows(conn, T.forecasts, staged, rows_of(out, staged), key, columns[5:], arrays=arrays)
 
     def _read_forecast_query(self, query) -> pd.DataFrame:  # type: ignore[no-untyped-def]
         with self.engine.connect() as conn:
