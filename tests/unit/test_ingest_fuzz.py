@@ -1,0 +1,174 @@
+"""Property tests: parsers fed garbage (random or mutated real samples) raise only InputError/SourceError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smmdn.errors import InputError, SourceError
+from smmdn.registry import Toa5Source, parse_registry
+from smmdn.sources import open_meteo, sensorthings, toa5, uscrn
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "formats"
+EXPECTED = (InputError, SourceError)
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _sample(*parts: str) -> str:
+    path = SHARED.joinpath(*parts)
+    return path.read_text() if path.exists() else ""
+
+
+HOURLY = _sample("uscrn", "CRNH0203-2023-NE_Lincoln_11_SW.head.txt")
+DAILY = _sample("uscrn", "CRND0103-2020-AK_Fairbanks_11_NE.head.txt")
+TOA5 = _sample("toa5", "Station_Daily.head.dat")
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: str) -> str:
+    """A real sample with random edits: characters replaced, cut short, lines dropped or repeated."""
+    text = base or draw(st.text(max_size=300))
+    for _ in range(draw(st.integers(0, 6))):
+        if not text:
+            break
+        op = draw(st.sampled_from(["replace", "cut", "drop_line", "dup_line", "insert"]))
+        i = draw(st.integers(0, len(text) - 1))
+        if op == "replace":
+            text = text[:i] + draw(st.text(min_size=1, max_size=3)) + text[i + 1 :]
+        elif op == "cut":
+            text = text[:i]
+        elif op == "insert":
+            text = text[:i] + draw(st.text(max_size=20)) + text[i:]
+        else:
+            lines = text.splitlines(keepends=True)
+            j = draw(st.integers(0, len(lines) - 1))
+            lines = lines[:j] + lines[j + 1 :] if op == "drop_line" else lines[: j + 1] + lines[j:]
+            text = "".join(lines)
+    return text
+
+
+def _only_expected(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    try:
+        return fn(*args, **kwargs)
+    except EXPECTED:
+        return None
+
+
+@FAST
+@given(st.one_of(st.text(max_size=500), mutated(HOURLY)))
+def test_hourly02_garbage(text: str) -> None:
+    out = _only_expected(uscrn.parse_hourly02, text, "s")
+    if out is not None:
+        obs, _ = out
+        assert obs["time"].notna().all() and not (obs["vwc"] <= -99).any()
+
+
+@FAST
+@given(st.one_of(st.text(max_size=500), mutated(DAILY)))
+def test_daily01_garbage(text: str) -> None:
+    _only_expected(uscrn.parse_daily01, text, "s")
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=400), mutated(TOA5).map(str.encode)))
+def test_toa5_garbage(data: bytes) -> None:
+    parsed = _only_expected(toa5.parse_toa5, data)
+    if parsed is not None:
+        spec = Toa5Source(station="Station", utc_offset_hours=1, columns={"RH_Min": {"depth_cm": 5, "sensor": "a"}})
+        batch = _only_expected(toa5.to_observations, parsed, "s", spec)
+        if batch is not None:  # every record is accounted for: stored, missing or quarantined
+            n_ok = len(parsed.records) - len(batch.bad_rows)
+            assert len(batch.observations) + batch.missing_values == n_ok
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@FAST
+@given(st.one_of(
+    json_values,
+    st.fixed_dictionaries({"utc_offset_seconds": json_values, "daily": st.fixed_dictionaries(
+        {"time": st.lists(st.text(max_size=12) | st.just("2024-01-01"), max_size=4),
+         "precipitation_sum": st.lists(json_values, max_size=4)})}),
+))
+def test_open_meteo_garbage(payload: object) -> None:
+    _only_expected(open_meteo.parse_response, payload, [open_meteo.Location("s", 1, 2)], "daily")
+    _only_expected(open_meteo.parse_response, payload, [open_meteo.Location("s", 1, 2)], "hourly")
+
+
+@FAST
+@given(st.lists(st.one_of(json_values, st.fixed_dictionaries(
+    {"phenomenonTime": st.text(max_size=30) | st.just("2024-01-01T00:00:00Z/2024-01-01T01:00:00Z"),
+     "result": json_values})), max_size=5))
+def test_sensorthings_garbage(values: list) -> None:  # type: ignore[type-arg]
+    _only_expected(sensorthings.parse_observations, values, "o")
+    for v in values:
+        _only_expected(sensorthings.unit_scale, v, "ds")
+
+
+@FAST
+@given(st.one_of(st.text(max_size=300), json_values.map(json.dumps)))
+def test_registry_garbage(text: str) -> None:
+    _only_expected(parse_registry, text)
+
+
+cells = st.one_of(st.text(max_size=12), st.sampled_from(["", "NaN", "2024-06-01", "2024-06-01T00:00Z", "0.2",
+                                                         "-1", "1e309", "inf", "a"]))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.fixed_dictionaries({c: cells for c in ("time", "site", "depth_cm", "sensor", "vwc")}),
+                max_size=6))
+def test_validation_garbage(rows: list[dict[str, str]]) -> None:
+    from smmdn.quality.validate import validate_observations
+
+    frame = pd.DataFrame(rows, columns=["time", "site", "depth_cm", "sensor", "vwc"])
+    result = _only_expected(validate_observations, frame, now=pd.Timestamp("2030-01-01T00:00Z"))
+    if result is not None:  # nothing silently dropped
+        assert len(result.clean) + len(result.quarantined) == len(frame)
+        assert result.clean["vwc"].between(0, 0.8).all()
+
+
+@pytest.fixture(scope="module")
+def garbage_env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from smmdn.config import Settings
+    from smmdn.store import Store
+    from tests.helpers.http_server import serve
+
+    tmp = tmp_path_factory.mktemp("fuzz")
+    store = Store(f"sqlite:///{tmp / 'db.sqlite'}")
+    store.init()
+    registry = parse_registry("version: 1\nsites:\n  - id: s\n    name: S\n    lat: 1\n    lon: 2\n"
+                              "    sources: {uscrn: {station_file: X_Y, product: daily01}}\n")
+    store.upsert_sites(registry.sites_frame())
+    with serve() as server:
+        yield server, Settings(_env_file=None, home=tmp, uscrn_url=f"{server.url}/u", http_retries=0), registry, store
+    store.dispose()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=300), mutated(DAILY).map(str.encode)))
+def test_ingest_of_garbage_never_writes_part_of_a_batch(garbage_env, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    from smmdn.ingest import ingest_sensors
+    from tests.helpers.http_server import Reply
+
+    server, settings_, registry, store = garbage_env
+    before = (store.count("observations"), store.count("forcing"), store.count("quarantine"))
+    server.route("/u/daily01/2020/CRND0103-2020-X_Y.txt", Reply(body))
+    [s] = ingest_sensors(store, settings_, registry, since=pd.Timestamp("2019-12-31T00:00Z"),
+                         until=pd.Timestamp("2020-12-31T00:00Z"), now=pd.Timestamp("2024-01-01T00:00Z"))
+    after = (store.count("observations"), store.count("forcing"), store.count("quarantine"))
+    if s.status == "failed":
+        assert after == before  # all or nothing
+    else:
+        assert s.status in ("ok", "empty")
