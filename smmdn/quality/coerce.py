@@ -18,7 +18,10 @@ def add_reason(reasons: pd.Series, mask: pd.Series | np.ndarray, text: str | pd.
     mask = pd.Series(np.asarray(mask, dtype=bool), index=reasons.index)
     if not mask.any():
         return reasons
-    piece = text[mask] if isinstance(text, pd.Series) else pd.Series(text, index=reasons.index)[mask]
+    if isinstance(text, pd.Series):
+        piece = text.reindex(reasons.index)[mask]
+    else:
+        piece = pd.Series(text, index=reasons.index)[mask]
     current = reasons[mask]
     reasons = reasons.copy()
     reasons[mask] = np.where(current == "", piece, current + ";" + piece)

@@ -140,8 +140,10 @@ def validate_observations(
     data["vwc_limit_ratio"] = checks.vwc_limit_ratio(data, rules)
     out_of_range = usable & ((data["vwc_limit_ratio"] < 0) | (data["vwc_limit_ratio"] > 1))
     limit = data["site"].map(rules.vwc_max_by_site).astype(np.float64).fillna(rules.vwc_max)
-    reasons = add_reason(reasons, out_of_range, "vwc_out_of_range(" + _fmt(data["vwc"]) + " not in ["
-                         + f"{rules.vwc_min:g}, " + _fmt(limit) + "])")
+    if out_of_range.any():
+        m = out_of_range
+        reasons = add_reason(reasons, m, "vwc_out_of_range(" + _fmt(data.loc[m, "vwc"]) + " not in ["
+                             + f"{rules.vwc_min:g}, " + _fmt(limit[m]) + "])")
 
     daily = checks.series_is_daily(data[usable]).reindex(data.index, fill_value=False).astype(bool)
     data["seconds_in_future"] = checks.seconds_in_future(data, now, rules.future_tolerance_s, daily)
@@ -284,7 +286,9 @@ def validate_forcing(
         if var in rules.ranges:
             lo, hi = rules.ranges[var]
             bad = usable & ((data[var] < lo) | (data[var] > hi))
-            reasons = add_reason(reasons, bad, f"{var}_out_of_range(" + _fmt(data[var]) + f" not in [{lo:g}, {hi:g}])")
+            if bad.any():
+                reasons = add_reason(reasons, bad, f"{var}_out_of_range(" + _fmt(data.loc[bad, var])
+                                     + f" not in [{lo:g}, {hi:g}])")
     if not rules.allow_future:
         midnight = data["time"] == data["time"].dt.normalize()
         daily = midnight.groupby(data["site"], dropna=False).transform("all").astype(bool)
