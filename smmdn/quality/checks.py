@@ -62,8 +62,9 @@ def series_dynamics(frame: pd.DataFrame, rules: ObservationRules) -> pd.DataFram
     groups = [frame[k] for k in SERIES_KEY]
     t = frame["time"].astype("int64") / 1e9
     x = frame["vwc"].astype(np.float64)
-    keys = frame[list(SERIES_KEY)]
-    first = ~keys.eq(keys.shift(1)).all(axis=1)
+    series_id = pd.Series(frame.groupby(list(SERIES_KEY), sort=False, dropna=False).ngroup().to_numpy(),
+                          index=frame.index)
+    first = series_id != series_id.shift(1)
     last = first.shift(-1, fill_value=True)
 
     step = t.diff().where(~first)

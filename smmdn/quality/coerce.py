@@ -79,8 +79,14 @@ def coerce_number(values: pd.Series, name: str) -> tuple[pd.Series, pd.Series]:
 
 
 def coerce_label(values: pd.Series, name: str) -> tuple[pd.Series, pd.Series]:
-    """Non-empty string labels (site, sensor) plus reasons for missing ones."""
-    text = values.astype("string").str.strip()
-    missing = (text.isna() | (text == "")).fillna(True).astype(bool)
+    """Non-empty string labels (site, sensor) plus reasons for missing ones.
+
+    Labels repeat a lot (one site id per row), so the work is done once per distinct value.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    cleaned = pd.Series(uniques, dtype=object).map(lambda v: str(v).strip()).replace("", None)
+    lookup = np.append(cleaned.to_numpy(dtype=object), None)  # code -1 (NA) → None
+    text = pd.Series(lookup[codes], index=values.index, dtype=object)
+    missing = text.isna()
     reasons = add_reason(pd.Series("", index=values.index, dtype=object), missing, f"{name}_missing")
-    return text.where(~missing), reasons
+    return text.astype("string"), reasons

@@ -100,29 +100,29 @@ def _check_wban(frame: pd.DataFrame, wban: str | None, where: str) -> None:
 
 
 def _observations(frame: pd.DataFrame, time: pd.Series, site: str, column: str, sensor: str) -> pd.DataFrame:
-    parts = []
-    for depth in DEPTHS_CM:
-        parts.append(
-            pd.DataFrame(
-                {"time": time.to_numpy(), "site": site, "depth_cm": float(depth), "sensor": sensor,
-                 "vwc": frame[column.format(depth=depth)].to_numpy()}
-            )
-        )
-    obs = pd.concat(parts, ignore_index=True)
-    obs = obs[obs["vwc"].notna()].sort_values(["depth_cm", "time"], kind="stable").reset_index(drop=True)
-    obs["site"] = obs["site"].astype("string")
-    obs["sensor"] = obs["sensor"].astype("string")
-    obs["time"] = pd.to_datetime(obs["time"], utc=True)
-    return obs
+    """Wide depth columns → long canonical rows (vectorised; missing cells are not observations)."""
+    stamps = time.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    values = frame[[column.format(depth=d) for d in DEPTHS_CM]].to_numpy(dtype=np.float64).T.ravel()
+    n = len(stamps)
+    keep = ~np.isnan(values)
+    obs = pd.DataFrame(
+        {
+            "time": pd.DatetimeIndex(np.tile(stamps, len(DEPTHS_CM))[keep]).tz_localize("UTC"),
+            "site": pd.array([site] * int(keep.sum()), dtype="string"),
+            "depth_cm": np.repeat(np.asarray(DEPTHS_CM, dtype=np.float64), n)[keep],
+            "sensor": pd.array([sensor] * int(keep.sum()), dtype="string"),
+            "vwc": values[keep],
+        }
+    )
+    return obs.sort_values(["depth_cm", "time"], kind="stable").reset_index(drop=True)
 
 
 def _forcing(frame: pd.DataFrame, time: pd.Series, site: str, mapping: dict[str, str]) -> pd.DataFrame:
-    out = pd.DataFrame({"time": time.to_numpy(), "site": site})
+    out = pd.DataFrame({"time": time.reset_index(drop=True),
+                        "site": pd.array([site] * len(frame), dtype="string")})
     for src, name in mapping.items():
         out[name] = frame[src].to_numpy(dtype=np.float64)
-    out["site"] = out["site"].astype("string")
-    out["time"] = pd.to_datetime(out["time"], utc=True)
-    return out.reset_index(drop=True)
+    return out
 
 
 def parse_hourly02(
