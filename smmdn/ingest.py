@@ -379,7 +379,7 @@ def ingest_forcing(
     ``historical-forecast`` store kind ``archive`` for (since or watermark, until or yesterday].
     """
     from smmdn.sources.http import make_session
-    from smmdn.sources.open_meteo import KIND_FOR_API, Location, fetch_open_meteo, issue_time_now
+    from smmdn.sources.open_meteo import ATTRIBUTION, KIND_FOR_API, Location, fetch_open_meteo, issue_time_now
 
     session = session or make_session(settings)
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
@@ -396,6 +396,7 @@ def ingest_forcing(
         summary.notes.append("no site has forcing.open_meteo")
         return [summary]
     kind = KIND_FOR_API[api]
+    summary.notes.append(ATTRIBUTION)
 
     def body() -> IngestSummary:
         issue_time = None

@@ -152,6 +152,8 @@ class Registry(_Strict):
                     "latitude": s.lat,
                     "longitude": s.lon,
                     "elevation_m": s.elevation_m,
+                    "timezone": (f"LST UTC{s.lst_utc_offset_hours:+g}" if s.lst_utc_offset_hours is not None
+                                 else s.timezone),
                     "tags": list(s.tags),
                     "source": ",".join(feeds) or "manual",
                     "attributes": {
