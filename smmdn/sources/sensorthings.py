@@ -77,7 +77,7 @@ def parse_observations(values: Iterable[dict[str, Any]], where: str) -> pd.DataF
 
 
 def _iso(ts: pd.Timestamp) -> str:
-    return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return ts.tz_convert("UTC").isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def datastream_url(base: str, datastream_id: int | str) -> str:
