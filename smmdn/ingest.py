@@ -85,6 +85,30 @@ def _new_watermark(old: pd.Timestamp | None, frames: Iterable[pd.DataFrame], now
     return latest
 
 
+def _not_yet_quarantined(store: Any, frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
+    """Rows not already open in quarantine (same source, site, time and reason).
+
+    Why: a backfill or a ``lookback`` re-read fetches the same bad rows again; the quarantine must not
+    pile up copies. Rows without a usable time are always kept (TOA5 files are deduplicated by sha256).
+    """
+    if frame.empty or "time" not in frame.columns or "site" not in frame.columns:
+        return frame
+    existing = store.list_quarantine(table=table, released=False)
+    existing = existing[existing["source"] == source]
+    if existing.empty:
+        return frame
+
+    def keys(sites: pd.Series, times: pd.Series, reasons: pd.Series) -> pd.Series:
+        t = pd.to_datetime(times, utc=True, errors="coerce", format="mixed")
+        iso = t.dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("")
+        return sites.astype(str) + "|" + iso + "|" + reasons.astype(str)
+
+    seen = set(keys(existing["site"], existing["time"], existing["reason"]))
+    mine = keys(frame["site"], frame["time"], frame["reason"])
+    has_time = ~mine.str.contains(r"\|\|", regex=True)
+    return frame[~(has_time & mine.isin(seen))]
+
+
 def write_batch(
     store: Any,
     settings: Settings,
@@ -143,13 +167,14 @@ def write_batch(
                 w = tx.write_observations(obs_result.clean, source=source)
                 summary.inserted, summary.updated = w.inserted, w.updated
                 summary.unchanged = getattr(w, "unchanged", 0)
-            summary.quarantined += tx.write_quarantine(obs_result.quarantined, table="observations", source=source)
+            q = _not_yet_quarantined(store, obs_result.quarantined, "observations", source)
+            summary.quarantined += tx.write_quarantine(q, table="observations", source=source)
             summary.flagged = int((obs_result.clean["quality_flag"] != "ok").sum())
         if forcing_result is not None:
             if not forcing_result.clean.empty:
                 w = tx.write_forcing(forcing_result.clean, source=source, kind=forcing_kind, issue_time=issue_time)
                 summary.forcing_inserted, summary.forcing_updated = w.inserted, w.updated
-            q = forcing_result.quarantined.assign(kind=forcing_kind)
+            q = _not_yet_quarantined(store, forcing_result.quarantined, "forcing", source).assign(kind=forcing_kind)
             if issue_time is not None and "issue_time" not in q:
                 q = q.assign(issue_time=issue_time.isoformat())
             summary.quarantined += tx.write_quarantine(q, table="forcing", source=source)
@@ -201,10 +226,13 @@ def ingest_sensors(
     session: requests.Session | None = None,
     progress: Progress | None = None,
     now: pd.Timestamp | None = None,
+    lookback: pd.Timedelta | None = None,
 ) -> list[IngestSummary]:
     """Ingest every sensor source of the selected sites (and the TOA5 landing directory).
 
     ``since`` overrides the stored watermarks (backfill); the watermark never moves backwards.
+    ``lookback`` re-reads that much before each watermark, so values a network revises after
+    publication are picked up (upserts count them as updated; unchanged rows cost nothing).
     """
     from smmdn.sources.http import make_session
 
@@ -213,32 +241,44 @@ def ingest_sensors(
     out: list[IngestSummary] = []
     for site in selected:
         if site.sources.uscrn is not None:
-            out.append(_ingest_uscrn(store, settings, registry, site, session, since, until, progress, now))
+            out.append(_ingest_uscrn(store, settings, registry, site, session, since, until, progress, now,
+                                      lookback))
         if site.sources.sensorthings is not None:
-            out.append(_ingest_sensorthings(store, settings, registry, site, session, since, until, progress, now))
+            out.append(_ingest_sensorthings(store, settings, registry, site, session, since, until, progress, now,
+                                      lookback))
         if site.sources.cosmos is not None:
-            out.append(_ingest_cosmos(store, settings, registry, site, session, since, until, progress, now))
+            out.append(_ingest_cosmos(store, settings, registry, site, session, since, until, progress, now,
+                                      lookback))
     if any(s.sources.toa5 is not None for s in selected):
         out.extend(ingest_landing(store, settings, registry, sites=[s.id for s in selected], progress=progress,
                                   now=now))
     return out
 
 
+def _fetch_start(wm: pd.Timestamp | None, since: pd.Timestamp | None,
+                 lookback: pd.Timedelta | None) -> pd.Timestamp | None:
+    if since is not None or wm is None or not lookback:
+        return wm
+    return wm - lookback
+
+
 def _watermark(store: Any, source: str, key: str, since: pd.Timestamp | None) -> pd.Timestamp | None:
     return since if since is not None else store.get_watermark(source, key)
 
 
-def _ingest_uscrn(store, settings, registry, site: Site, session, since, until, progress, now):  # type: ignore[no-untyped-def]
+def _ingest_uscrn(store, settings, registry, site: Site, session, since, until, progress, now,  # type: ignore[no-untyped-def]
+                   lookback=None):
     from smmdn.sources.uscrn import fetch_uscrn
 
     cfg = site.sources.uscrn
     assert cfg is not None
     wm = _watermark(store, "uscrn", site.id, since)
+    start = _fetch_start(wm, since, lookback)
     summary = IngestSummary("uscrn", site.id, watermark_before=wm)
 
     def body() -> IngestSummary:
         obs, forcing = fetch_uscrn(session, settings, site.id, station_file=cfg.station_file, product=cfg.product,
-                                   wban=cfg.wban, sensor=cfg.sensor, since=wm, until=until)
+                                   wban=cfg.wban, sensor=cfg.sensor, since=start, until=until)
         return write_batch(store, settings, source="uscrn", key=site.id, registry=registry, observations=obs,
                            forcing=forcing, forcing_kind="observed", watermark_before=wm, now=now,
                            summary=summary)
@@ -246,34 +286,38 @@ def _ingest_uscrn(store, settings, registry, site: Site, session, since, until, 
     return _run(summary, progress, body)
 
 
-def _ingest_sensorthings(store, settings, registry, site: Site, session, since, until, progress, now):  # type: ignore[no-untyped-def]
+def _ingest_sensorthings(store, settings, registry, site: Site, session, since, until, progress, now,  # type: ignore[no-untyped-def]
+                   lookback=None):
     from smmdn.sources.sensorthings import fetch_sensorthings
 
     cfg = site.sources.sensorthings
     assert cfg is not None
     wm = _watermark(store, "sensorthings", site.id, since)
+    start = _fetch_start(wm, since, lookback)
     summary = IngestSummary("sensorthings", site.id, watermark_before=wm)
 
     def body() -> IngestSummary:
         triples = [(d.id, d.depth_cm, d.sensor) for d in cfg.datastreams]
-        obs = fetch_sensorthings(session, settings, site.id, triples, since=wm, until=until)
+        obs = fetch_sensorthings(session, settings, site.id, triples, since=start, until=until)
         return write_batch(store, settings, source="sensorthings", key=site.id, registry=registry,
                            observations=obs, watermark_before=wm, now=now, summary=summary)
 
     return _run(summary, progress, body)
 
 
-def _ingest_cosmos(store, settings, registry, site: Site, session, since, until, progress, now):  # type: ignore[no-untyped-def]
+def _ingest_cosmos(store, settings, registry, site: Site, session, since, until, progress, now,  # type: ignore[no-untyped-def]
+                   lookback=None):
     cfg = site.sources.cosmos
     assert cfg is not None
     wm = _watermark(store, "cosmos", site.id, since)
+    start = _fetch_start(wm, since, lookback)
     summary = IngestSummary("cosmos", site.id, watermark_before=wm)
 
     def body() -> IngestSummary:
         from smmdn.sources.cosmos_http import fetch_cosmos
 
         obs, forcing = fetch_cosmos(session, settings, site.id, site_id=cfg.site_id, resolution=cfg.resolution,
-                                    since=wm, until=until)
+                                    since=start, until=until)
         return write_batch(store, settings, source="cosmos", key=site.id, registry=registry, observations=obs,
                            forcing=forcing, forcing_kind="observed", watermark_before=wm, now=now,
                            summary=summary)

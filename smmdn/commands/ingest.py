@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--since", help="start after this time (overrides the watermark; backfill)")
         p.add_argument("--until", help="up to this time (default: now)")
         p.add_argument("--site", action="append", help="only this site (repeatable)")
+        if name == "sensors":
+            p.add_argument("--lookback-hours", type=float, default=0.0,
+                           help="also re-read this many hours before each watermark (picks up revisions)")
         if name == "forcing":
             p.add_argument("--api", choices=["forecast", "archive", "historical-forecast"], default="forecast")
             p.add_argument("--resolution", choices=["daily", "hourly"], default="daily")
@@ -58,8 +61,11 @@ def _ingest(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     if args.what == "sensors":
+        import pandas as pd
+
+        lookback = pd.Timedelta(hours=args.lookback_hours) if args.lookback_hours else None
         summaries = ingest_sensors(store, settings, registry, since=since, until=until, sites=args.site,
-                                   progress=progress)
+                                   progress=progress, lookback=lookback)
     else:
         summaries = ingest_forcing(store, settings, registry, since=since, until=until, sites=args.site,
                                    api=args.api, resolution=args.resolution, forecast_days=args.forecast_days,

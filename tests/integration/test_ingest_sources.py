@@ -322,3 +322,22 @@ def test_source_error_names_url_and_setting(settings) -> None:  # type: ignore[n
 
     with pytest.raises(SourceError, match=r"127\.0\.0\.1:9.*SMMDN_USCRN_URL"):
         fetch_uscrn(make_session(dead), dead, "x", station_file="X", until=pd.Timestamp("2024-01-01T00:00Z"))
+
+
+def test_lookback_picks_up_revisions_and_replays_do_not_repeat_quarantine(server, settings, registry, db) -> None:  # type: ignore[no-untyped-def]
+    since = pd.Timestamp("2024-01-01T00:00Z")
+    body = hourly_file(24).replace("  0.200 ", "  0.850 ", 1)  # one impossible reading
+    server.route(HOURLY_PATH, Reply(body))
+    [first] = ingest_sensors(db, settings, registry, sites=["lincoln"], since=since, now=NOW)
+    assert first.quarantined == 1
+    [replay] = ingest_sensors(db, settings, registry, sites=["lincoln"], since=since, now=NOW)
+    assert replay.quarantined == 0 and db.count("quarantine") == 1  # same bad row, not quarantined twice
+
+    revised = body.replace("  0.208 ", "  0.230 ", 1)  # NOAA revises the 5 cm value of hour 16
+    assert revised != body
+    server.route(HOURLY_PATH, Reply(revised))
+    [plain] = ingest_sensors(db, settings, registry, sites=["lincoln"], now=NOW)
+    assert plain.updated == 0  # the watermark alone never looks back
+    [looked] = ingest_sensors(db, settings, registry, sites=["lincoln"], now=NOW, lookback=pd.Timedelta(hours=12))
+    assert looked.updated == 1 and looked.inserted == 0
+    assert db.get_watermark("uscrn", "lincoln") == pd.Timestamp("2024-06-02T00:00Z")
