@@ -64,6 +64,25 @@ class IngestSummary:
         return f"{head}: " + ", ".join(parts)
 
 
+def load_sites(store: Any, registry: Registry) -> tuple[Any, Any]:
+    """Upsert the registry's sites and sensors in one transaction → (sites WriteResult, sensors WriteResult)."""
+    sites, sensors = registry.sites_frame(), registry.sensors_frame()
+    with store.transaction() as tx:
+        s = tx.upsert_sites(sites)
+        n = tx.upsert_sensors(sensors) if not sensors.empty else None
+    return s, n
+
+
+def registry_from_settings(settings: Settings) -> Registry:
+    """The registry named by ``SMMDN_REGISTRY_FILE`` (an ``InputError`` when unset)."""
+    from smmdn.registry import load_registry
+
+    if not settings.registry_file:
+        raise InputError("no site registry configured", where="settings",
+                         fix="set SMMDN_REGISTRY_FILE (see smmdn/registry/example.yaml)")
+    return load_registry(settings.registry_file)
+
+
 def observation_rules(registry: Registry) -> ObservationRules:
     return ObservationRules(vwc_max=registry.defaults.vwc_max, vwc_max_by_site=registry.vwc_max())
 

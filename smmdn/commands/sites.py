@@ -42,10 +42,9 @@ def _load(args: argparse.Namespace) -> int:
     print(f"registry {path}: version {registry.version}, {len(sites)} sites, {len(sensors)} sensors")
     if args.dry_run:
         return 0
-    store = _store(args)
-    with store.transaction() as tx:
-        s = tx.upsert_sites(sites)
-        n = tx.upsert_sensors(sensors) if not sensors.empty else None
+    from smmdn.ingest import load_sites
+
+    s, n = load_sites(_store(args), registry)
     print(f"sites: {s.inserted} new, {s.updated} updated; "
           f"sensors: {n.inserted if n else 0} new, {n.updated if n else 0} updated")
     return 0
