@@ -353,8 +353,11 @@ def ingest_landing(
     sites: list[str] | None = None,
     progress: Progress | None = None,
     now: pd.Timestamp | None = None,
+    settle_s: float = 30.0,
 ) -> list[IngestSummary]:
     """Process TOA5 files in the landing directory, each exactly once (by sha256).
+
+    Files modified less than ``settle_s`` seconds ago are left for the next run (still uploading).
 
     Good file → rows stored, bad records quarantined, file moved to ``processed/``. Unreadable file →
     moved to ``rejected/`` with ``<name>.reason.txt``. A file already seen (same bytes) is moved to
@@ -364,7 +367,7 @@ def ingest_landing(
 
     landing = settings.path("landing")
     out: list[IngestSummary] = []
-    for path in landing_files(landing):
+    for path in landing_files(landing, settle_s=settle_s):
         summary = IngestSummary("toa5", path.name)
         try:
             sha = sha256_bytes(path.read_bytes())

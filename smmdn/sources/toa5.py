@@ -184,9 +184,27 @@ def read_logger_file(path: Path, registry: Registry) -> tuple[str, Toa5Batch]:
     return file.sha256, to_observations(file, site.id, spec, where=str(path))
 
 
-def landing_files(landing: Path) -> list[Path]:
-    """Candidate files at the top of the landing directory (sub-folders hold processed/rejected)."""
+def landing_files(landing: Path, settle_s: float = 0.0, now: float | None = None) -> list[Path]:
+    """Candidate files at the top of the landing directory (sub-folders hold processed/rejected).
+
+    Files changed in the last ``settle_s`` seconds may still be uploading and wait for the next run;
+    hidden, ``.part`` and ``.tmp`` files are never read.
+    """
+    import time
+
     if not landing.exists():
         return []
-    return sorted(p for p in landing.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and not p.name.endswith(".reason.txt") and not p.name.endswith(".part"))
+    now = time.time() if now is None else now
+    out = []
+    for p in landing.iterdir():
+        if not p.is_file() or p.name.startswith(".") or p.suffix in (".part", ".tmp"):
+            continue
+        if p.name.endswith(".reason.txt"):
+            continue
+        try:
+            if now - p.stat().st_mtime < settle_s:
+                continue
+        except OSError:
+            continue
+        out.append(p)
+    return sorted(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +41,12 @@ def setup(tmp_path: Path, sqlite_store):  # type: ignore[no-untyped-def]
     return settings, registry, sqlite_store, settings.path("landing")
 
 
+def settled(path: Path) -> Path:
+    """Date a dropped file back so it counts as fully uploaded (the landing scan waits 30 s)."""
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    return path
+
+
 def _sample_with_bad_rows() -> bytes:
     lines = shared_path("formats", "toa5", "Station_Daily.head.dat").read_bytes().decode().splitlines()
     lines[10] = lines[10].replace('"2014-04-17 00:00:00"', '"2014-04-17 xx:00:00"')  # broken clock
@@ -48,7 +56,11 @@ def _sample_with_bad_rows() -> bytes:
 
 def test_bad_rows_quarantined_rest_stored_file_read_once(setup) -> None:  # type: ignore[no-untyped-def]
     settings, registry, store, landing = setup
-    (landing / "station_daily_1.dat").write_bytes(_sample_with_bad_rows())
+    fresh = landing / "station_daily_1.dat"
+    fresh.write_bytes(_sample_with_bad_rows())
+    assert ingest_landing(store, settings, registry, now=NOW) == []  # just written: maybe still uploading
+    (landing / "partial.dat.part").write_bytes(b"half a file")
+    settled(fresh)
     [s] = ingest_landing(store, settings, registry, now=NOW)
     assert s.status == "ok", s.line()
     # RH_Max reaches 100 % (1.0 m3/m3 > 0.8) on some days: those are impossible for vwc → quarantined too
@@ -63,6 +75,7 @@ def test_bad_rows_quarantined_rest_stored_file_read_once(setup) -> None:  # type
 
     # the same bytes dropped again (a re-sent file) are not read twice
     (landing / "station_daily_again.dat").write_bytes(_sample_with_bad_rows())
+    settled(landing / "station_daily_again.dat")
     [again] = ingest_landing(store, settings, registry, now=NOW)
     assert again.status == "skipped"
     assert len(store.read_observations(sites=["station"])) == len(obs)
@@ -72,8 +85,11 @@ def test_bad_rows_quarantined_rest_stored_file_read_once(setup) -> None:  # type
 def test_unreadable_and_unmapped_files_are_moved_aside_with_reason(setup) -> None:  # type: ignore[no-untyped-def]
     settings, registry, store, landing = setup
     (landing / "notes.txt").write_text("this is not a logger file\n")
+    settled(landing / "notes.txt")
     other = shared_path("formats", "toa5", "Station_Daily.head.dat").read_text().replace('"Station"', '"Other"', 1)
-    (landing / "other.dat").write_text(other)
+    settled_other = landing / "other.dat"
+    settled_other.write_text(other)
+    settled(settled_other)
     summaries = ingest_landing(store, settings, registry, now=NOW)
     assert sorted(s.status for s in summaries) == ["rejected", "rejected"]
     assert (landing / "rejected" / "notes.txt").exists()
@@ -85,5 +101,6 @@ def test_unreadable_and_unmapped_files_are_moved_aside_with_reason(setup) -> Non
 def test_ingest_sensors_includes_the_landing_directory(setup) -> None:  # type: ignore[no-untyped-def]
     settings, registry, store, landing = setup
     (landing / "a.dat").write_bytes(shared_path("formats", "toa5", "Station_Daily.head.dat").read_bytes())
+    settled(landing / "a.dat")
     summaries = ingest_sensors(store, settings, registry, now=NOW)
     assert [s.source for s in summaries] == ["toa5"] and summaries[0].inserted > 0
