@@ -76,6 +76,16 @@ def parse_observations(values: Iterable[dict[str, Any]], where: str) -> pd.DataF
     )
 
 
+def _same_server(link: object, base: str) -> bool:
+    """A nextLink must stay on the configured server (never follow a page to another host)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(link, str):
+        return False
+    a, b = urlsplit(link), urlsplit(base)
+    return a.scheme in ("http", "https") and a.netloc == b.netloc and a.path.startswith(b.path.rstrip("/"))
+
+
 def _iso(ts: pd.Timestamp) -> str:
     return ts.tz_convert("UTC").isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -136,8 +146,11 @@ def fetch_datastream(
             raise SourceError(f"{url}: expected an entity collection with a 'value' array")
         pages.append(parse_observations(page["value"], url))
         next_link = page.get("@iot.nextLink")
-        if next_link is not None and not isinstance(next_link, str):
-            raise SourceError(f"{url}: @iot.nextLink is not a URL")
+        if next_link is not None and not _same_server(next_link, base):
+            raise SourceError(
+                f"{url}: @iot.nextLink {str(next_link)[:120]!r} does not point at {base}; set the server's "
+                "serviceRootUrl or SMMDN_SENSORTHINGS_URL to the address it publishes"
+            )
         url, params = next_link, None  # the nextLink carries every query option
     else:
         raise SourceError(f"{ds_url}: more than {MAX_PAGES} pages; the server's nextLink does not end")

@@ -341,3 +341,12 @@ def test_lookback_picks_up_revisions_and_replays_do_not_repeat_quarantine(server
     [looked] = ingest_sensors(db, settings, registry, sites=["lincoln"], now=NOW, lookback=pd.Timedelta(hours=12))
     assert looked.updated == 1 and looked.inserted == 0
     assert db.get_watermark("uscrn", "lincoln") == pd.Timestamp("2024-06-02T00:00Z")
+
+
+def test_sensorthings_never_follows_a_next_link_to_another_host(server, settings, registry, db) -> None:  # type: ignore[no-untyped-def]
+    server.route("/sta/v1.1/Datastreams(93)", Reply(json.dumps({"unitOfMeasurement": {"symbol": "%"}})))
+    server.route("/sta/v1.1/Datastreams(93)/Observations",
+                 Reply(_page([("2024-06-01T00:00:00Z", 30.0)], "http://example.invalid/v1.1/Observations?$skip=1")))
+    [s] = ingest_sensors(db, settings, registry, sites=["frost"], now=NOW)
+    assert s.status == "failed" and "example.invalid" in s.error and "serviceRootUrl" in s.error
+    assert db.count("observations") == 0

@@ -172,3 +172,34 @@ def test_ingest_of_garbage_never_writes_part_of_a_batch(garbage_env, body: bytes
         assert after == before  # all or nothing
     else:
         assert s.status in ("ok", "empty")
+
+
+@pytest.fixture(scope="module")
+def json_server():  # type: ignore[no-untyped-def]
+    from smmdn.config import Settings
+    from tests.helpers.http_server import serve
+
+    with serve() as server:
+        yield server, Settings(_env_file=None, sensorthings_url=f"{server.url}/sta", open_meteo_url=f"{server.url}/om",
+                               http_retries=0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(meta=json_values, page=st.one_of(json_values, st.fixed_dictionaries(
+    {"value": st.lists(json_values, max_size=3), "@iot.nextLink": json_values})), raw=st.binary(max_size=40))
+def test_adapters_on_garbage_json_raise_only_source_errors(json_server, meta, page, raw) -> None:  # type: ignore[no-untyped-def]
+    from smmdn.sources.http import make_session
+    from tests.helpers.http_server import Reply
+
+    server, cfg = json_server
+    session = make_session(cfg)
+    server.route("/sta/Datastreams(1)", Reply(json.dumps(meta)))
+    server.route("/sta/Datastreams(1)/Observations", Reply(json.dumps(page)))  # a nextLink loops here at most
+    _only_expected(sensorthings.fetch_datastream, session, cfg, 1)
+    server.route("/om", Reply(raw))
+    _only_expected(open_meteo.fetch_open_meteo, session, cfg, [open_meteo.Location("s", 1, 2)],
+                   variables=["precipitation_sum"])
+    server.route("/om", Reply(json.dumps(page)))
+    _only_expected(open_meteo.fetch_open_meteo, session, cfg, [open_meteo.Location("s", 1, 2)],
+                   variables=["precipitation_sum"])
