@@ -180,23 +180,26 @@ def write_batch(
     new_wm = _new_watermark(watermark_before, [observations, forcing], now)
     if forcing_kind == "forecast" and issue_time is not None:
         new_wm = issue_time if watermark_before is None else max(issue_time, watermark_before)
+    # Filter repeats before the transaction: the write transaction then only writes.
+    obs_q = _not_yet_quarantined(store, obs_result.quarantined, "observations", source) if obs_result else None
+    forcing_q = None
+    if forcing_result is not None:
+        forcing_q = _not_yet_quarantined(store, forcing_result.quarantined, "forcing", source).assign(kind=forcing_kind)
+        if issue_time is not None and "issue_time" not in forcing_q:
+            forcing_q = forcing_q.assign(issue_time=issue_time.isoformat())
     with store.transaction() as tx:
         if obs_result is not None:
             if not obs_result.clean.empty:
                 w = tx.write_observations(obs_result.clean, source=source)
                 summary.inserted, summary.updated = w.inserted, w.updated
                 summary.unchanged = getattr(w, "unchanged", 0)
-            q = _not_yet_quarantined(store, obs_result.quarantined, "observations", source)
-            summary.quarantined += tx.write_quarantine(q, table="observations", source=source)
+            summary.quarantined += tx.write_quarantine(obs_q, table="observations", source=source)
             summary.flagged = int((obs_result.clean["quality_flag"] != "ok").sum())
         if forcing_result is not None:
             if not forcing_result.clean.empty:
                 w = tx.write_forcing(forcing_result.clean, source=source, kind=forcing_kind, issue_time=issue_time)
                 summary.forcing_inserted, summary.forcing_updated = w.inserted, w.updated
-            q = _not_yet_quarantined(store, forcing_result.quarantined, "forcing", source).assign(kind=forcing_kind)
-            if issue_time is not None and "issue_time" not in q:
-                q = q.assign(issue_time=issue_time.isoformat())
-            summary.quarantined += tx.write_quarantine(q, table="forcing", source=source)
+            summary.quarantined += tx.write_quarantine(forcing_q, table="forcing", source=source)
         if has_extra:
             summary.quarantined += tx.write_quarantine(extra_quarantine, table="observations", source=source)
         if new_wm is not None and advance_watermark:
