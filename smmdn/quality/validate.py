@@ -190,7 +190,8 @@ def validate_observations(
         "clean": len(clean),
         "quarantined": len(quarantined),
         "flagged": int((clean["quality_flag"] != FLAG_OK).sum()),
-        "flags": clean.loc[clean["quality_flag"] != FLAG_OK, "quality_flag"].value_counts().to_dict(),
+        "flags": {str(k): int(v) for k, v in
+                  clean.loc[clean["quality_flag"] != FLAG_OK, "quality_flag"].value_counts().items()},
         "quarantine_reasons": _reason_counts(reasons),
         "success": quarantined.empty,
         "expectations": summary_exp,
