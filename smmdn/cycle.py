@@ -1,0 +1,354 @@
+"""The daily cycle's decisions, as plain functions the Prefect flows call and the tests reach directly.
+
+What lives here (and not in ``flows/``): which day a run is for, what the model sees (daily means of
+trusted observations, one forcing source), whether the weather forecast is fresh enough and what to do
+when it is not, and which kind of training a day gets.
+
+Forcing consistency: the model is trained and run on **Open-Meteo only** (``source="open-meteo"``):
+past days from the historical-forecast/archive API (kind ``archive``), future days from the forecast
+API (kind ``forecast``). Station-observed weather (e.g. USCRN precipitation) is stored but never mixed
+in, so training inputs and forecast inputs come from the same product and carry the same variables
+(``check_forcing_consistency`` refuses a forecast whose variables differ from the model's).
+
+Forcing missing for the forecast window (upstream down, or a variable absent): the run is still issued,
+with the gaps filled from climatology (``fill_forcing``) and ``stale_forcing=True`` on the run, the
+reason in ``input_freshness`` and a warning for operators. Never silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smmdn.config import Settings
+from smmdn.errors import InputError
+from smmdn.schema import DAILY_FORCING
+
+log = logging.getLogger(__name__)
+
+FORCING_SOURCE = "open-meteo"
+DAY = pd.Timedelta(days=1)
+UNTRUSTED_FLAGS = ("spike", "flatline")  # flagged by validation: kept in the store, not fed to the model
+RUN_HOUR = pd.Timedelta(hours=6)  # nominal hour (UTC) after the issue day at which a replayed cycle "ran"
+CLIMATOLOGY_WINDOW_DAYS = 15  # +- days of year around the target day when a year of history exists
+RECENT_WINDOW_DAYS = 30  # otherwise: mean of the last 30 days known
+
+
+@dataclass(frozen=True)
+class CycleDay:
+    """One daily cycle: forecasts issued for ``issue`` (a daily label, UTC midnight) at ``now``."""
+
+    issue: pd.Timestamp
+    now: pd.Timestamp
+    replay: bool = False
+
+    @property
+    def data_end(self) -> pd.Timestamp:
+        """Exclusive end of the observations the cycle may see (the issue day included)."""
+        return self.issue + DAY
+
+    def holdout_start(self, settings: Settings) -> pd.Timestamp:
+        """First day of the window held out from every training run and used to judge challengers."""
+        return self.data_end - settings.holdout_days * DAY
+
+
+def resolve_day(day: str | pd.Timestamp | None, settings: Settings, now: pd.Timestamp | None = None,
+                replay: bool = False) -> CycleDay:
+    """``day`` given: that issue day (``now`` = the nominal run time after it); else yesterday in the
+    configured timezone (the last complete day)."""
+    if day is not None:
+        issue = pd.Timestamp(day)
+        issue = (issue.tz_localize("UTC") if issue.tzinfo is None else issue.tz_convert("UTC")).normalize()
+        run_at = now if now is not None else issue + DAY + RUN_HOUR
+        return CycleDay(issue, run_at, replay)
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    local = now.tz_convert(settings.timezone)
+    issue = pd.Timestamp(local.date() - pd.Timedelta(days=1).to_pytimedelta(), tz="UTC")
+    return CycleDay(issue, now, replay)
+
+
+def day_range(start: str | pd.Timestamp, end: str | pd.Timestamp) -> list[pd.Timestamp]:
+    """Issue days from ``start`` to ``end`` inclusive (UTC midnights)."""
+    s, e = (pd.Timestamp(x).tz_localize("UTC") if pd.Timestamp(x).tzinfo is None else pd.Timestamp(x)
+            for x in (start, end))
+    if e < s:
+        raise InputError("backfill end before start", where="--start/--end", fix="give start <= end")
+    return list(pd.date_range(s.normalize(), e.normalize(), freq="D"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class CycleInputs:
+    """What one cycle feeds the model, plus what an operator needs to judge it."""
+
+    observations: pd.DataFrame  # daily: time, site, depth_cm, sensor, vwc
+    forcing: pd.DataFrame  # daily: time, site, variables (+ forcing_kind)
+    sites: pd.DataFrame | None
+    freshness: dict[str, Any] = field(default_factory=dict)
+    stale_forcing: bool = False
+
+
+def site_offsets(store: Any) -> dict[str, float]:
+    """Local-standard-time offset per site (daily labels of observations and forcing use it)."""
+    sites = store.read_sites()
+    out: dict[str, float] = {}
+    for site, attrs in zip(sites["site"], sites["attributes"], strict=True):
+        value = (attrs or {}).get("lst_utc_offset_hours")
+        out[str(site)] = float(value) if value is not None else 0.0
+    return out
+
+
+def model_sites(store: Any) -> pd.DataFrame | None:
+    """Static site attributes the model uses (numeric, complete columns only)."""
+    sites = store.read_sites()
+    if sites.empty:
+        return None
+    frame = sites[["site", "latitude", "longitude", "elevation_m"]].copy()
+    frame = frame.dropna(axis=1, how="any")
+    return frame if len(frame.columns) > 1 else None
+
+
+def daily_observations(raw: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame:
+    """Trusted observations as daily means per series, labelled by the site's local standard date."""
+    cols = ["time", "site", "depth_cm", "sensor", "vwc"]
+    if raw.empty:
+        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in zip(
+            cols, ["datetime64[ns, UTC]", "string", "float64", "string", "float64"], strict=True)})
+    frame = raw
+    if "quality_flag" in frame:
+        flags = frame["quality_flag"].fillna("ok").astype(str)
+        bad = np.zeros(len(frame), dtype=bool)
+        for word in UNTRUSTED_FLAGS:
+            bad |= flags.str.contains(word, regex=False).to_numpy()
+        frame = frame.loc[~bad]
+    shift = pd.to_timedelta(frame["site"].astype(str).map(offsets).fillna(0.0).to_numpy(), unit="h")
+    day = (frame["time"] + shift).dt.floor("D")
+    out = (frame.assign(time=day).groupby(["time", "site", "depth_cm", "sensor"], as_index=False, observed=True)["vwc"]
+           .mean())
+    out["site"] = out["site"].astype("string")
+    out["sensor"] = out["sensor"].astype("string")
+    return out[cols]
+
+
+def _daily_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    return frame.loc[frame["time"] == frame["time"].dt.normalize()]
+
+
+def load_inputs(store: Any, settings: Settings, cycle: CycleDay, *, history_days: int, horizon: int | None = None,
+                sites: list[str] | None = None) -> CycleInputs:
+    """Observations and forcing as the model should see them on ``cycle``.
+
+    Live runs read everything stored. Replays read observations as known at ``cycle.now`` (by
+    ``ingested_at``) when the store was recording then; a period backfilled later is read as stored now
+    (hindsight: later revisions), and flagged. Future forcing in a replay is the weather forecast issued
+    by then when one was archived; otherwise the reanalysis (hindsight: perfect weather), flagged.
+    """
+    horizon = horizon or settings.forecast_horizon
+    start = cycle.data_end - history_days * DAY
+    raw = store.read_observations(sites=sites, start=start - DAY, end=cycle.data_end + DAY)
+    freshness: dict[str, Any] = {"issue_time": cycle.issue.isoformat(), "replay": cycle.replay}
+    if cycle.replay and not raw.empty:
+        if raw["ingested_at"].min() <= cycle.now:
+            raw = raw.loc[raw["ingested_at"] <= cycle.now]
+            freshness["observations_as_of"] = cycle.now.isoformat()
+        else:
+            freshness["observations_hindsight"] = "backfilled after the day: read as stored now"
+    obs = daily_observations(raw, site_offsets(store))
+    obs = obs.loc[(obs["time"] >= start) & (obs["time"] < cycle.data_end)].reset_index(drop=True)
+    freshness["observations_rows"] = len(obs)
+    freshness["observations_latest"] = None if obs.empty else obs["time"].max().isoformat()
+
+    past = _daily_rows(store.read_forcing(sites=sites, start=start - 400 * DAY, end=cycle.data_end,
+                                          source=FORCING_SOURCE, variables=DAILY_FORCING))
+    future_end = cycle.data_end + horizon * DAY
+    future = _daily_rows(store.read_forcing(
+        sites=sites, start=cycle.data_end, end=future_end, source=FORCING_SOURCE, kinds=["forecast"],
+        variables=DAILY_FORCING, as_of=cycle.now if cycle.replay else None))
+    if cycle.replay:
+        archived = _daily_rows(store.read_forcing(sites=sites, start=cycle.data_end, end=future_end,
+                                                  source=FORCING_SOURCE, kinds=["archive"],
+                                                  variables=DAILY_FORCING))
+        if not archived.empty:
+            have = set(zip(future["site"].astype(str), future["time"], strict=True)) if not future.empty else set()
+            add = archived.loc[[(str(s), t) not in have for s, t in zip(archived["site"], archived["time"],
+                                                                          strict=True)]]
+            if not add.empty:
+                freshness["forcing_hindsight"] = f"{len(add)} future site-days from the reanalysis (no forecast)"
+                future = pd.concat([future, add], ignore_index=True)
+    forcing = pd.concat([f for f in (past, future) if not f.empty], ignore_index=True) if not (
+        past.empty and future.empty) else past
+    forcing_sites = sorted(set(obs["site"].astype(str)))
+    return CycleInputs(obs, forcing, model_sites(store), freshness | {"forcing_sites": len(forcing_sites)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# forcing freshness
+# ---------------------------------------------------------------------------------------------------
+def forcing_variables(forcing: pd.DataFrame) -> list[str]:
+    return [c for c in forcing.columns if c in DAILY_FORCING]
+
+
+def check_forcing_consistency(model_variables: list[str], forcing: pd.DataFrame) -> None:
+    """The forecast's forcing must carry every variable the model was trained on (same source)."""
+    missing = [v for v in model_variables if v not in forcing.columns]
+    if missing:
+        raise InputError(
+            f"forecast forcing lacks {', '.join(missing)}, which the model was trained on",
+            where="forcing", column=", ".join(missing),
+            fix="request the same Open-Meteo variables for the forecast and the archive APIs",
+        )
+
+
+def climatology(forcing: pd.DataFrame, site: str, when: pd.Timestamp, variables: list[str]) -> dict[str, float]:
+    """Expected forcing at ``when``: same time of year +-15 days when a year is stored, else the last 30 days."""
+    hist = forcing.loc[(forcing["site"].astype(str) == site) & (forcing["time"] < when)]
+    if hist.empty:
+        return {}
+    span = hist["time"].max() - hist["time"].min()
+    if span >= pd.Timedelta(days=365):
+        doy = (hist["time"].dt.dayofyear - when.dayofyear) % 366
+        near = hist.loc[(doy <= CLIMATOLOGY_WINDOW_DAYS) | (doy >= 366 - CLIMATOLOGY_WINDOW_DAYS)]
+        if not near.empty:
+            hist = near
+    else:
+        hist = hist.loc[hist["time"] >= hist["time"].max() - RECENT_WINDOW_DAYS * DAY]
+    return {v: float(hist[v].mean()) for v in variables if v in hist and hist[v].notna().any()}
+
+
+def fill_forcing(forcing: pd.DataFrame, sites: list[str], issue: pd.Timestamp, horizon: int,
+                 variables: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Fill missing (site, day, variable) cells of the forecast window from climatology.
+
+    Returns the completed frame and a report: which site-days were filled, or which sites could not be
+    (no forcing history at all: such sites cannot be forecast).
+    """
+    days = [issue + i * DAY for i in range(1, horizon + 1)]
+    frame = forcing.copy()
+    for v in variables:
+        if v not in frame:
+            frame[v] = np.nan
+    filled: dict[str, int] = {}
+    impossible: list[str] = []
+    new_rows = []
+    for site in sites:
+        mine = frame.loc[frame["site"].astype(str) == site].set_index("time")
+        clim: dict[str, float] | None = None
+        for d in days:
+            row = mine.loc[d] if d in mine.index else None
+            if isinstance(row, pd.DataFrame):
+                row = row.iloc[0]
+            gaps = [v for v in variables if row is None or pd.isna(row[v])]
+            if not gaps:
+                continue
+            clim = clim if clim is not None else climatology(forcing, site, issue + DAY, variables)
+            if any(v not in clim for v in gaps):
+                impossible.append(site)
+                break
+            filled[site] = filled.get(site, 0) + 1
+            if row is None:
+                new_rows.append({"time": d, "site": site, **{v: clim[v] for v in variables},
+                                 "forcing_kind": "climatology"})
+            else:
+                idx = frame.index[(frame["site"].astype(str) == site) & (frame["time"] == d)]
+                for v in gaps:
+                    frame.loc[idx, v] = clim[v]
+                if "forcing_kind" in frame:
+                    frame.loc[idx, "forcing_kind"] = "climatology"
+    if new_rows:
+        add = pd.DataFrame(new_rows)
+        add["time"] = pd.to_datetime(add["time"], utc=True)
+        frame = pd.concat([frame, add], ignore_index=True)
+    frame = frame.sort_values(["site", "time"]).reset_index(drop=True)
+    report: dict[str, Any] = {}
+    if filled:
+        report["filled_site_days"] = filled
+        report["fill_method"] = (f"climatology (+-{CLIMATOLOGY_WINDOW_DAYS} days of year, else mean of the last "
+                                 f"{RECENT_WINDOW_DAYS} days)")
+    if impossible:
+        report["no_forcing_sites"] = sorted(set(impossible))
+    return frame, report
+
+
+def prepare_forecast_forcing(inputs: CycleInputs, cycle: CycleDay, horizon: int,
+                             variables: list[str]) -> tuple[CycleInputs, list[str]]:
+    """Decide freshness for the forecast window; fill gaps (stale) and drop sites with no forcing at all.
+
+    Returns updated inputs and the sites that can be forecast.
+    """
+    sites = sorted(set(inputs.observations["site"].astype(str)))
+    frame, report = fill_forcing(inputs.forcing, sites, cycle.issue, horizon, variables)
+    freshness = dict(inputs.freshness)
+    window = frame.loc[(frame["time"] > cycle.issue) & (frame["time"] <= cycle.issue + horizon * DAY)]
+    if "forcing_kind" in window:
+        freshness["forcing_kinds"] = {str(k): int(v) for k, v in window["forcing_kind"].value_counts().items()}
+    stale = bool(report)
+    if stale:
+        freshness["stale_forcing_reason"] = report
+        log.warning("stale forcing for the %s forecast: %s", cycle.issue.date(), report)
+    usable = [s for s in sites if s not in set(report.get("no_forcing_sites", []))]
+    obs = inputs.observations.loc[inputs.observations["site"].astype(str).isin(usable)]
+    return CycleInputs(obs, frame, inputs.sites, freshness, stale), usable
+
+
+# ---------------------------------------------------------------------------------------------------
+# which training today
+# ---------------------------------------------------------------------------------------------------
+DRIFT_WATERMARK = ("verification", "calibration_drift")
+DRIFT_HANDLED = ("verification", "drift_retrained")
+
+
+def record_drift(store: Any, at: pd.Timestamp) -> None:
+    """Remember that verification saw calibration drift (the next cycle retrains in full)."""
+    store.set_watermark(*DRIFT_WATERMARK, at)
+
+
+def record_full_retrain(store: Any, at: pd.Timestamp) -> None:
+    """A full retrain ran at ``at``: drift reported before it is dealt with."""
+    store.set_watermark(*DRIFT_HANDLED, at)
+
+
+def training_plan(store: Any, settings: Settings, cycle: CycleDay) -> tuple[str, str]:
+    """``(kind, why)``: ``full`` on cold start, on the weekly retrain day or after calibration drift
+    not yet answered by a full retrain; ``fine-tune`` otherwise."""
+    if store.champion() is None:
+        return "full", "cold start: no champion yet"
+    if cycle.issue.weekday() == settings.full_retrain_weekday:
+        return "full", f"weekly full retrain (weekday {settings.full_retrain_weekday})"
+    drift = store.get_watermark(*DRIFT_WATERMARK)
+    handled = store.get_watermark(*DRIFT_HANDLED)
+    if drift is not None and (handled is None or drift > handled):
+        return "full", f"verification reported calibration drift at {drift.isoformat()}"
+    return "fine-tune", "daily fine-tune of the champion"
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation status of a cycle's ingest
+# ---------------------------------------------------------------------------------------------------
+def last_validation_id(store: Any) -> int:
+    runs = store.validation_runs()
+    return 0 if runs.empty else int(runs["id"].max())
+
+
+def validation_status(store: Any, after_id: int) -> dict[str, Any]:
+    """Validation runs written by this cycle's ingest: counts, failures, where their Data Docs are."""
+    runs = store.validation_runs()
+    runs = runs.loc[runs["id"] > after_id] if not runs.empty else runs
+    quarantine = store.list_quarantine()
+    failed = runs.loc[~runs["success"].astype(bool)] if not runs.empty else runs
+    docs = sorted({str(d) for d in runs["data_docs"].dropna()}) if not runs.empty else []
+    status = "none" if runs.empty else ("passed" if failed.empty else "issues")
+    return {
+        "status": status,
+        "runs": len(runs),
+        "failed": sorted(failed["source"].astype(str)) if not failed.empty else [],
+        "open_quarantine": len(quarantine),
+        "data_docs": docs[:20],
+    }

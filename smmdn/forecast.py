@@ -1,0 +1,102 @@
+"""Issue one forecast run: champion + cycle inputs → mixtures per (site, depth, lead) → store, atomically visible.
+
+Bookkeeping: the run id is deterministic (issue time + model version), the run is registered as
+``running`` first (its rows invisible to ``latest_forecasts``), rows are upserted, and only then the
+run is marked ``complete``. A crash in between leaves an invisible ``running``/``failed`` run; rerunning
+the day upserts the same keys (no duplicates) and completes it. A day that already has a complete run
+is skipped unless ``force``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from smmdn.config import Settings
+from smmdn.cycle import CycleDay, CycleInputs, check_forcing_consistency, prepare_forecast_forcing
+from smmdn.errors import InputError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ForecastOutcome:
+    run_id: str
+    issue_time: str
+    model_version: str
+    status: str  # complete | skipped | exists | failed
+    rows: int = 0
+    series: int = 0
+    stale_forcing: bool = False
+    freshness: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_id_for(issue: pd.Timestamp, version: str) -> str:
+    return f"{issue:%Y%m%dT%H%M}-{version}"
+
+
+def complete_run(store: Any, issue: pd.Timestamp) -> dict[str, Any] | None:
+    runs = store.forecast_runs()
+    if runs.empty:
+        return None
+    done = runs.loc[(runs["issue_time"] == issue) & (runs["status"] == "complete")]
+    return None if done.empty else done.iloc[-1].to_dict()
+
+
+def issue_forecast(store: Any, settings: Settings, inputs: CycleInputs, cycle: CycleDay, *,
+                   validation: dict[str, Any] | None = None, force: bool = False) -> ForecastOutcome:
+    """Forecast ``cycle.issue`` with the current champion; see the module docstring for the bookkeeping."""
+    from smmdn.model import predict_forecast
+    from smmdn.modelstore import load_model_uri
+
+    champion = store.champion()
+    if champion is None:
+        return ForecastOutcome("", cycle.issue.isoformat(), "", "skipped", message="no champion model yet")
+    done = complete_run(store, cycle.issue)
+    if done is not None and not force:
+        return ForecastOutcome(done["run_id"], cycle.issue.isoformat(), done["model_version"], "exists",
+                               rows=int(done.get("n_rows") or 0), message="a complete run exists for this day")
+    version = champion["version"]
+    model = load_model_uri(champion["artifact_uri"], settings)
+    horizon = settings.forecast_horizon
+    variables = list(model.scalers.forcing_names)
+    check_forcing_consistency(variables, inputs.forcing)
+    ready, sites = prepare_forecast_forcing(inputs, cycle, horizon, variables)
+    run_id = run_id_for(cycle.issue, version)
+    store.start_forecast_run(cycle.issue, version, run_id=run_id, input_freshness=_jsonable(ready.freshness),
+                             validation=_jsonable(validation or {}), stale_forcing=ready.stale_forcing)
+    try:
+        if not sites:
+            raise ModelError("no site has both observations and forcing for this forecast")
+        forcing = ready.forcing.drop(columns=["forcing_kind"], errors="ignore")
+        frame = predict_forecast(model, ready.observations, forcing, ready.sites, cycle.issue, horizon)
+        written = store.write_forecasts(frame, run_id=run_id, model_version=version)
+    except (InputError, ModelError, ValueError) as exc:
+        store.finish_forecast_run(run_id, status="failed", message=str(exc)[:2000])
+        raise
+    message = "stale forcing: see input_freshness.stale_forcing_reason" if ready.stale_forcing else None
+    store.finish_forecast_run(run_id, status="complete", message=message)
+    log.info("forecast %s: %d rows (%s new) for %d series", run_id, len(frame), getattr(written, "inserted", "?"),
+             frame[["site", "depth_cm"]].drop_duplicates().shape[0])
+    return ForecastOutcome(run_id, cycle.issue.isoformat(), version, "complete", rows=len(frame),
+                           series=int(frame[["site", "depth_cm"]].drop_duplicates().shape[0]),
+                           stale_forcing=ready.stale_forcing, freshness=ready.freshness, message=message)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
