@@ -1,0 +1,41 @@
+"""``train`` flow: full retrain or fine-tune, judged on the held-out window (deployed on the ``gpu`` pool).
+
+The daily cycle calls it with ``run_deployment`` when it runs as a deployment (so training lands on a
+GPU worker, concurrency 1) and in-process when run locally. Either way the result is the persisted
+``TrainOutcome`` dict, and the model artifact lives on shared storage (``SMMDN_SHARED_STORAGE_URL``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows import common
+
+TRAIN_TIMEOUT_S = 4 * 3600
+
+
+@flow(name="train", timeout_seconds=TRAIN_TIMEOUT_S, persist_result=True)
+def train(day: str, kind: str = "fine-tune", history_days: int = 730, train_overrides: dict | None = None,
+          replay: bool = False) -> dict[str, Any]:
+    """Train a ``kind`` challenger for issue ``day`` and promote it only if it beats the champion."""
+    from smmdn.champion import train_and_judge
+    from smmdn.cycle import load_inputs, resolve_day
+    from smmdn.model.train import pick_device
+
+    log = common.logger()
+    cfg = common.settings()
+    db = common.store(cfg)
+    cycle = resolve_day(day, cfg, replay=replay)
+    inputs = load_inputs(db, cfg, cycle, history_days=history_days)
+    device = str(pick_device((train_overrides or {}).get("device", "auto")))
+    log.info("training %s for %s on %s (%d observation rows)", kind, cycle.issue.date(), device,
+             len(inputs.observations))
+    outcome = train_and_judge(db, cfg, inputs, cycle, kind, train_overrides).to_dict()
+    outcome["device"] = device
+    if outcome["status"] == "rejected":
+        log.warning("challenger %s rejected: %s", outcome["version"], outcome["reason"])
+    else:
+        log.info("%s: %s", outcome["version"], outcome["reason"])
+    return outcome

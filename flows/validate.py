@@ -1,0 +1,24 @@
+"""``validate`` flow: what this cycle's Great Expectations runs found (validation itself happens at ingest).
+
+Why no second validation pass: ingest validates every batch before writing (clean rows stored, bad rows
+quarantined, suspicious rows flagged); this step collects those verdicts into the cycle's status,
+which the forecast run records and the summary artifact shows with the Data Docs location.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows import common
+
+
+@flow(name="validate", timeout_seconds=600, persist_result=True)
+def validate(after_id: int = 0) -> dict[str, Any]:
+    from smmdn.cycle import validation_status
+
+    log = common.logger()
+    status = validation_status(common.store(), after_id)
+    (log.warning if status["status"] == "issues" else log.info)("validation: %s", status)
+    return status
