@@ -1,0 +1,154 @@
+"""``smmdn demo``: a simulated network fed through the real adapters into the real daily cycle, offline.
+
+Layout under ``home`` (default ``var/demo``): ``data/smmdn.db`` (SQLite), ``landing/`` (TOA5 uploads,
+``processed/`` after ingest), ``model/models/<version>`` (checkpoints), ``artifact/data-docs`` (Great
+Expectations), ``alerts/received.jsonl`` (the local alert sink), ``prefect/`` (Prefect's ephemeral
+server database: artifacts and run history), ``registry.yaml``, ``summary.json``.
+
+Environment is set before Prefect is imported, so the demo never touches a user's Prefect profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TINY_MODEL = {"hidden": 16, "seq_len": 45, "warmup": 10, "max_epochs": 8, "batch_size": 64, "valid_steps": 14,
+              "fine_tune_epochs": 2, "patience": 3, "min_epochs": 2, "chunks_per_location": 8, "device": "cpu"}
+START = pd.Timestamp("2024-03-01", tz="UTC")
+
+
+@dataclass
+class DemoOptions:
+    home: Path
+    sites: int = 3
+    days: int = 60
+    history: int = 60
+    seed: int = 7
+    fresh: bool = True
+    model: dict[str, Any] | None = None
+
+
+def prepare_environment(home: Path, extra: dict[str, str]) -> None:
+    """SMMDN_* and PREFECT_* for an isolated, offline run (before Prefect is imported)."""
+    env = {
+        "SMMDN_HOME": str(home), "SMMDN_DATABASE_URL": "", "SMMDN_SHARED_STORAGE_URL": "",
+        "SMMDN_REGISTRY_FILE": str(home / "registry.yaml"), "SMMDN_HOLDOUT_DAYS": "10", "SMMDN_FORECAST_HORIZON": "7",
+        "SMMDN_HTTP_RETRIES": "0", "SMMDN_HTTP_BACKOFF_S": "0.01", "SMMDN_FULL_RETRAIN_WEEKDAY": "6",
+        "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": "", "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "prefect" / "results"),
+        "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        **extra,
+    }
+    for key, value in env.items():
+        if value == "":
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    from smmdn.config import get_settings
+
+    get_settings.cache_clear()
+
+
+def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
+    """Simulate, serve, and run ``opts.days`` daily cycles from cold start; returns where everything is."""
+    from smmdn.demo.feeds import WeatherServer, registry_yaml, write_toa5_day
+    from smmdn.demo.receiver import AlertReceiver
+    from smmdn.demo.simulate import simulate_network
+
+    home = opts.home.resolve()
+    if opts.fresh and home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    total = opts.history + opts.days + 16
+    net = simulate_network(opts.sites, START, total, failure_day=opts.history + opts.days // 2, seed=opts.seed)
+    weather = WeatherServer(net.sites, net.weather, seed=opts.seed).start()
+    receiver = AlertReceiver(home / "alerts" / "received.jsonl").start()
+    (home / "registry.yaml").write_text(registry_yaml(net.sites), encoding="utf-8")
+    prepare_environment(home, {**weather.settings_env(), "SMMDN_APPRISE_URLS": receiver.url})
+    from smmdn.config import get_settings
+
+    settings = get_settings()
+    from smmdn.store import Store
+
+    Store(settings.resolved_database_url).init()
+    landing = settings.path("landing")
+    for d in range(opts.history):
+        for s in net.sites:
+            write_toa5_day(landing, s.site, net.readings, START + pd.Timedelta(days=d))
+    echo(f"simulated {opts.sites} sites x 3 depths x 3 sensors; {opts.history} days of logger files in {landing}")
+    echo(f"weather (Open-Meteo format) at {weather.url}; alerts sink {receiver.url}; "
+         f"failing sensor {net.failing} from {net.failure_start.date()}")
+
+    from flows.daily import daily
+
+    summaries = []
+    try:
+        for d in range(opts.history, opts.history + opts.days):
+            day = START + pd.Timedelta(days=d)
+            for s in net.sites:
+                write_toa5_day(landing, s.site, net.readings, day)
+            weather.today = day + pd.Timedelta(days=1)
+            t0 = time.perf_counter()
+            summary = daily(day=day.date().isoformat(), history_days=opts.history + opts.days,
+                            train_overrides=opts.model or TINY_MODEL)
+            summaries.append(_line(summary, time.perf_counter() - t0))
+            echo(_echo(summaries[-1]))
+    finally:
+        weather.stop()
+        receiver.stop()
+    result = _where(home, settings, summaries, receiver, time.perf_counter() - started)
+    (home / "summary.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    return result
+
+
+def _line(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
+    from flows.report import cycle_row
+
+    return {**cycle_row(summary), "seconds": round(seconds, 1)}
+
+
+def _echo(row: dict[str, Any]) -> str:
+    crps = row.get("holdout_crps")
+    return (f"{row['issue']}: +{row['inserted']} obs, training {row['training']}, model {row['model']}, "
+            f"crps {crps if crps is None else round(crps, 4)}, {row['forecast_rows']} forecast rows, "
+            f"alerts {row['alerts']} ({row['seconds']} s)")
+
+
+def _where(home: Path, settings: Any, days: list[dict[str, Any]], receiver: Any, seconds: float) -> dict[str, Any]:
+    from smmdn.store import Store
+
+    store = Store(settings.resolved_database_url)
+    versions = store.model_versions()
+    runs = store.forecast_runs()
+    alerts_file = receiver.path
+    delivered = alerts_file.read_text(encoding="utf-8").count("\n") if alerts_file.exists() else 0
+    champion = store.champion()
+    return {
+        "seconds": round(seconds, 1),
+        "home": str(home),
+        "database": settings.resolved_database_url,
+        "landing": str(settings.path("landing")),
+        "models": str(settings.path("model") / "models"),
+        "data_docs": str(settings.path("artifact") / "data-docs"),
+        "alerts_file": str(alerts_file),
+        "alerts_delivered": delivered,
+        "prefect_home": str(home / "prefect"),
+        "model_versions": len(versions),
+        "promoted": int((versions["status"].isin(["champion", "retired"])).sum()) if not versions.empty else 0,
+        "rejected": int((versions["status"] == "rejected").sum()) if not versions.empty else 0,
+        "champion": champion["version"] if champion else None,
+        "forecast_runs": int((runs["status"] == "complete").sum()) if not runs.empty else 0,
+        "forecast_rows": store.count("forecasts"),
+        "days": days,
+    }
