@@ -17,7 +17,7 @@ TRAIN_TIMEOUT_S = 4 * 3600
 
 
 @flow(name="train", timeout_seconds=TRAIN_TIMEOUT_S, persist_result=True)
-def train(day: str, kind: str = "fine-tune", history_days: int = 730, train_overrides: dict | None = None,
+def train(day: str | None = None, kind: str = "fine-tune", history_days: int = 730, train_overrides: dict | None = None,
           replay: bool = False) -> dict[str, Any]:
     """Train a ``kind`` challenger for issue ``day`` and promote it only if it beats the champion."""
     from smmdn.champion import train_and_judge
