@@ -64,6 +64,14 @@ class IngestSummary:
         return f"{head}: " + ", ".join(parts)
 
 
+def _utc(value: Any) -> pd.Timestamp | None:
+    """Timestamps from callers (CLI strings, flow parameters) as UTC; naive ones are taken as UTC."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def load_sites(store: Any, registry: Registry) -> tuple[Any, Any]:
     """Upsert the registry's sites and sensors in one transaction → (sites WriteResult, sensors WriteResult)."""
     sites, sensors = registry.sites_frame(), registry.sensors_frame()
@@ -249,15 +257,19 @@ def ingest_sensors(
     progress: Progress | None = None,
     now: pd.Timestamp | None = None,
     lookback: pd.Timedelta | None = None,
+    landing: bool = True,
 ) -> list[IngestSummary]:
     """Ingest every sensor source of the selected sites (and the TOA5 landing directory).
 
     ``since`` overrides the stored watermarks (backfill); the watermark never moves backwards.
     ``lookback`` re-reads that much before each watermark, so values a network revises after
     publication are picked up (upserts count them as updated; unchanged rows cost nothing).
+    ``landing=False`` skips the TOA5 landing directory (call ``ingest_landing`` once instead when
+    fanning out per site).
     """
     from smmdn.sources.http import make_session
 
+    since, until, now = _utc(since), _utc(until), _utc(now)
     session = session or make_session(settings)
     selected = registry.select(sites)
     out: list[IngestSummary] = []
@@ -271,7 +283,7 @@ def ingest_sensors(
         if site.sources.cosmos is not None:
             out.append(_ingest_cosmos(store, settings, registry, site, session, since, until, progress, now,
                                       lookback))
-    if any(s.sources.toa5 is not None for s in selected):
+    if landing and any(s.sources.toa5 is not None for s in selected):
         out.extend(ingest_landing(store, settings, registry, sites=[s.id for s in selected], progress=progress,
                                   now=now))
     return out
@@ -368,13 +380,16 @@ def ingest_landing(
     """
     from smmdn.sources.toa5 import landing_files, read_logger_file, sha256_bytes
 
+    now = _utc(now)
     landing = settings.path("landing")
     out: list[IngestSummary] = []
     for path in landing_files(landing, settle_s=settle_s):
         summary = IngestSummary("toa5", path.name)
         try:
             sha = sha256_bytes(path.read_bytes())
-        except OSError as exc:  # vanished or unreadable now: try again next run
+        except FileNotFoundError:  # taken by a concurrent run: not ours to report
+            continue
+        except OSError as exc:  # unreadable now: try again next run
             out.append(_failed(summary, SourceError(f"{path}: {exc}")))
             continue
         if store.file_seen(sha):
@@ -386,7 +401,10 @@ def ingest_landing(
                 progress(summary.line())
             continue
         try:
-            _, batch = read_logger_file(path, registry)
+            try:
+                _, batch = read_logger_file(path, registry)
+            except FileNotFoundError:
+                continue
             if sites and batch.site not in sites:
                 summary.status = "skipped"
                 summary.notes.append(f"site {batch.site} not selected")
@@ -420,7 +438,10 @@ def _move(path: Path, folder: Path) -> Path:
     while target.exists():
         target = folder / f"{path.stem}.{n}{path.suffix}"
         n += 1
-    shutil.move(str(path), target)
+    try:
+        shutil.move(str(path), target)
+    except FileNotFoundError:  # moved by a concurrent run meanwhile
+        log.info("%s already moved", path)
     return target
 
 
@@ -450,8 +471,9 @@ def ingest_forcing(
     from smmdn.sources.http import make_session
     from smmdn.sources.open_meteo import ATTRIBUTION, KIND_FOR_API, Location, fetch_open_meteo, issue_time_now
 
+    since, until = _utc(since), _utc(until)
     session = session or make_session(settings)
-    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    now = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
     locations = [
         Location(s.id, s.forcing.open_meteo.latitude, s.forcing.open_meteo.longitude, s.lst_utc_offset_hours or 0.0)
         for s in registry.select(sites) if s.forcing.open_meteo is not None

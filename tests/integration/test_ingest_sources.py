@@ -350,3 +350,10 @@ def test_sensorthings_never_follows_a_next_link_to_another_host(server, settings
     [s] = ingest_sensors(db, settings, registry, sites=["frost"], now=NOW)
     assert s.status == "failed" and "example.invalid" in s.error and "serviceRootUrl" in s.error
     assert db.count("observations") == 0
+
+
+def test_naive_and_string_times_from_callers_are_taken_as_utc(server, settings, registry, db) -> None:  # type: ignore[no-untyped-def]
+    server.route(HOURLY_PATH, Reply(hourly_file(6)))
+    [s] = ingest_sensors(db, settings, registry, sites=["lincoln"], since="2024-06-01T03:00",  # type: ignore[arg-type]
+                         now="2024-06-10", landing=False)  # type: ignore[arg-type]
+    assert s.status == "ok" and s.inserted == 3 * 4  # hours 04:00..06:00 UTC
