@@ -48,6 +48,7 @@ class IngestSummary:
     validation_run: int | None = None
     data_docs: str | None = None
     error: str | None = None
+    retryable: bool = False  # True for source (network/upstream) failures; bad data will not heal by retrying
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -228,6 +229,7 @@ def write_batch(
 
 def _failed(summary: IngestSummary, exc: Exception) -> IngestSummary:
     summary.status, summary.error = "failed", str(exc)
+    summary.retryable = isinstance(exc, SourceError)
     log.warning("%s", summary.line())
     return summary
 

@@ -134,7 +134,7 @@ def test_read_timeout_is_a_clear_source_error_and_nothing_is_written(server, tmp
                         http_read_timeout_s=0.2)
     server.route(HOURLY_PATH, Reply(hourly_file(5), hang_s=5))
     [s] = ingest_sensors(db, settings, registry, sites=["lincoln"], since=pd.Timestamp("2024-01-01T00:00Z"), now=NOW)
-    assert s.status == "failed"
+    assert s.status == "failed" and s.retryable
     assert HOURLY_PATH in s.error and "SMMDN_USCRN_URL" in s.error and "Timeout" in s.error
     assert counts(db) == (0, 0) and db.get_watermark("uscrn", "lincoln") is None
 
@@ -357,3 +357,11 @@ def test_naive_and_string_times_from_callers_are_taken_as_utc(server, settings, 
     [s] = ingest_sensors(db, settings, registry, sites=["lincoln"], since="2024-06-01T03:00",  # type: ignore[arg-type]
                          now="2024-06-10", landing=False)  # type: ignore[arg-type]
     assert s.status == "ok" and s.inserted == 3 * 4  # hours 04:00..06:00 UTC
+
+
+def test_bad_data_failures_are_not_retryable(server, settings, registry, db) -> None:  # type: ignore[no-untyped-def]
+    percent = "".join(line.replace("   0.2", "  20.2") + "\n" for line in hourly_file(4).splitlines())
+    server.route(HOURLY_PATH, Reply(percent))
+    [s] = ingest_sensors(db, settings, registry, sites=["lincoln"], since=pd.Timestamp("2024-01-01T00:00Z"), now=NOW)
+    assert s.status == "failed" and not s.retryable and "percent" in s.error
+    assert db.count("observations") == 0
