@@ -123,8 +123,10 @@ def train_and_judge(store: Any, settings: Settings, inputs: CycleInputs, cycle: 
     holdout_start, holdout_end = cycle.holdout_start(settings), cycle.data_end
     window = [holdout_start.isoformat(), holdout_end.isoformat()]
     known = store.model_versions()
-    if not known.empty and version in set(known["version"]):
-        row = known.loc[known["version"] == version].iloc[0]
+    same_day = known.loc[known["version"].str.endswith(f"-{cycle.issue:%Y%m%d}")] if not known.empty else known
+    if not same_day.empty:  # this day already trained (any kind): a rerun reports it, does not retrain
+        row = same_day.iloc[-1]
+        version, kind = row["version"], row["kind"]
         return TrainOutcome(version, kind, "exists", f"already trained ({row['status']}); not retrained",
                             champion_name, holdout=window, artifact_uri=row["artifact_uri"])
     champion_model = load_model_uri(champion["artifact_uri"], settings) if champion else None

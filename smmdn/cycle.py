@@ -36,6 +36,7 @@ UNTRUSTED_FLAGS = ("spike", "flatline")  # flagged by validation: kept in the st
 RUN_HOUR = pd.Timedelta(hours=6)  # nominal hour (UTC) after the issue day at which a replayed cycle "ran"
 CLIMATOLOGY_WINDOW_DAYS = 15  # +- days of year around the target day when a year of history exists
 RECENT_WINDOW_DAYS = 30  # otherwise: mean of the last 30 days known
+MAX_FORECAST_AGE = pd.Timedelta(hours=12)  # fetched by the same cycle is ~0 h old; yesterday's is stale
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,10 @@ def load_inputs(store: Any, settings: Settings, cycle: CycleDay, *, history_days
                 future = pd.concat([future, add], ignore_index=True)
     forcing = pd.concat([f for f in (past, future) if not f.empty], ignore_index=True) if not (
         past.empty and future.empty) else past
+    if not cycle.replay:
+        issued = store.get_watermark(FORCING_SOURCE, "forecast:daily")
+        freshness["forecast_issued"] = None if issued is None else issued.isoformat()
+        freshness["forecast_age_h"] = None if issued is None else round((cycle.now - issued) / pd.Timedelta(hours=1), 1)
     forcing_sites = sorted(set(obs["site"].astype(str)))
     return CycleInputs(obs, forcing, model_sites(store), freshness | {"forcing_sites": len(forcing_sites)})
 
@@ -289,6 +294,10 @@ def prepare_forecast_forcing(inputs: CycleInputs, cycle: CycleDay, horizon: int,
     window = frame.loc[(frame["time"] > cycle.issue) & (frame["time"] <= cycle.issue + horizon * DAY)]
     if "forcing_kind" in window:
         freshness["forcing_kinds"] = {str(k): int(v) for k, v in window["forcing_kind"].value_counts().items()}
+    age = freshness.get("forecast_age_h")
+    if age is not None and age > MAX_FORECAST_AGE / pd.Timedelta(hours=1):
+        limit = MAX_FORECAST_AGE / pd.Timedelta(hours=1)
+        report["old_forecast"] = f"latest weather forecast issued {age} h before the run (limit {limit:g} h)"
     stale = bool(report)
     if stale:
         freshness["stale_forcing_reason"] = report

@@ -49,10 +49,10 @@ def registry_yaml(sites: Sequence[SimSite], utc_offset_hours: int = 0) -> str:
 
 
 def write_toa5_day(landing: Path, site: str, readings: pd.DataFrame, day: pd.Timestamp,
-                   utc_offset_hours: int = 0) -> Path | None:
-    """Write ``site``'s readings of ``day`` (UTC) as a TOA5 file; None when there are none."""
+                   utc_offset_hours: int = 0, days: int = 1) -> Path | None:
+    """Write ``site``'s readings of ``days`` days from ``day`` (UTC) as one TOA5 file (a logger upload)."""
     mine = readings.loc[(readings["site"] == site) & (readings["time"] >= day)
-                        & (readings["time"] < day + pd.Timedelta(days=1))]
+                        & (readings["time"] < day + pd.Timedelta(days=days))]
     if mine.empty:
         return None
     wide = mine.assign(col=[column_name(d, s) for d, s in zip(mine["depth_cm"], mine["sensor"], strict=True)]

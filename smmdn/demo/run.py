@@ -83,9 +83,8 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
 
     Store(settings.resolved_database_url).init()
     landing = settings.path("landing")
-    for d in range(opts.history):
-        for s in net.sites:
-            write_toa5_day(landing, s.site, net.readings, START + pd.Timedelta(days=d))
+    for s in net.sites:  # the loggers' stored history: one upload per site
+        write_toa5_day(landing, s.site, net.readings, START, days=opts.history)
     echo(f"simulated {opts.sites} sites x 3 depths x 3 sensors; {opts.history} days of logger files in {landing}")
     echo(f"weather (Open-Meteo format) at {weather.url}; alerts sink {receiver.url}; "
          f"failing sensor {net.failing} from {net.failure_start.date()}")

@@ -1,0 +1,95 @@
+"""Flow tests: one Prefect test harness per session, a simulated network served on 127.0.0.1, real TimescaleDB.
+
+Tiny model settings keep every training under a few seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+TINY = {"hidden": 8, "seq_len": 30, "warmup": 5, "max_epochs": 3, "batch_size": 32, "valid_steps": 10,
+        "fine_tune_epochs": 1, "patience": 2, "min_epochs": 1, "chunks_per_location": 4, "device": "cpu",
+        "calibrate": False}
+START = pd.Timestamp("2024-03-01", tz="UTC")
+HISTORY = 36  # days of logger history before the first cycle
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
+def network() -> Any:
+    from smmdn.demo.simulate import simulate_network
+
+    return simulate_network(2, START, HISTORY + 30, failure_day=HISTORY + 2, seed=3)
+
+
+@dataclass
+class Ops:
+    home: Path
+    weather: Any
+    network: Any
+    url: str
+
+    def drop_day(self, day: pd.Timestamp, days: int = 1) -> None:
+        from smmdn.config import get_settings
+        from smmdn.demo.feeds import write_toa5_day
+
+        for s in self.network.sites:
+            write_toa5_day(get_settings().path("landing"), s.site, self.network.readings, day, days=days)
+
+    def day(self, n: int) -> pd.Timestamp:
+        return START + pd.Timedelta(days=n)
+
+    def store(self) -> Any:
+        from smmdn.store import Store
+
+        return Store(self.url)
+
+
+@pytest.fixture
+def ops(prefect_harness, network, pg_url, tmp_path, monkeypatch) -> Iterator[Ops]:  # type: ignore[no-untyped-def]
+    """Settings pointing at a fresh TimescaleDB database, a landing dir and the loopback weather server."""
+    from smmdn.config import get_settings
+    from smmdn.demo.feeds import WeatherServer, registry_yaml
+
+    weather = WeatherServer(network.sites, network.weather, seed=3).start()
+    (tmp_path / "registry.yaml").write_text(registry_yaml(network.sites))
+    env = {"SMMDN_HOME": str(tmp_path), "SMMDN_DATABASE_URL": pg_url, "SMMDN_REGISTRY_FILE": str(tmp_path /
+           "registry.yaml"), "SMMDN_HOLDOUT_DAYS": "8", "SMMDN_FORECAST_HORIZON": "3", "SMMDN_HTTP_RETRIES": "1",
+           "SMMDN_HTTP_BACKOFF_S": "0.001", "SMMDN_FULL_RETRAIN_WEEKDAY": "6", **weather.settings_env()}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    ops = Ops(tmp_path, weather, network, pg_url)
+    ops.drop_day(START, days=HISTORY)
+    try:
+        yield ops
+    finally:
+        weather.stop()
+        get_settings.cache_clear()
+
+
+def run_daily(ops: Ops, n: int, **kwargs: Any) -> dict[str, Any]:
+    """Drop day ``n``'s logger file, advance the weather server and run the real daily flow for it."""
+    from flows.daily import daily
+
+    day = ops.day(n)
+    ops.drop_day(day)
+    ops.weather.today = day + pd.Timedelta(days=1)
+    return daily(day=day.date().isoformat(), history_days=HISTORY + 30, train_overrides=TINY, **kwargs)
