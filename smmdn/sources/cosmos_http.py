@@ -48,9 +48,23 @@ def fetch_cosmos(
     assert response is not None
     text = http.read_text(response, setting=SETTING)
     try:
-        obs, forcing = parse_cosmos_csv(text, site=site)
+        obs, forcing = parse_cosmos_csv(text, url)
     except InputError as exc:  # a malformed export is the source's fault, not the operator's input
         raise SourceError(f"{url}: malformed COSMOS-UK export: {exc}; check SMMDN_COSMOS_URL") from exc
-    except (ValueError, KeyError, IndexError) as exc:
-        raise SourceError(f"{url}: unreadable COSMOS-UK export: {exc}") from exc
-    return window(obs, since, until), window(forcing, since, until)
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise SourceError(f"{url}: unreadable COSMOS-UK export: {type(exc).__name__}: {exc}") from exc
+    return _as_site(obs, site, site_id, url, since, until), _as_site(forcing, site, site_id, url, since, until)
+
+
+def _as_site(frame: pd.DataFrame, site: str, site_id: str, url: str, since: pd.Timestamp | None,
+             until: pd.Timestamp | None) -> pd.DataFrame:
+    """Relabel the export's own site id with the registry's, after checking it is the site we asked for."""
+    if frame.empty:
+        return frame
+    found = set(frame["site"].astype(str)) - {site_id}
+    if found:
+        raise SourceError(f"{url}: export is for site {sorted(found)}, registry expects {site_id}")
+    out = frame.copy()
+    out["site"] = pd.array([site] * len(out), dtype="string")
+    out["time"] = pd.to_datetime(out["time"], utc=True)  # daily labels (YYYY-MM-DD) as UTC midnights
+    return window(out, since, until)

@@ -63,3 +63,29 @@ def test_malformed_export_writes_nothing(env) -> None:  # type: ignore[no-untype
     [s] = ingest_sensors(store, settings, registry, since=pd.Timestamp("2016-01-01T00:00Z"), now=NOW)
     assert s.status == "failed" and EXPORT in s.error
     assert store.count("observations") == 0 and store.get_watermark("cosmos", "spen_farm") is None
+
+
+def test_garbage_exports_raise_only_source_errors(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from smmdn.errors import SourceError
+    from smmdn.sources.cosmos_http import fetch_cosmos
+    from smmdn.sources.http import make_session
+
+    real = shared_path("data", "cosmos-uk", "SPENF-2016-11-24-2021-09-05.csv").read_text()[:3000]
+    with serve() as server:
+        cfg = Settings(_env_file=None, home=tmp_path, cosmos_url=f"{server.url}/cosmos", http_retries=0)
+        session = make_session(cfg)
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(cut=st.integers(0, len(real)), junk=st.text(max_size=30), at=st.integers(0, len(real)))
+        def check(cut: int, junk: str, at: int) -> None:
+            server.route(EXPORT, Reply((real[:at] + junk + real[at:])[:cut]))
+            try:
+                obs, _ = fetch_cosmos(session, cfg, "spen_farm", site_id="SPENF")
+            except SourceError:
+                return
+            assert obs.empty or set(obs["site"]) == {"spen_farm"}
+
+        check()
