@@ -49,6 +49,7 @@ class BacktestOptions:
     min_test_obs: int | None = None
     progress: bool = False
     save_model: str | None = None
+    config_overrides: dict = field(default_factory=dict)  # TrainConfig fields (benchmarks, experiments)
 
 
 def read_csv(path: str | Path, what: str) -> pd.DataFrame:
@@ -81,6 +82,10 @@ def _config(options: BacktestOptions, daily: bool):
         cfg.seq_len, cfg.warmup, cfg.valid_steps = 24 * 21, 24 * 7, 24 * 30
     if options.max_epochs is not None:
         cfg.max_epochs = options.max_epochs
+    for key, value in options.config_overrides.items():
+        if not hasattr(cfg, key):
+            raise InputError(f"unknown training setting {key!r}", where="config overrides")
+        setattr(cfg, key, value)
     return cfg
 
 

@@ -20,6 +20,7 @@ missing-indicator channel (1 where the value was imputed); the counts are return
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -242,6 +243,12 @@ def fit_scalers(
     panel: Panel, t_fit_end: int, train_locations: np.ndarray, *, min_obs: int = 30, sd_floor: float = 0.01
 ) -> Scalers:
     """Fit scalers on steps ``< t_fit_end`` of the training locations only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns -> defaults in _clean
+        return _fit_scalers(panel, t_fit_end, train_locations, min_obs, sd_floor)
+
+
+def _fit_scalers(panel: Panel, t_fit_end: int, train_locations: np.ndarray, min_obs: int, sd_floor: float) -> Scalers:
     keys = panel.keys
     f = panel.forcing[train_locations, :t_fit_end].reshape(-1, len(panel.forcing_names))
     f_mean = np.nanmean(f, axis=0) if f.size else np.zeros(len(panel.forcing_names))
@@ -318,7 +325,8 @@ def prepare(panel: Panel, scalers: Scalers) -> Prepared:
 
     loc, scale = stats[:, 0], np.maximum(stats[:, 1], scalers.sd_floor)
     targets = ((panel.targets - loc[:, None, None]) / scale[:, None, None]).astype(np.float32)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps stay NaN (no observation)
         mean_obs = np.nanmean(targets, axis=-1)
     state = np.full_like(mean_obs, np.nan)
     state[:, 1:] = mean_obs[:, :-1]

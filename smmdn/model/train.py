@@ -44,7 +44,7 @@ class TrainConfig:
     seq_len: int = 180
     warmup: int = 60
     batch_size: int = 64
-    max_epochs: int = 60
+    max_epochs: int = 30
     lr: float = 3e-3
     weight_decay: float = 1e-3
     clip_norm: float = 1.0
