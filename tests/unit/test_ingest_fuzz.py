@@ -155,7 +155,7 @@ def garbage_env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     store.dispose()
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.binary(max_size=300), mutated(DAILY).map(str.encode)))
 def test_ingest_of_garbage_never_writes_part_of_a_batch(garbage_env, body: bytes) -> None:  # type: ignore[no-untyped-def]
