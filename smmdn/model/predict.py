@@ -132,6 +132,12 @@ def forecast_windows(
         dyn_all = np.concatenate([filler.astype(np.float32), dyn_all], 1)
         state_all = np.concatenate([np.full((len(state_all), pad), np.nan, np.float32), state_all], 1)
     s = start + pad
+    pad_end = int(max(0, (s.max() + length) - dyn_all.shape[1])) if len(s) else 0
+    if pad_end:  # leads past the forcing's end: missing forcing, outputs there are not used
+        n_f = dyn_all.shape[-1] // 2
+        filler = np.concatenate([np.zeros((len(dyn_all), pad_end, n_f)), np.ones((len(dyn_all), pad_end, n_f))], -1)
+        dyn_all = np.concatenate([dyn_all, filler.astype(np.float32)], 1)
+        state_all = np.concatenate([state_all, np.full((len(state_all), pad_end), np.nan, np.float32)], 1)
     dyn = gather(dyn_all, locations, s, length)
     st = gather(state_all, locations, s, length)
     step_time = s[:, None] + np.arange(length)[None, :] - pad

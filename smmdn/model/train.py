@@ -227,7 +227,7 @@ def train_network(
         raise ModelError("no training observations in the training window: nothing to learn from")
     history: dict = {"train_loss": [], "valid_crps": [], "best_epoch": 0, "sequences_per_s": None}
     best, best_state, stale = math.inf, copy.deepcopy(net.state_dict()), 0
-    n_chunks = max(config.batch_size, len(locs) * config.chunks_per_location)
+    n_chunks = max(config.batch_size * 4, len(locs) * config.chunks_per_location)  # >= 4 steps/epoch
 
     seen, busy = 0, 0.0
     bar = tqdm(range(n_epochs), disable=not config.progress, desc="train", unit="epoch")

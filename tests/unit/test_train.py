@@ -17,7 +17,7 @@ from smmdn.model.data import build_panel, fit_scalers
 from smmdn.model.mixture import central_interval, mixture_pit
 from tests.unit.synthetic import NOISE_SD, make_frames
 
-SMALL = dict(hidden=16, seq_len=60, warmup=20, batch_size=32, chunks_per_location=8, max_epochs=25,
+SMALL = dict(hidden=16, seq_len=60, warmup=20, batch_size=32, chunks_per_location=8, max_epochs=10,
              valid_steps=60, refit=False, dropout=0.0, lr=1e-2, patience=6, sigma_floor=0.002)
 TRAIN_END = "2021-11-01"  # day 304 of 420
 
