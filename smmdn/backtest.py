@@ -120,7 +120,8 @@ def run_backtest(
     panel = build_panel(obs, forcing, sites, names=names)
     cfg = _config(options, panel.daily)
     if options.init_model:
-        model = fine_tune(load_model(options.init_model), obs, forcing, sites, train_end=start)
+        model = fine_tune(load_model(options.init_model), obs, forcing, sites, train_end=start,
+                          exclude_sites=options.test_sites)
     else:
         model = fit(obs, forcing, sites, cfg, train_end=start, test_sites=options.test_sites, seed=options.seed)
     if options.save_model:

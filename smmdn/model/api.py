@@ -134,6 +134,7 @@ def fine_tune(
     recent_steps: int | None = None,
     epochs: int | None = None,
     lr: float | None = None,
+    exclude_sites: Iterable[str] = (),
 ) -> TrainedModel:
     """Warm start from ``model``: frozen scalers, lower LR, few epochs on the most recent data.
 
@@ -147,7 +148,8 @@ def fine_tune(
     t_lo = max(0, t_end - recent)
     prep = prepare(panel, model.scalers)
     net = copy.deepcopy(model.network)
-    locs = np.arange(len(panel.locations))
+    excluded = {str(s) for s in exclude_sites}
+    locs = np.array([i for i, s in enumerate(panel.locations["site"]) if str(s) not in excluded], dtype=int)
     tuned, history = train_network(
         prep, locs, t_lo, t_end, cfg, net=net, lr=lr or cfg.fine_tune_lr, epochs=epochs or cfg.fine_tune_epochs,
     )

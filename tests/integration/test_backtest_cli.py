@@ -37,7 +37,7 @@ def _args(d: Path, out: Path, *extra: str, obs: str = "observations.csv", forcin
 
 def test_simulation_backtest_writes_contract(slice_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sim"
-    assert main(_args(slice_dir, out, "--test-sites", "03054")) == 0
+    assert main(_args(slice_dir, out, "--test-sites", "03054", "--save-model", str(tmp_path / "model"))) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["overall"]["median"]) >= METRIC_KEYS and set(metrics["overall"]["mean"]) >= METRIC_KEYS
     assert {"climatology", "persistence"} <= set(metrics["baselines"])
@@ -54,6 +54,14 @@ def test_simulation_backtest_writes_contract(slice_dir: Path, tmp_path: Path) ->
     assert pred["time"].min() == "2020-10-01" and pred["time"].max() == "2020-10-31"
     assert (pred["q05"] <= pred["q50"]).all() and (pred["q50"] <= pred["q95"]).all()
     assert pred[[f"weight_{i}" for i in range(k)]].sum(axis=1).between(0.999, 1.001).all()
+
+
+def test_fine_tune_from_saved_model(slice_dir: Path, tmp_path: Path) -> None:
+    assert main(_args(slice_dir, tmp_path / "a", "--save-model", str(tmp_path / "model"))) == 0
+    out = tmp_path / "tuned"
+    assert main(_args(slice_dir, out, "--init-model", str(tmp_path / "model"))) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_series"] > 0 and metrics["overall"]["median"]["crps"] is not None
 
 
 def test_forecast_backtest_per_lead(slice_dir: Path, tmp_path: Path) -> None:
