@@ -103,8 +103,19 @@ def test_prefect_yaml_pools_exist_in_compose_and_kubernetes() -> None:
     spec = yaml.safe_load(PREFECT_YAML.read_text())
     pools = {d["work_pool"]["name"] for d in spec.get("deployments", []) if d.get("work_pool", {}).get("name")}
     assert pools == {"cpu", "gpu"}, pools
-    compose = COMPOSE.read_text()
+    compose_pools = _compose_worker_pools(yaml.safe_load(COMPOSE.read_text()))
     k8s = "".join(p.read_text() for p in (REPO / "infra" / "k8s").glob("worker-*.yaml"))
     for pool in pools:
-        assert re.search(rf"--pool\s*\n?\s*-?\s*\"?{pool}\b", compose), f"no compose worker for pool {pool}"
+        assert pool in compose_pools, f"no compose worker for pool {pool} (compose workers poll {compose_pools})"
         assert f'"--pool", "{pool}"' in k8s, f"no Kubernetes worker for pool {pool}"
+
+
+def _compose_worker_pools(compose: dict) -> set[str]:
+    """Pools polled by `prefect worker start --pool P` commands of compose services (list or string form)."""
+    pools: set[str] = set()
+    for service in compose.get("services", {}).values():
+        command = service.get("command") or []
+        args = command.split() if isinstance(command, str) else [str(a) for a in command]
+        pools.update(args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--pool")
+    return pools
+
