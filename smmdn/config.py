@@ -73,6 +73,39 @@ class Settings(BaseSettings):
         None, description="Default apprise URLs (comma-separated) when no route in alert_routes_file matches."
     )
     alert_routes_file: Path | None = Field(None, description="YAML routing table: site tags -> teams -> URLs.")
+    alert_alpha: float = Field(
+        0.02, gt=0, lt=0.5, description="An observation is outside when its PIT is outside [a/2, 1-a/2] and it lies "
+        "outside the highest-density region of mass 1-a of the predicted mixture.")
+    alert_severe_alpha: float = Field(
+        0.001, gt=0, lt=0.5, description="Outside at this (smaller) level: alert at once, no persistence needed.")
+    alert_persistence_steps: int = Field(2, ge=1, description="Consecutive outside days before an alert opens.")
+    alert_clear_steps: int = Field(2, ge=1, description="Consecutive normal days before an alert resolves.")
+    alert_missing_after_hours: float = Field(48.0, gt=0, description="No reading for this long: 'missing' alert.")
+    alert_cooldown_hours: float = Field(
+        24.0, ge=0, description="Least time between two notifications of one open alert (reminders); a recurrence "
+        "this soon after a resolution reopens the old alert instead of opening a new one.")
+    alert_escalate_after_hours: float = Field(
+        48.0, gt=0, description="An alert open and unacknowledged this long is escalated (routes: escalate_to).")
+    alert_lookback_days: int = Field(7, ge=1, description="Days the first detection run looks back.")
+    alert_plot_days: int = Field(21, ge=3, description="Days of history in the PNG attached to an alert.")
+    alert_delivery_attempts: int = Field(
+        12, ge=1, description="Attempts per message before it is parked as 'failed' (kept; smmdn alerts retry).")
+    alert_delivery_backoff_s: float = Field(60.0, gt=0, description="First retry delay; doubles per attempt.")
+    alert_delivery_backoff_max_s: float = Field(3600.0, gt=0, description="Longest retry delay.")
+    alert_delivery_lease_s: float = Field(
+        600.0, gt=0, description="A message left 'sending' this long (deliverer crashed) is sent again.")
+    verification_lookback_days: int = Field(
+        7, ge=1, description="Valid days re-scored each run (late observations); the first run scores everything.")
+    drift_window_days: int = Field(30, ge=1, description="Rolling window (valid days) of the calibration-drift test.")
+    drift_coverage_min: float = Field(0.80, gt=0, lt=1, description="coverage_90 below this: calibration drift.")
+    drift_coverage_max: float = Field(0.97, gt=0, le=1, description="coverage_90 above this: calibration drift.")
+    drift_pit_p: float = Field(0.01, gt=0, lt=1, description="PIT-uniformity chi-square p below this: drift.")
+    drift_pit_effective_n: int = Field(
+        300, ge=10, description="Largest effective sample size of the PIT test: the chi-square statistic is scaled "
+        "to the number of distinct (site, depth, valid day), at most this (nearby scores are correlated).")
+    drift_min_pairs: int = Field(
+        60, ge=1, description="Fewer independent scores (distinct site, depth, valid day) in the window since the "
+        "last full retrain: no drift verdict.")
 
     @field_validator("timezone")
     @classmethod

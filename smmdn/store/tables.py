@@ -35,4 +35,136 @@ watermarks = _baseline["watermarks"]
 processed_files = _baseline["processed_files"]
 validation_runs = _baseline["validation_runs"]
 
-HYPERTABLES = {"observations": "time", "forcing": "time", "forecasts": "valid_time"}
+# Hypertables of the baseline (revision 0002 converts exactly these; frozen like the baseline itself).
+BASELINE_HYPERTABLES = {"observations": "time", "forcing": "time", "forecasts": "valid_time"}
+
+
+ACTIVE_ALERT_INDEX = "uq_alerts_active_series_kind"
+ACTIVE_ALERT_KEY = ("site", "depth_cm", "sensor", "kind")
+
+
+def alert_columns() -> list[sa.Column]:
+    """Lifecycle columns revision 0005 adds to ``alerts`` (fresh objects on every call)."""
+    return [
+        sa.Column("revision", sa.Integer, nullable=False, server_default="0", default=0),
+        sa.Column("updated_at", Time),
+        sa.Column("last_event_at", Time, comment="When the last lifecycle event was queued (reminder clock)."),
+        sa.Column("acked_by", sa.Text),
+        sa.Column("acked_at", Time),
+        sa.Column("ack_note", sa.Text),
+        sa.Column("resolved_at", Time),
+        sa.Column("resolved_by", sa.Text, comment="'auto' (condition cleared) or the operator's name."),
+        sa.Column("escalated_at", Time),
+    ]
+
+
+# --- revision 0005: alert lifecycle, delivery outbox, silences, sensor replacements, verification ----
+def define_alerting(md: sa.MetaData, alerts_table: sa.Table) -> dict[str, sa.Table]:
+    """Tables (and the alert columns) added by revision 0005; a function so the migration builds its own copy.
+
+    - ``alerts`` gains lifecycle columns: ``revision`` counts lifecycle events (it is part of every outbox
+      idempotency key), ack/resolve/escalation stamps. At most one *active* (not resolved) alert per
+      (site, depth_cm, sensor, kind): a partial unique index, on both backends.
+    - ``alert_outbox``: one row per (alert, lifecycle event, delivery target); the unique
+      ``idempotency_key`` makes enqueueing idempotent, ``status`` walks pending → sending → sent
+      (or suppressed / failed), with attempts, last error and the next retry time.
+    - ``alert_silences``: operator silences (deliveries suppressed) and per-site maintenance windows
+      (no detection, no deliveries) with an end time.
+    - ``sensor_replacements``: a replacement survives registry reloads that know nothing of it.
+    - ``verification``: one score row per (forecast, sensor); a hypertable on ``valid_time``.
+    """
+    for column in alert_columns():
+        if column.name not in alerts_table.c:
+            alerts_table.append_column(column)
+    sa.Index(ACTIVE_ALERT_INDEX, *(alerts_table.c[c] for c in ACTIVE_ALERT_KEY), unique=True,
+             postgresql_where=alerts_table.c.status != "resolved", sqlite_where=alerts_table.c.status != "resolved")
+    outbox = sa.Table(
+        "alert_outbox",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("idempotency_key", sa.Text, nullable=False, unique=True,
+                  comment="alert id, revision, event and target: one message per event and target, ever."),
+        sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id")),
+        sa.Column("event", sa.Text, nullable=False),
+        sa.Column("team", sa.Text, nullable=False),
+        sa.Column("target", sa.Text, nullable=False, comment="team#index: the URL is resolved at send time."),
+        sa.Column("title", sa.Text, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("attachment", sa.LargeBinary),
+        sa.Column("attachment_name", sa.Text),
+        sa.Column("status", sa.Text, nullable=False, default="pending"),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("last_error", sa.Text),
+        sa.Column("note", sa.Text, comment="Why a message was suppressed."),
+        sa.Column("next_attempt_at", Time, nullable=False),
+        sa.Column("claimed_at", Time),
+        sa.Column("created_at", Time, nullable=False),
+        sa.Column("sent_at", Time),
+        sa.CheckConstraint("status IN ('pending', 'sending', 'sent', 'suppressed', 'failed')",
+                           name="alert_outbox_status"),
+    )
+    silences = sa.Table(
+        "alert_silences",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.Text, nullable=False, comment="silence | maintenance"),
+        sa.Column("site", sa.Text, nullable=False, comment="'*' silences every site."),
+        sa.Column("depth_cm", sa.Float),
+        sa.Column("sensor", sa.Text),
+        sa.Column("alert_kind", sa.Text),
+        sa.Column("starts_at", Time, nullable=False),
+        sa.Column("ends_at", Time, nullable=False),
+        sa.Column("reason", sa.Text),
+        sa.Column("created_by", sa.Text, nullable=False),
+        sa.Column("created_at", Time, nullable=False),
+        sa.Column("cancelled_at", Time),
+        sa.CheckConstraint("kind IN ('silence', 'maintenance')", name="alert_silences_kind"),
+        sa.CheckConstraint("ends_at > starts_at", name="alert_silences_span"),
+    )
+    replacements = sa.Table(
+        "sensor_replacements",
+        md,
+        sa.Column("site", sa.Text, primary_key=True),
+        sa.Column("depth_cm", sa.Float, primary_key=True),
+        sa.Column("sensor", sa.Text, primary_key=True, comment="The replaced (old) sensor."),
+        sa.Column("replaced_at", Time, nullable=False),
+        sa.Column("new_sensor", sa.Text),
+        sa.Column("replaced_by", sa.Text, nullable=False),
+        sa.Column("note", sa.Text),
+    )
+    verification = sa.Table(
+        "verification",
+        md,
+        sa.Column("valid_time", Time, primary_key=True),
+        sa.Column("site", sa.Text, primary_key=True),
+        sa.Column("depth_cm", sa.Float, primary_key=True),
+        sa.Column("sensor", sa.Text, primary_key=True),
+        sa.Column("issue_time", Time, primary_key=True),
+        sa.Column("model_version", sa.Text, primary_key=True),
+        sa.Column("lead", sa.Integer, nullable=False),
+        sa.Column("observed", sa.Float, nullable=False, comment="Daily mean of trusted readings, m3/m3."),
+        sa.Column("mean", sa.Float, nullable=False),
+        sa.Column("crps", sa.Float, nullable=False),
+        sa.Column("pit", sa.Float, nullable=False),
+        sa.Column("in_50", sa.Boolean, nullable=False),
+        sa.Column("in_90", sa.Boolean, nullable=False),
+        sa.Column("width_50", sa.Float, nullable=False),
+        sa.Column("width_90", sa.Float, nullable=False),
+        sa.Column("scored_at", Time, nullable=False),
+    )
+    sa.Index("ix_alert_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
+    sa.Index("ix_alert_silences_site", silences.c.site, silences.c.ends_at)
+    sa.Index("ix_verification_issue", verification.c.issue_time)
+    return {t.name: t for t in (outbox, silences, replacements, verification)}
+
+
+ALERTING_TABLES = ("alert_outbox", "alert_silences", "sensor_replacements", "verification")
+ALERTING_HYPERTABLES = {"verification": "valid_time"}
+
+_alerting = define_alerting(metadata, alerts)
+alert_outbox = _alerting["alert_outbox"]
+alert_silences = _alerting["alert_silences"]
+sensor_replacements = _alerting["sensor_replacements"]
+verification = _alerting["verification"]
+
+HYPERTABLES = {**BASELINE_HYPERTABLES, **ALERTING_HYPERTABLES}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from smmdn.store.tables import HYPERTABLES
+from smmdn.store.tables import BASELINE_HYPERTABLES
 from smmdn.store.timescale import extension_available, make_hypertables
 
 revision = "0002"
@@ -23,7 +23,7 @@ def upgrade() -> None:
     if bind.dialect.name != "postgresql" or not extension_available(bind):
         return
     op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    make_hypertables(bind, HYPERTABLES)
+    make_hypertables(bind, BASELINE_HYPERTABLES)
 
 
 def downgrade() -> None:
