@@ -68,7 +68,32 @@ def verify_task(now: str) -> dict[str, Any]:
     result = alerting.verify(db, pd.Timestamp(now), cfg)
     if result["drift"]:
         record_drift(db, pd.Timestamp(now))
+    publish_verification(db, pd.Timestamp(now), cfg, result)
     return result
+
+
+def publish_verification(db: Any, now: pd.Timestamp, cfg: Any, result: dict[str, Any]) -> None:
+    """Skill per site and lead (keyed tables: their history in the UI is the skill over time) and the
+    reliability view. Artifacts are for people: failing to publish them never fails the cycle."""
+    from flows.report import skill_rows, verification_markdown
+    from smmdn.verification import skill_report
+
+    try:
+        skill = skill_report(db, now, cfg)
+        day = now.date().isoformat()
+        common.table("verification-skill", skill_rows(skill["by_site_lead"]), f"CRPS and coverage per site and lead, "
+                     f"last {cfg.drift_window_days} days to {day}")
+        common.table("verification-by-lead", skill_rows(skill["by_lead"]), f"skill per lead to {day}")
+        hist = ((result.get("result") or {}).get("report") or {}).get("pit_histogram") or []
+        if not hist and len(skill["pit"]):
+            from smmdn.metrics import pit_histogram
+
+            hist = pit_histogram(skill["pit"]["pit"].to_numpy())
+        plots = (result.get("result") or {}).get("plots") or {}
+        common.markdown("verification-reliability", verification_markdown(result, skill_rows(skill["by_lead"]), hist,
+                                                                          plots), f"reliability {day}")
+    except Exception as exc:
+        common.logger().warning("verification artifacts not published: %s", exc)
 
 
 @flow(name="daily", timeout_seconds=6 * 3600, persist_result=True)

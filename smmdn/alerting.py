@@ -1,8 +1,6 @@
-"""Thin adapter from the daily cycle to the alerts engineer's modules (anomalies, notify, verification).
-
-Why an adapter: the cycle must run (and say so) while those modules are absent or change shape; each
-call returns a JSON-able summary with ``status`` = ``ok`` | ``unavailable`` | ``failed`` and never
-raises, so a broken notifier cannot stop forecasts from being issued (the flow logs it at WARNING).
+"""Adapter from the daily cycle to detection, delivery and verification: each call returns a JSON-able summary
+with ``status`` = ``ok`` | ``failed`` and never raises, so a broken detector or notifier cannot stop
+forecasts from being issued (the flow logs it at WARNING and the daily summary shows it).
 """
 
 from __future__ import annotations
@@ -19,14 +17,10 @@ log = logging.getLogger(__name__)
 
 
 def _call(module: str, name: str, *args: Any) -> dict[str, Any]:
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ModuleNotFoundError, AttributeError) as exc:
-        return {"status": "unavailable", "detail": f"{module}.{name}: {exc}"}
-    try:
-        result = fn(*args)
+    try:  # the import is inside: a missing optional dependency (matplotlib, apprise) fails this step only
+        result = getattr(importlib.import_module(module), name)(*args)
     except Exception as exc:
-        log.warning("%s.%s failed: %s", module, name, exc)
+        log.warning("%s.%s failed: %s", module, name, exc, exc_info=True)
         return {"status": "failed", "detail": f"{type(exc).__name__}: {exc}"}
     return {"status": "ok", "result": summarise(result)}
 
@@ -57,8 +51,8 @@ def detect(store: Any, now: pd.Timestamp, settings: Settings) -> dict[str, Any]:
     return _call("smmdn.anomalies", "detect", store, now, settings)
 
 
-def deliver(store: Any, settings: Settings) -> dict[str, Any]:
-    return _call("smmdn.notify", "deliver_outbox", store, settings)
+def deliver(store: Any, settings: Settings, now: pd.Timestamp | None = None) -> dict[str, Any]:
+    return _call("smmdn.notify", "deliver_outbox", store, settings, now)
 
 
 def verify(store: Any, now: pd.Timestamp, settings: Settings) -> dict[str, Any]:

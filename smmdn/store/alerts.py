@@ -121,8 +121,8 @@ def enqueue(store: Store, rows: Sequence[dict[str, Any]]) -> int:
         for row in rows:
             values = {k: (_ts(v) if k in OUTBOX_TIMES and v is not None else v) for k, v in row.items()}
             stmt = _insert(conn, T.alert_outbox).values(**values).on_conflict_do_nothing(
-                index_elements=["idempotency_key"])
-            added += conn.execute(stmt).rowcount
+                index_elements=["idempotency_key"]).returning(T.alert_outbox.c.id)
+            added += len(conn.execute(stmt).all())  # rowcount is -1 for this statement on psycopg
     return added
 
 
@@ -233,8 +233,9 @@ def cancel_silence(store: Store, silence_id: int, at: Timeish) -> bool:
 
 
 def read_silences(store: Store, *, active_at: Timeish = None, overlapping: tuple[Timeish, Timeish] | None = None,
-                  kind: str | None = None, include_cancelled: bool = False) -> pd.DataFrame:
-    """Silences/maintenance windows: active at an instant, overlapping a span, or all."""
+                  kind: str | None = None, include_cancelled: bool = False,
+                  ending_after: Timeish = None) -> pd.DataFrame:
+    """Silences/maintenance windows: active at an instant, overlapping a span, not yet ended, or all."""
     s = T.alert_silences
     query = sa.select(s).order_by(s.c.id)
     if not include_cancelled:
@@ -247,6 +248,8 @@ def read_silences(store: Store, *, active_at: Timeish = None, overlapping: tuple
     if overlapping is not None:
         lo, hi = (_ts(x) for x in overlapping)
         query = query.where(s.c.starts_at < hi, s.c.ends_at > lo)
+    if ending_after is not None:
+        query = query.where(s.c.ends_at > _ts(ending_after))
     return _frame(store, query, ("starts_at", "ends_at", "created_at", "cancelled_at"))
 
 

@@ -1,0 +1,119 @@
+"""The words of an alert: what, where (site, depth, sensor, coordinates), since when, observed vs predicted,
+the likely cause and what to do — plain text that reads the same in a mail, a chat or an SMS gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+EVENTS = {
+    "opened": "NEW",
+    "reopened": "BACK",
+    "reminder": "STILL OPEN",
+    "escalated": "ESCALATED",
+    "resolved": "RESOLVED",
+    "test": "TEST",
+}
+LABELS = {
+    "sensor_fault": "likely sensor fault",
+    "cluster": "whole cluster deviates",
+    "deviation": "deviation from the forecast",
+    "flatline": "sensor stuck (flatline)",
+    "missing": "no data",
+    "calibration_drift": "forecast calibration drift",
+}
+CAUSES = {
+    "sensor_fault": "this sensor deviates from the predicted mixture while the comparison sensors agree with "
+                    "it: drift, damage or lost soil contact. Check the probe and its cable.",
+    "cluster": "the sensors deviate together on the same side: a hydrological event the forecast missed "
+               "(rain, irrigation, snowmelt, ponding) or a forcing error (wrong or missing weather input). "
+               "No probe is suspected; check the rain gauge and the weather forcing.",
+    "deviation": "the series left the predicted range and nothing to compare it with settles why; "
+                 "check recent rain at the site, then the probe.",
+    "flatline": "validation flagged the readings as identical for a day or more: a hung logger or probe.",
+    "missing": "no reading arrived: logger, telemetry, power or the upstream feed. Check the station link.",
+    "calibration_drift": "the predicted intervals no longer match how often observations fall inside them; "
+                         "a full retrain is scheduled for the next daily cycle.",
+}
+
+
+def _day(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "-"
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or pd.isna(value):
+        return "-"
+    return f"{float(value):.{digits}f}"
+
+
+def where_line(alert: dict[str, Any], site: dict[str, Any] | None) -> str:
+    site = site or {}
+    name = f" ({site['name']})" if site.get("name") else ""
+    lat, lon = site.get("latitude"), site.get("longitude")
+    coords = f", {lat:.4f} N {lon:.4f} E" if lat is not None and lon is not None and not (
+        pd.isna(lat) or pd.isna(lon)) else ""
+    if alert["site"] == "*":
+        return "Where: the whole network"
+    sensor = "all sensors" if alert["sensor"] == "*" else f"sensor {alert['sensor']}"
+    return f"Where: site {alert['site']}{name}{coords}; depth {float(alert['depth_cm']):g} cm; {sensor}"
+
+
+def subject(alert: dict[str, Any], event: str) -> str:
+    where = "network" if alert["site"] == "*" else (
+        f"{alert['site']} {float(alert['depth_cm']):g} cm" + ("" if alert["sensor"] == "*" else f" {alert['sensor']}"))
+    return f"[smmdn] {EVENTS.get(event, event.upper())}: {LABELS.get(alert['kind'], alert['kind'])} — {where}"
+
+
+def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams: list[str],
+           note: str | None = None) -> tuple[str, str]:
+    """(title, body) of one lifecycle event of ``alert`` (a row of the alerts table)."""
+    details = alert.get("details") or {}
+    kind = alert["kind"]
+    lines = [subject(alert, event).removeprefix("[smmdn] "), where_line(alert, site)]
+    if kind == "missing":
+        lines.append(f"Since: last reading {details.get('last_reading') or 'none in the look-back window'}")
+    elif kind == "calibration_drift":
+        lines.append(f"Since: {_day(alert['window_start'])}; window {details.get('window', '-')}")
+        for reason in details.get("reasons", []):
+            lines.append(f"Test: {reason}")
+    else:
+        days = details.get("days_outside")
+        lines.append(f"Since: {_day(alert['window_start'])}; last seen {_day(alert['window_end'])}"
+                     + (f" ({days} day(s) outside)" if days else ""))
+    if kind not in ("missing", "calibration_drift"):
+        level = details.get("level_pct", "")
+        hdr = details.get("hdr") or []
+        region = " ∪ ".join(f"{_num(a)}–{_num(b)}" for a, b in hdr) or (
+            f"{_num(alert.get('predicted_low'))}–{_num(alert.get('predicted_high'))}")
+        what = "cluster mean" if alert["sensor"] == "*" else "daily mean"
+        lines.append(f"Observed: {_num(alert.get('observed'))} m3/m3 ({what}); predicted {level} % "
+                     f"highest-density region {region} m3/m3; PIT {_num(alert.get('pit'), 4)}")
+        if details.get("issue_time"):
+            lines.append(f"Forecast: issued {_day(details['issue_time'])}, lead {details.get('lead')} day(s), "
+                         f"model {details.get('model_version')}")
+        siblings = details.get("siblings") or {}
+        if siblings:
+            lines.append("Sensors that day: " + ", ".join(
+                f"{s} {_num(v.get('vwc'))}{' (outside)' if v.get('outside') else ''}" for s, v in siblings.items()))
+        flags = details.get("flags") or {}
+        raised = {k: v for k, v in flags.items() if k != "readings" and v}
+        if raised:
+            lines.append("Quality flags that day: " + ", ".join(f"{k} {v}" for k, v in raised.items())
+                         + f" of {flags.get('readings')} readings")
+    cause = CAUSES.get(kind, "")
+    basis = details.get("basis")
+    lines.append(f"Likely cause: {cause}" + (f" [basis: {basis}]" if basis else ""))
+    if event == "resolved":
+        lines.append(f"Resolved: {alert.get('resolved_by') or 'auto'}" + (f" — {note}" if note else ""))
+    elif event == "escalated":
+        lines.append(f"Escalated: open and unacknowledged since {_day(alert.get('created_at'))}")
+    elif note:
+        lines.append(f"Note: {note}")
+    if event != "resolved" and alert.get("id") is not None:
+        lines.append(f"Acknowledge: smmdn alerts ack {alert['id']} --by <your name>")
+    lines.append(f"Alert #{alert.get('id')} (revision {alert.get('revision', 0)}) · teams: {', '.join(teams)}")
+    return subject(alert, event), "\n".join(lines)

@@ -1,0 +1,104 @@
+"""PNG plots for alerts and verification (matplotlib's Agg canvas directly: no pyplot state, no GUI backend).
+
+Why PNG bytes and not files: an alert's plot travels inside its outbox rows (so a retry next week still
+attaches what the team would have seen), and artifacts are written where the caller decides.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+BAND_COLOR = "#3b7dd8"
+
+
+def _figure(width: float = 8.0, height: float = 4.0) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=80)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def alert_png(observations: pd.DataFrame, fan: pd.DataFrame, title: str, *, highlight: str | None = None,
+              future: pd.DataFrame | None = None, since: pd.Timestamp | None = None) -> bytes:
+    """Recent daily observations (one line per sensor, ``highlight`` in red) over the predicted fan.
+
+    ``fan``/``future``: ``time, q05, q25, q50, q75, q95`` (past days: the forecast issued before each day;
+    future: the latest run).
+    """
+    fig = _figure()
+    ax = fig.add_axes((0.09, 0.14, 0.88, 0.78))
+    for frame, alpha, label in ((fan, 1.0, "predicted"), (future, 0.5, "latest forecast")):
+        if frame is None or frame.empty:
+            continue
+        f = frame.sort_values("time")
+        ax.fill_between(f["time"], f["q05"], f["q95"], color=BAND_COLOR, alpha=0.18 * alpha, lw=0,
+                        label=f"{label} 5-95 %")
+        ax.fill_between(f["time"], f["q25"], f["q75"], color=BAND_COLOR, alpha=0.35 * alpha, lw=0,
+                        label=f"{label} 25-75 %")
+        ax.plot(f["time"], f["q50"], color=BAND_COLOR, lw=1, ls="--", alpha=alpha)
+    for sensor, grp in observations.sort_values("time").groupby("sensor"):
+        hot = highlight is not None and str(sensor) == str(highlight)
+        ax.plot(grp["time"], grp["vwc"], marker="o", ms=3, lw=1.8 if hot else 1.0,
+                color="#d62728" if hot else "#444444", alpha=1.0 if hot or highlight is None else 0.6,
+                label=f"sensor {sensor}")
+    if since is not None:
+        ax.axvline(since, color="#d62728", lw=0.8, ls=":")
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("vwc (m3/m3)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    for tick in ax.get_xticklabels():
+        tick.set_rotation(20)
+    return _png(fig)
+
+
+def reliability_png(pit: np.ndarray, coverage: pd.DataFrame | None = None, title: str = "reliability") -> bytes:
+    """PIT histogram (flat when calibrated) and nominal vs observed coverage per lead."""
+    fig = _figure(9.0, 3.6)
+    ax = fig.add_subplot(1, 2, 1)
+    pit = np.asarray(pit, dtype=float)
+    pit = pit[np.isfinite(pit)]
+    counts, edges = np.histogram(pit, bins=10, range=(0, 1))
+    dens = counts / max(len(pit), 1) * 10
+    ax.bar(edges[:-1], dens, width=0.1, align="edge", color=BAND_COLOR, alpha=0.7, edgecolor="white")
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("PIT")
+    ax.set_ylabel("density")
+    ax.set_title(f"{title}: PIT (n={len(pit)})", fontsize=10)
+    ax2 = fig.add_subplot(1, 2, 2)
+    if coverage is not None and not coverage.empty:
+        ax2.plot(coverage["lead"], coverage["coverage_90"], marker="o", label="coverage 90 %")
+        ax2.plot(coverage["lead"], coverage["coverage_50"], marker="s", label="coverage 50 %")
+        ax2.axhline(0.9, color="C0", lw=0.8, ls="--")
+        ax2.axhline(0.5, color="C1", lw=0.8, ls="--")
+        ax2.set_xlabel("lead (days)")
+        ax2.set_ylim(0, 1)
+        ax2.legend(fontsize=7)
+    ax2.set_title("coverage per lead", fontsize=10)
+    return _png(fig)
+
+
+def skill_png(daily: pd.DataFrame, title: str = "CRPS per lead over time") -> bytes:
+    """Mean CRPS per valid day, one line per lead (``time, lead, crps``)."""
+    fig = _figure(8.0, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    for lead, grp in daily.sort_values("time").groupby("lead"):
+        ax.plot(grp["time"], grp["crps"], marker=".", lw=1, label=f"lead {lead}")
+    ax.set_ylabel("CRPS (m3/m3)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=4)
+    fig.autofmt_xdate()
+    return _png(fig)

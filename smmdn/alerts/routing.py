@@ -1,0 +1,199 @@
+"""The routing table: which teams hear about an alert, and where each team's messages go.
+
+``SMMDN_ALERT_ROUTES_FILE`` (YAML)::
+
+    teams:
+      plains-field:
+        urls: [env:SMMDN_ROUTE_PLAINS]          # apprise URL, env:NAME or secret:<Prefect Secret block>
+        escalate_to: plains-lead                # optional: who hears about unacknowledged alerts
+      plains-lead: {urls: ["mailto://…"]}
+      ops: {urls: [env:SMMDN_ROUTE_OPS]}
+    routes:                                     # every matching route adds its teams
+      - {tags: [team:plains], teams: [plains-field]}
+      - {sites: ["NE_*"], kinds: [cluster], teams: [ops]}
+    operators: [ops]                            # calibration drift and other system messages
+
+A route matches a site when any of its ``tags`` is among the site's tags (from the registry) or any
+of its ``sites`` patterns (shell-style) matches the site id, and, if ``kinds`` is given, the alert kind
+is listed; a route with neither tags nor sites matches every site. No match (or no routes file): the
+``default`` team, i.e. the URLs in ``SMMDN_APPRISE_URLS``.
+
+Messages store a *target* (``team#index``), never a URL: URLs (which carry tokens) are resolved at send
+time, so rotating a token needs no database change and no secret lands in the outbox.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from smmdn.config import Settings
+from smmdn.errors import InputError, SmmdnError
+
+DEFAULT_TEAM = "default"
+
+
+class DeliveryConfigError(SmmdnError):
+    """A target that cannot be resolved to a URL now (kept in the outbox and retried: config may be fixed)."""
+
+
+class _Team(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    urls: list[str] = Field(min_length=1)
+    escalate_to: str | None = None
+
+
+class _Route(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    teams: list[str] = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
+    sites: list[str] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=list)
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    teams: dict[str, _Team] = Field(default_factory=dict)
+    routes: list[_Route] = Field(default_factory=list)
+    operators: list[str] = Field(default_factory=list)
+
+    @field_validator("teams")
+    @classmethod
+    def _no_default(cls, value: dict[str, _Team]) -> dict[str, _Team]:
+        if DEFAULT_TEAM in value:
+            raise ValueError(f"team name {DEFAULT_TEAM!r} is reserved for SMMDN_APPRISE_URLS")
+        return value
+
+
+@dataclass(frozen=True)
+class Route:
+    teams: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    def matches(self, site: str, tags: list[str] | tuple[str, ...], kind: str | None) -> bool:
+        if self.kinds and kind not in self.kinds:
+            return False
+        if not self.tags and not self.sites:
+            return True
+        return bool(set(self.tags) & set(tags)) or any(fnmatch.fnmatchcase(site, p) for p in self.sites)
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Parsed routing table plus the default URLs (``SMMDN_APPRISE_URLS``)."""
+
+    teams: dict[str, tuple[str, ...]]
+    escalate_to: dict[str, str]
+    routes: tuple[Route, ...] = ()
+    operators: tuple[str, ...] = ()
+    default_urls: tuple[str, ...] = ()
+
+    def teams_for(self, site: str, tags: list[str] | tuple[str, ...] | None, kind: str | None) -> list[str]:
+        found: list[str] = []
+        for route in self.routes:
+            if route.matches(site, list(tags or ()), kind):
+                found.extend(t for t in route.teams if t not in found)
+        return found or [DEFAULT_TEAM]
+
+    def escalation_teams(self, teams: list[str]) -> list[str]:
+        out: list[str] = []
+        for team in teams:
+            target = self.escalate_to.get(team, team)
+            if target not in out:
+                out.append(target)
+        return out
+
+    def operator_teams(self) -> list[str]:
+        return list(self.operators) or [DEFAULT_TEAM]
+
+    def targets(self, team: str) -> list[str]:
+        """``team#index`` per configured URL (one for a team without URLs, so the message waits visibly)."""
+        refs = self.default_urls if team == DEFAULT_TEAM else self.teams.get(team, ())
+        return [f"{team}#{i}" for i in range(max(len(refs), 1))]
+
+    def resolve(self, target: str) -> str:
+        """The apprise URL of ``team#index`` (env:/secret: references looked up now)."""
+        team, _, index = target.rpartition("#")
+        refs = self.default_urls if team == DEFAULT_TEAM else self.teams.get(team)
+        if refs is None:
+            raise DeliveryConfigError(f"team {team!r} is no longer in the routes file (SMMDN_ALERT_ROUTES_FILE)")
+        if not refs:
+            raise DeliveryConfigError("no route matched and SMMDN_APPRISE_URLS is empty: set it or add a route")
+        i = int(index or 0)
+        if i >= len(refs):
+            raise DeliveryConfigError(f"team {team!r} has {len(refs)} URL(s); target {target} is gone")
+        return resolve_reference(refs[i])
+
+
+def resolve_reference(ref: str) -> str:
+    """``env:NAME`` → that environment variable; ``secret:BLOCK`` → a Prefect Secret block; else the URL itself."""
+    if ref.startswith("env:"):
+        name = ref[4:]
+        value = os.environ.get(name)
+        if not value:
+            raise DeliveryConfigError(f"environment variable {name} (named in the routes file) is not set")
+        return value
+    if ref.startswith("secret:"):
+        name = ref[7:]
+        try:
+            from prefect.blocks.system import Secret
+
+            return str(Secret.load(name).get())
+        except Exception as exc:  # block missing, server unreachable
+            raise DeliveryConfigError(f"Prefect Secret block {name!r}: {exc}") from exc
+    return ref
+
+
+def split_urls(value: str | None) -> tuple[str, ...]:
+    return tuple(u.strip() for u in (value or "").split(",") if u.strip())
+
+
+def parse_routes(data: Any, where: str, default_urls: tuple[str, ...] = ()) -> Routes:
+    try:
+        spec = _File.model_validate(data or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"invalid routes file: {first['msg']}", where=where, column=path or None,
+                         fix="see the format in docs/operations-guide.md (Routing per team)") from exc
+    known = set(spec.teams) | {DEFAULT_TEAM}
+    named = [t for r in spec.routes for t in r.teams] + list(spec.operators) + [
+        t.escalate_to for t in spec.teams.values() if t.escalate_to]
+    unknown = sorted(set(named) - known)
+    if unknown:
+        raise InputError(f"routes name unknown team(s) {', '.join(unknown)}", where=where, column="teams",
+                         fix="define each team under teams: with its urls")
+    return Routes(
+        teams={name: tuple(t.urls) for name, t in spec.teams.items()},
+        escalate_to={name: t.escalate_to for name, t in spec.teams.items() if t.escalate_to},
+        routes=tuple(Route(tuple(r.teams), tuple(r.tags), tuple(r.sites), tuple(r.kinds)) for r in spec.routes),
+        operators=tuple(spec.operators),
+        default_urls=default_urls,
+    )
+
+
+def load_routes(settings: Settings) -> Routes:
+    """The configured routing table (default URLs only when no routes file is set)."""
+    import yaml
+
+    default = split_urls(settings.apprise_urls.get_secret_value() if settings.apprise_urls else None)
+    path = settings.alert_routes_file
+    if path is None:
+        return Routes(teams={}, escalate_to={}, default_urls=default)
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"routes file {file} does not exist", where="SMMDN_ALERT_ROUTES_FILE",
+                         fix="point SMMDN_ALERT_ROUTES_FILE at the YAML routing table, or unset it")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"routes file is not valid YAML: {exc}", where=str(file),
+                         fix="fix the YAML syntax") from exc
+    return parse_routes(data, str(file), default)

@@ -1,0 +1,429 @@
+"""Detection: each new daily observation against the mixture predicted for it, classified, into alerts.
+
+What is compared: the daily mean of a series' *trusted* readings (spike- and flatline-flagged readings are
+left out, as the model leaves them out) on the site's local-standard date, against the latest complete
+forecast issued before that date for the same site and depth (the mixture predicts every replicate
+sensor at that depth; the model is trained on each replicate as one draw of it).
+
+Outside (level ``a`` = ``SMMDN_ALERT_ALPHA``): the PIT lies outside [a/2, 1 − a/2] *and* the value lies
+outside the highest-density region (HDR) of mass 1 − a. In a tail both rules must agree (so a skewed
+mixture does not alarm on its long side). Between two modes of a multimodal mixture the PIT is near
+0.5 by construction and cannot see anything, so there the HDR decides alone: a value in a gap between
+HDR intervals is outside. HDRs are computed only where they can matter (PIT in a tail, or a mixture
+found multimodal on a grid), which keeps a thousand series cheap.
+
+Persistence: an alert opens after ``SMMDN_ALERT_PERSISTENCE_STEPS`` consecutive outside days, or at
+once when the value is outside at the severe level ``SMMDN_ALERT_SEVERE_ALPHA``; it resolves after
+``SMMDN_ALERT_CLEAR_STEPS`` normal days. Days without data neither extend nor break a run.
+
+Classification, per site, depth and day:
+- replicate sensors (two or more at one depth): a strict majority outside on the same side →
+  ``cluster`` (the whole cluster moved: a hydrological event or a forcing error, not a probe); otherwise
+  each outside sensor whose siblings agree with the forecast → ``sensor_fault``.
+- one sensor per depth (averaged networks such as USCRN): no siblings, so cross-depth consistency and
+  the quality flags decide, and the alert says so: another depth of the site outside on the same side →
+  ``cluster``; the top sensor alone wetter than predicted with no flags → ``deviation`` (unforecast rain
+  or a probe: ambiguous, said so); any other lone depth → ``sensor_fault``; no other depth reporting →
+  ``deviation``.
+- ``flatline``: most of the day's readings flagged flatline by validation (opens at once: the flag
+  already needed a day of identical readings).
+- ``missing``: an active sensor without any reading for ``SMMDN_ALERT_MISSING_AFTER_HOURS``.
+
+Maintenance windows remove a site's days from detection; replaced sensors stop at their replacement.
+Each site has a watermark (the last local day evaluated), so a rerun for the same ``now`` changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smmdn.config import Settings
+from smmdn.model.mixture import hdr_intervals, in_hdr, mixture_pdf, mixture_pit
+
+log = logging.getLogger(__name__)
+
+DAY = pd.Timedelta(days=1)
+CLUSTER = "*"
+DAY_KINDS = ("sensor_fault", "cluster", "deviation", "flatline")
+KINDS = (*DAY_KINDS, "missing", "calibration_drift")
+SERIES = ["site", "depth_cm", "sensor"]
+KEY = ["site", "depth_cm", "sensor", "kind"]
+WATERMARK_SOURCE = "alerts"
+MISSING_WINDOW = pd.Timedelta(days=60)  # how far back the last reading of a series is looked for
+HOURS_24, HOURS_48 = pd.Timedelta(hours=24), pd.Timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Detection and lifecycle thresholds (from ``Settings``; tests build their own)."""
+
+    alpha: float = 0.02
+    severe_alpha: float = 0.001
+    persistence: int = 2
+    clear_steps: int = 2
+    missing_after: pd.Timedelta = HOURS_48
+    cooldown: pd.Timedelta = HOURS_24
+    escalate_after: pd.Timedelta = HOURS_48
+    lookback_days: int = 7
+    plot_days: int = 21
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Rules:
+        return cls(s.alert_alpha, s.alert_severe_alpha, s.alert_persistence_steps, s.alert_clear_steps,
+                   pd.Timedelta(hours=s.alert_missing_after_hours), pd.Timedelta(hours=s.alert_cooldown_hours),
+                   pd.Timedelta(hours=s.alert_escalate_after_hours), s.alert_lookback_days, s.alert_plot_days)
+
+    @property
+    def context_days(self) -> int:
+        return max(self.persistence, self.clear_steps)
+
+
+@dataclass
+class DetectOutcome:
+    """What one detection run saw and did (the daily summary shows ``opened``)."""
+
+    now: str
+    days: list[str] = field(default_factory=list)
+    series: int = 0
+    observations: int = 0
+    outside: int = 0
+    opened: int = 0
+    reopened: int = 0
+    resolved: int = 0
+    escalated: int = 0
+    reminders: int = 0
+    messages_queued: int = 0
+    active_alerts: int = 0
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------------
+# daily series with flags
+# ---------------------------------------------------------------------------------------------------
+def within_periods(raw: pd.DataFrame, periods: pd.DataFrame | None) -> pd.DataFrame:
+    """Readings inside their sensor's active period (sensors unknown to the registry count as active)."""
+    if raw.empty or periods is None or periods.empty:
+        return raw
+    p = periods[["site", "depth_cm", "sensor", "active_from", "active_to"]].copy()
+    p["site"], p["sensor"] = p["site"].astype(str), p["sensor"].astype(str)
+    frame = raw.assign(site=raw["site"].astype(str), sensor=raw["sensor"].astype(str))
+    merged = frame.merge(p, on=SERIES, how="left")
+    ok = merged["active_from"].isna() | (merged["time"] >= merged["active_from"])
+    ok &= merged["active_to"].isna() | (merged["time"] < merged["active_to"])
+    return frame.loc[ok.to_numpy()].reset_index(drop=True)
+
+
+def daily_readings(raw: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame:
+    """Per series and local-standard day: trusted mean ``vwc`` (NaN if every reading was flagged), counts of
+    readings and of spike / flatline / gap flags, and the last reading time."""
+    cols = ["time", *SERIES, "vwc", "n", "n_spike", "n_flatline", "n_gap", "last_reading"]
+    if raw.empty:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
+    flags = raw["quality_flag"].fillna("ok").astype(str) if "quality_flag" in raw else pd.Series("ok", raw.index)
+    spike = flags.str.contains("spike", regex=False)
+    flat = flags.str.contains("flatline", regex=False)
+    gap = flags.str.contains("gap", regex=False)
+    shift = pd.to_timedelta(raw["site"].astype(str).map(offsets).fillna(0.0).to_numpy(), unit="h")
+    frame = pd.DataFrame({
+        "time": (raw["time"] + shift).dt.floor("D"), "site": raw["site"].astype(str),
+        "depth_cm": raw["depth_cm"].astype(float), "sensor": raw["sensor"].astype(str),
+        "trusted": raw["vwc"].where(~(spike | flat)), "vwc": raw["vwc"], "spike": spike, "flat": flat, "gap": gap,
+        "reading": raw["time"],
+    })
+    out = frame.groupby(["time", *SERIES], as_index=False, sort=True).agg(
+        vwc=("trusted", "mean"), n=("vwc", "size"), n_spike=("spike", "sum"), n_flatline=("flat", "sum"),
+        n_gap=("gap", "sum"), last_reading=("reading", "max"))
+    return out[cols]
+
+
+def complete(days: pd.DataFrame, now: pd.Timestamp, offsets: dict[str, float]) -> pd.Series:
+    """True where the local day has ended by ``now`` (a partial day's mean is not a daily value)."""
+    offset = pd.to_timedelta(days["site"].map(offsets).fillna(0.0).to_numpy(), unit="h")
+    return pd.Series((days["time"] + DAY - offset <= now).to_numpy(), index=days.index)
+
+
+# ---------------------------------------------------------------------------------------------------
+# observation vs mixture
+# ---------------------------------------------------------------------------------------------------
+def mixture_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, K) weights, means, sigmas from canonical ``weight_k/mean_k/sigma_k`` columns (absent k → weight 0)."""
+    k = sum(1 for c in frame.columns if c.startswith("weight_") and c[7:].isdigit())
+    w = frame[[f"weight_{i}" for i in range(k)]].to_numpy(dtype=float)
+    mu = frame[[f"mean_{i}" for i in range(k)]].to_numpy(dtype=float)
+    sigma = frame[[f"sigma_{i}" for i in range(k)]].to_numpy(dtype=float)
+    missing = ~np.isfinite(w) | ~np.isfinite(mu) | ~np.isfinite(sigma) | (sigma <= 0)
+    w = np.where(missing, 0.0, w)
+    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    return w, np.where(missing, 0.0, mu), np.where(missing, 1.0, sigma)
+
+
+def multimodal(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n_grid: int = 512, chunk: int = 2048) -> np.ndarray:
+    """True where the mixture density has more than one local maximum (checked on a grid)."""
+    out = np.zeros(w.shape[0], dtype=bool)
+    live = (w > 1e-6).sum(axis=1) > 1
+    idx = np.flatnonzero(live)
+    for start in range(0, len(idx), chunk):
+        rows = idx[start:start + chunk]
+        ws, ms, ss = w[rows], mu[rows], sigma[rows]
+        lo = np.min(ms - 5 * ss, axis=1)
+        hi = np.max(ms + 5 * ss, axis=1)
+        grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, n_grid)[None, :]
+        dens = mixture_pdf(grid, ws[:, None, :], ms[:, None, :], ss[:, None, :])
+        peak = (dens[:, 1:-1] > dens[:, :-2]) & (dens[:, 1:-1] >= dens[:, 2:])
+        out[rows] = peak.sum(axis=1) > 1
+    return out
+
+
+def exceedance(x: np.ndarray, w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, alpha: float,
+               multi: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """PIT, the two rules and their combination at level ``alpha`` (see the module docstring)."""
+    x = np.asarray(x, dtype=float)
+    finite = np.isfinite(x)
+    pit = mixture_pit(x, w, mu, sigma)
+    tail = finite & ((pit < alpha / 2) | (pit > 1 - alpha / 2))
+    multi = multimodal(w, mu, sigma) if multi is None else multi
+    need = np.flatnonzero(finite & (tail | multi))
+    outside_hdr = np.zeros(len(x), dtype=bool)
+    gap = np.zeros(len(x), dtype=bool)
+    if len(need):
+        outside_hdr[need] = ~in_hdr(x[need], w[need], mu[need], sigma[need], level=1 - alpha)
+        between = need[outside_hdr[need] & ~tail[need] & multi[need]]
+        if len(between):
+            regions = hdr_intervals(w[between], mu[between], sigma[between], level=1 - alpha)
+            for i, intervals in zip(between, regions, strict=True):
+                gap[i] = bool(intervals) and intervals[0][0] < x[i] < intervals[-1][1]
+    return {"pit": pit, "tail": tail, "outside_hdr": outside_hdr, "gap": gap,
+            "outside": outside_hdr & (tail | gap)}
+
+
+def latest_before(forecasts: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (site, depth, valid day): the latest forecast issued before that day (newest run on ties)."""
+    if forecasts.empty:
+        return forecasts
+    f = forecasts.loc[forecasts["issue_time"] < forecasts["valid_time"]].copy()
+    f["site"] = f["site"].astype(str)
+    f["depth_cm"] = f["depth_cm"].astype(float)
+    if runs is not None and not runs.empty and "run_id" in f:
+        finished = runs.set_index("run_id")["finished_at"]
+        f["_finished"] = f["run_id"].map(finished)
+    else:
+        f["_finished"] = pd.NaT
+    f = f.sort_values(["site", "depth_cm", "valid_time", "issue_time", "_finished"], na_position="first")
+    return f.drop_duplicates(["site", "depth_cm", "valid_time"], keep="last").drop(columns="_finished")
+
+
+def score_days(days: pd.DataFrame, forecasts: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """Daily series rows joined to their forecast, with PIT and the outside/severe verdicts."""
+    fc = latest_before(forecasts)
+    frame = days.copy()
+    if fc.empty:
+        for c in ("pit", "q50", "issue_time", "lead", "model_version"):
+            frame[c] = np.nan
+        frame["has_forecast"] = False
+        frame["outside"] = frame["severe"] = False
+        frame["direction"] = 0
+        return frame
+    mix = [c for c in fc.columns if c.split("_")[0] in ("weight", "mean", "sigma") and c.split("_")[-1].isdigit()]
+    keep = ["site", "depth_cm", "valid_time", "issue_time", "lead", "model_version", "q05", "q50", "q95", *mix]
+    frame = frame.merge(fc[keep].rename(columns={"valid_time": "time"}), on=["site", "depth_cm", "time"], how="left")
+    frame["has_forecast"] = frame["weight_0"].notna()
+    frame["outside"] = False
+    frame["severe"] = False
+    frame["pit"] = np.nan
+    usable = (frame["has_forecast"] & frame["vwc"].notna()).to_numpy()
+    if usable.any():
+        sub = frame.loc[usable]
+        w, mu, sigma = mixture_arrays(sub)
+        multi = multimodal(w, mu, sigma)
+        x = sub["vwc"].to_numpy(dtype=float)
+        base = exceedance(x, w, mu, sigma, rules.alpha, multi)
+        severe = exceedance(x, w, mu, sigma, rules.severe_alpha, multi)
+        frame.loc[usable, "pit"] = base["pit"]
+        frame.loc[usable, "outside"] = base["outside"]
+        frame.loc[usable, "severe"] = severe["outside"]
+    frame["direction"] = np.sign(frame["vwc"] - frame["q50"]).fillna(0).astype(int)
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------
+# classification
+# ---------------------------------------------------------------------------------------------------
+def classify(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per (day, key): ``state`` out / clear / none for each alert kind, with why (``basis``) and context.
+
+    ``none`` means the day says nothing about that key (e.g. a sensor outside while the whole cluster
+    moved is not evidence of a sensor fault, nor of its absence).
+    """
+    columns = ["time", *KEY, "state", "severe", "observed", "pit", "basis", "context"]
+    if scored.empty:
+        return pd.DataFrame(columns=columns)
+    s = scored.copy()
+    s["valued"] = (s["vwc"].notna() & s["has_forecast"]).astype(bool)
+    s["outside"] = s["outside"].astype(bool) & s["valued"]
+    s["up"] = s["outside"] & (s["direction"] > 0)
+    s["down"] = s["outside"] & (s["direction"] < 0)
+    group = ["time", "site", "depth_cm"]
+    v = s.loc[s["valued"]]
+    stats = v.groupby(group).agg(n_valued=("valued", "size"), n_out=("outside", "sum"), n_up=("up", "sum"),
+                                 n_down=("down", "sum"), n_severe=("severe", "sum"), mean_vwc=("vwc", "mean"),
+                                 pit_median=("pit", "median")).reset_index()
+    stats = stats.merge(s.groupby(group)["sensor"].nunique().rename("n_sensors").reset_index(), on=group, how="left")
+    stats["replicates"] = stats["n_sensors"] >= 2
+    stats["majority"] = stats["n_out"] * 2 > stats["n_valued"]
+    same_side = (stats["n_up"] == stats["n_out"]) | (stats["n_down"] == stats["n_out"])
+    stats["cluster_out"] = stats["majority"] & same_side & (stats["n_out"] > 0)
+    # one sensor per depth: how the site's other single-sensor depths fared on the same day
+    single = stats.loc[~stats["replicates"]].copy()
+    by_site = single.groupby(["time", "site"])
+    single["m"] = by_site["n_valued"].transform("size")
+    single["site_up"] = by_site["n_up"].transform("sum")
+    single["site_down"] = by_site["n_down"].transform("sum")
+    single["top"] = single["depth_cm"] == by_site["depth_cm"].transform("min")
+    single["others"] = single["m"] - 1
+    single["same"] = np.where(single["n_up"] > 0, single["site_up"] - single["n_up"],
+                              np.where(single["n_down"] > 0, single["site_down"] - single["n_down"], 0))
+    stats = stats.merge(single[[*group, "others", "same", "top"]], on=group, how="left")
+    s = s.merge(stats, on=group, how="left")
+
+    rows: list[tuple] = []
+    for r in s.itertuples(index=False):
+        key = (r.site, r.depth_cm, r.sensor)
+        ctx = _flags(r)
+        flat_state = "clear" if r.n_flatline == 0 else ("out" if r.n_flatline * 2 >= r.n else "none")
+        rows.append((r.time, *key, "flatline", flat_state, False, r.vwc, r.pit, "quality flags", ctx))
+        if not r.valued:
+            continue
+        if r.replicates:
+            fault = "clear" if not r.outside else ("none" if r.cluster_out else "out")
+            rows.append((r.time, *key, "sensor_fault", fault, bool(r.severe), r.vwc, r.pit, "replicates", ctx))
+            rows.append((r.time, *key, "deviation", "clear" if not r.outside else "none", False, r.vwc, r.pit,
+                         "replicates", ctx))
+            continue
+        states = dict.fromkeys(("sensor_fault", "deviation"), "clear" if not r.outside else "none")
+        basis = SINGLE_BASIS
+        if r.outside:
+            flagged = (r.n_spike + r.n_gap) > 0
+            if r.same >= 1:
+                basis += f" ({int(r.same)} other depth(s) outside on the same side)"
+            elif r.others == 0:
+                states["deviation"] = "out"
+                basis += " (no other depth reporting: cause unknown)"
+            elif r.top and r.direction > 0 and not flagged:
+                states["deviation"] = "out"
+                basis += " (top sensor wetter than predicted, deeper sensors agree: unforecast rain or a probe)"
+            else:
+                states["sensor_fault"] = "out"
+                basis += f" ({int(r.others)} other depth(s) agree with their forecasts" + (
+                    ", quality flags raised" if flagged else "") + ")"
+        for kind, state in states.items():
+            rows.append((r.time, *key, kind, state, bool(r.severe), r.vwc, r.pit, basis, ctx))
+
+    for r in stats.itertuples(index=False):
+        if r.replicates:
+            state = "out" if r.cluster_out else ("clear" if not r.majority else "none")
+            basis = f"replicates: {int(r.n_out)} of {int(r.n_valued)} sensors outside" + (
+                " on the same side" if r.cluster_out else "")
+        else:
+            state = "out" if (r.n_out > 0 and r.same >= 1) else ("clear" if r.n_out == 0 else "none")
+            basis = f"{SINGLE_BASIS} ({int(r.same)} other depth(s) outside on the same side)"
+        rows.append((r.time, r.site, r.depth_cm, CLUSTER, "cluster", state, bool(r.n_severe * 2 > r.n_valued),
+                     r.mean_vwc, r.pit_median, basis, {"sensors": int(r.n_valued), "outside": int(r.n_out)}))
+    out = pd.DataFrame(rows, columns=columns)
+    return out.sort_values([*KEY, "time"]).reset_index(drop=True)
+
+
+SINGLE_BASIS = "one sensor per depth: cross-depth consistency and quality flags"
+
+
+def _flags(r: Any) -> dict[str, int]:
+    return {"readings": int(r.n), "spike": int(r.n_spike), "flatline": int(r.n_flatline), "gap": int(r.n_gap)}
+
+
+def runs(conditions: pd.DataFrame) -> pd.DataFrame:
+    """Add ``out_run`` / ``clear_run``: consecutive out / clear days ending at each row, per key
+    (``none`` rows are neutral: dropped before counting). Also ``run_start``: first day of the out run."""
+    c = conditions.loc[conditions["state"] != "none"].copy()
+    if c.empty:
+        return c.assign(out_run=pd.Series(dtype=int), clear_run=pd.Series(dtype=int), run_start=pd.Series(dtype=object))
+    c = c.sort_values([*KEY, "time"]).reset_index(drop=True)
+    change = (c["state"] != c.groupby(KEY)["state"].shift()).cumsum()
+    length = c.groupby(change).cumcount() + 1
+    c["out_run"] = np.where(c["state"] == "out", length, 0)
+    c["clear_run"] = np.where(c["state"] == "clear", length, 0)
+    c["run_start"] = c.groupby(change)["time"].transform("min")
+    return c
+
+
+# ---------------------------------------------------------------------------------------------------
+# the detect step
+# ---------------------------------------------------------------------------------------------------
+def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
+           routes: Any = None) -> DetectOutcome:
+    """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
+    from smmdn.alerts import lifecycle
+    from smmdn.alerts.routing import load_routes
+    from smmdn.cycle import site_offsets
+    from smmdn.store import alerts as db
+
+    now = _utc(now)
+    rules = rules or Rules.from_settings(settings)
+    routes = routes if routes is not None else load_routes(settings)
+    offsets = site_offsets(store)
+    marks = lifecycle.site_watermarks(store)
+    default_from = (now - rules.lookback_days * DAY).floor("D")
+    first = min([m + DAY for m in marks.values()] + [default_from]) if marks else default_from
+    read_from = first - (rules.context_days + 1) * DAY
+    raw = store.read_observations(start=read_from - DAY, end=now + DAY)
+    periods = db.sensor_periods(store)
+    raw = within_periods(raw, periods)
+    days = daily_readings(raw, offsets)
+    outcome = DetectOutcome(now=now.isoformat())
+    if not days.empty:
+        days = days.loc[complete(days, now, offsets)]
+        days = days.loc[days["time"] >= read_from]
+        days = lifecycle.drop_maintenance(store, days, offsets)
+    fresh = pd.Series(False, index=days.index)
+    if not days.empty:
+        start_of = days["site"].map(lambda s: marks.get(s, default_from - DAY) + DAY)
+        fresh = days["time"] >= start_of
+    outcome.series = int(days.loc[fresh, SERIES].drop_duplicates().shape[0]) if not days.empty else 0
+    outcome.observations = int(fresh.sum())
+    outcome.days = sorted({t.date().isoformat() for t in days.loc[fresh, "time"]}) if not days.empty else []
+
+    conditions = pd.DataFrame(columns=["time", *KEY, "state"])
+    scored = pd.DataFrame()
+    if not days.empty and fresh.any():
+        forecasts = store.read_forecasts(start=days["time"].min(), end=days["time"].max() + DAY,
+                                         sites=sorted(days.loc[fresh, "site"].unique()))
+        scored = score_days(days, forecasts, rules)
+        conditions = runs(classify(scored))
+        conditions = conditions.merge(
+            days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
+        conditions["_fresh"] = conditions["_fresh"].eq(True)
+        outcome.outside = int(scored.loc[scored["time"].isin(days.loc[fresh, "time"]), "outside"].sum())
+    last = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
+    plan = lifecycle.plan(store, conditions, scored, last, now, rules, periods)
+    new_marks = {}
+    if not days.empty and fresh.any():
+        new_marks = days.loc[fresh].groupby("site")["time"].max().to_dict()
+    applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
+    for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
+        setattr(outcome, key, applied[key])
+    outcome.alerts = applied["events"][:50]
+    outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
+    if outcome.opened or outcome.reopened:
+        log.warning("alerts: %d opened, %d reopened (%s)", outcome.opened, outcome.reopened, now.date())
+    return outcome
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp.now(tz="UTC") if value is None else pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -1,0 +1,356 @@
+"""``smmdn alerts …``: see, acknowledge, silence and resolve alerts; maintenance windows and sensor replacements;
+the delivery outbox; run detection, delivery or verification by hand; send a test message to a team."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
+UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("alerts", help="alerts: list, ack, silence, resolve, maintenance, outbox, test",
+                              description=__doc__)
+    p.add_argument("--url", help="database URL (default: SMMDN_DATABASE_URL or the embedded SQLite file)")
+    sub = p.add_subparsers(dest="alerts_command", metavar="ACTION")
+
+    ls = sub.add_parser("list", help="active alerts (open and acknowledged): id, kind, where, since, team")
+    ls.add_argument("--all", action="store_true", help="resolved ones too")
+    ls.add_argument("--site")
+    ls.add_argument("--kind")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.set_defaults(handler=list_alerts)
+
+    show = sub.add_parser("show", help="one alert: its last message and every delivery of it")
+    show.add_argument("id", type=int)
+    show.set_defaults(handler=show_alert)
+
+    ack = sub.add_parser("ack", help="acknowledge: someone is on it (stops reminders and escalation)")
+    ack.add_argument("id", type=int)
+    ack.add_argument("--by", required=True, help="your name (recorded)")
+    ack.add_argument("--note")
+    ack.set_defaults(handler=ack_alert)
+
+    res = sub.add_parser("resolve", help="resolve by hand (the team is told); a new anomaly opens a new alert")
+    res.add_argument("id", type=int)
+    res.add_argument("--by", required=True, help="your name (recorded)")
+    res.add_argument("--note")
+    res.set_defaults(handler=resolve_alert)
+
+    sil = sub.add_parser("silence", help="suppress deliveries for a site (or one depth, sensor, kind) for a while")
+    sil.add_argument("site", help="site id, or * for every site")
+    sil.add_argument("--depth", type=float)
+    sil.add_argument("--sensor")
+    sil.add_argument("--kind", help="only alerts of this kind (sensor_fault, cluster, missing, …)")
+    span = sil.add_mutually_exclusive_group(required=True)
+    span.add_argument("--for", dest="duration", help="how long: 30m, 12h, 7d, 2w")
+    span.add_argument("--until", help="end time (ISO 8601; naive = UTC)")
+    sil.add_argument("--by", required=True, help="your name (recorded)")
+    sil.add_argument("--reason")
+    sil.set_defaults(handler=silence)
+
+    sls = sub.add_parser("silences", help="silences and maintenance windows in force (or all with --all)")
+    sls.add_argument("--all", action="store_true")
+    sls.set_defaults(handler=list_silences)
+
+    uns = sub.add_parser("unsilence", help="end a silence or maintenance window now")
+    uns.add_argument("id", type=int)
+    uns.set_defaults(handler=unsilence)
+
+    mnt = sub.add_parser("maintenance", help="planned field work at a site: no alerts from its data, no deliveries")
+    mnt.add_argument("site")
+    mnt.add_argument("--start", required=True, help="ISO 8601 (naive = UTC)")
+    mnt.add_argument("--end", required=True, help="ISO 8601 (naive = UTC)")
+    mnt.add_argument("--by", required=True, help="your name (recorded)")
+    mnt.add_argument("--reason")
+    mnt.set_defaults(handler=maintenance)
+
+    rep = sub.add_parser("replace-sensor", help="a sensor's active period ends, a new one begins; its alerts close")
+    rep.add_argument("site")
+    rep.add_argument("depth", type=float, help="depth in cm")
+    rep.add_argument("old", help="label of the sensor taken out")
+    rep.add_argument("--new", help="label of the replacement (omit when the sensor is removed for good)")
+    rep.add_argument("--at", help="when (ISO 8601, naive = UTC; default now)")
+    rep.add_argument("--by", required=True, help="your name (recorded)")
+    rep.add_argument("--note")
+    rep.set_defaults(handler=replace_sensor)
+
+    box = sub.add_parser("outbox", help="messages waiting, failed or suppressed (with their errors)")
+    box.add_argument("--status", action="append", choices=["pending", "sending", "sent", "suppressed", "failed"],
+                     help="repeatable; default: pending, sending, failed")
+    box.add_argument("--limit", type=int, default=50)
+    box.set_defaults(handler=outbox)
+
+    rty = sub.add_parser("retry", help="put failed (or suppressed) messages back in the queue, due now")
+    rty.add_argument("ids", nargs="+", type=int)
+    rty.set_defaults(handler=retry)
+
+    tst = sub.add_parser("test", help="send a test message to every destination of a team (route check)")
+    tst.add_argument("team", help="team name from the routes file, or 'default' (SMMDN_APPRISE_URLS)")
+    tst.add_argument("--by", default="operator")
+    tst.set_defaults(handler=test_team)
+
+    rts = sub.add_parser("routes", help="check the routes file; show which teams hear about a site")
+    rts.add_argument("--site", action="append", help="show the teams for this site (repeatable)")
+    rts.set_defaults(handler=routes)
+
+    for name, helptext in (("detect", "run detection now (what the daily flow's detect step does)"),
+                           ("deliver", "deliver due messages from the outbox now"),
+                           ("verify", "score verifiable forecasts and judge calibration drift now")):
+        step = sub.add_parser(name, help=helptext)
+        step.add_argument("--now", help="the clock to run at (ISO 8601; default: now)")
+        step.set_defaults(handler=run_step, step=name)
+    p.set_defaults(handler=lambda args: p.print_help() or 2)
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+def _settings():  # type: ignore[no-untyped-def]
+    from smmdn.config import get_settings
+
+    return get_settings()
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from smmdn.store import Store
+
+    return Store(args.url or _settings().resolved_database_url)
+
+
+def _now():  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC")
+
+
+def parse_time(value: str | None, what: str):  # type: ignore[no-untyped-def]
+    """ISO 8601 → UTC timestamp (naive is UTC); None → now."""
+    import pandas as pd
+
+    from smmdn.errors import InputError
+
+    if value is None:
+        return _now()
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"cannot read {value!r} as a time", where=what,
+                         fix="use ISO 8601, e.g. 2024-05-01T08:00") from exc
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def parse_duration(value: str):  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    from smmdn.errors import InputError
+
+    match = DURATION.match(value.strip().lower())
+    if not match or float(match.group(1)) <= 0:
+        raise InputError(f"cannot read {value!r} as a duration", where="--for", fix="e.g. 30m, 12h, 7d or 2w")
+    return pd.Timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+
+
+def _day(value) -> str:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    return "-" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+def _routes():  # type: ignore[no-untyped-def]
+    from smmdn.alerts.routing import load_routes
+
+    return load_routes(_settings())
+
+
+# --- handlers -------------------------------------------------------------------------------------------
+def list_alerts(args: argparse.Namespace) -> int:
+    from smmdn.alerts.lifecycle import site_info
+    from smmdn.store import alerts as db
+
+    store = _store(args)
+    frame = db.read_alerts(store, status=None if args.all else db.ACTIVE, site=args.site,
+                           kinds=[args.kind] if args.kind else None)
+    print(f"{len(frame)} {'alert(s)' if args.all else 'active alert(s)'}")
+    if frame.empty:
+        return 0
+    routes = _routes()
+    sites = site_info(store)
+    print(f"{'id':>5} {'status':<8} {'kind':<17} {'site':<20} {'depth':>6} {'sensor':<7} {'since':<16} "
+          f"{'last seen':<16} {'team':<14} ack")
+    for r in frame.sort_values("id", ascending=False).head(args.limit).itertuples():
+        teams = ",".join(routes.operator_teams() if r.kind == "calibration_drift" else routes.teams_for(
+            r.site, (sites.get(r.site) or {}).get("tags") or [], r.kind))
+        print(f"{r.id:>5} {r.status:<8} {r.kind:<17} {r.site:<20} {r.depth_cm:>6g} {r.sensor:<7} "
+              f"{_day(r.window_start):<16} {_day(r.window_end):<16} {teams:<14} {r.acked_by or ''}")
+    return 0
+
+
+def show_alert(args: argparse.Namespace) -> int:
+    from smmdn.errors import InputError
+    from smmdn.store import alerts as db
+
+    store = _store(args)
+    alert = db.get_alert(store, args.id)
+    if alert is None:
+        raise InputError(f"no alert {args.id}", where="alerts", fix="smmdn alerts list --all")
+    for key in ("id", "kind", "status", "site", "depth_cm", "sensor", "window_start", "window_end", "observed",
+                "predicted_low", "predicted_high", "pit", "created_at", "acked_by", "acked_at", "resolved_by",
+                "resolved_at", "escalated_at", "revision"):
+        print(f"{key:<15} {alert.get(key)}")
+    print(f"{'message':<15} {alert.get('message') or '-'}")
+    deliveries = db.read_outbox(store, alert_id=args.id)
+    print(f"\n{len(deliveries)} message(s):")
+    for r in deliveries.itertuples():
+        print(f"  #{r.id} {r.event:<10} {r.target:<18} {r.status:<10} attempts {r.attempts} "
+              f"{r.note or r.last_error or ''}")
+    if len(deliveries):
+        print("\n" + deliveries.iloc[-1]["body"])
+    return 0
+
+
+def ack_alert(args: argparse.Namespace) -> int:
+    from smmdn.alerts import lifecycle
+
+    row = lifecycle.ack(_store(args), args.id, args.by, _now(), note=args.note)
+    print(f"alert {row['id']} acknowledged by {row['acked_by']}: no reminders or escalation until it resolves")
+    return 0
+
+
+def resolve_alert(args: argparse.Namespace) -> int:
+    from smmdn import notify
+    from smmdn.alerts import lifecycle
+
+    store = _store(args)
+    row = lifecycle.resolve(store, args.id, args.by, _now(), _routes(), note=args.note)
+    sent = notify.deliver_outbox(store, _settings())
+    print(f"alert {row['id']} resolved by {row['resolved_by']}; messages sent {sent.sent}, waiting "
+          f"{sent.retrying}")
+    return 0
+
+
+def silence(args: argparse.Namespace) -> int:
+    from smmdn.alerts import lifecycle
+
+    now = _now()
+    until = now + parse_duration(args.duration) if args.duration else parse_time(args.until, "--until")
+    sid = lifecycle.silence(_store(args), args.site, by=args.by, now=now, until=until, depth_cm=args.depth,
+                            sensor=args.sensor, kind=args.kind, reason=args.reason)
+    print(f"silence #{sid}: {args.site} until {until.isoformat()} (alerts still open and listed; not delivered)")
+    return 0
+
+
+def list_silences(args: argparse.Namespace) -> int:
+    from smmdn.store import alerts as db
+
+    frame = db.read_silences(_store(args), include_cancelled=args.all, ending_after=None if args.all else _now())
+    print(f"{len(frame)} silence(s) / maintenance window(s)")
+    for r in frame.itertuples():
+        scope = " ".join(x for x in (None if r.depth_cm is None or r.depth_cm != r.depth_cm else f"{r.depth_cm:g}cm",
+                                     r.sensor, r.alert_kind) if x)
+        print(f"{r.id:>5} {r.kind:<11} {r.site:<20} {scope:<18} {_day(r.starts_at)} → {_day(r.ends_at)} "
+              f"by {r.created_by}{' (ended)' if r.cancelled_at == r.cancelled_at and r.cancelled_at else ''} "
+              f"{r.reason or ''}")
+    return 0
+
+
+def unsilence(args: argparse.Namespace) -> int:
+    from smmdn.errors import InputError
+    from smmdn.store import alerts as db
+
+    if not db.cancel_silence(_store(args), args.id, _now()):
+        raise InputError(f"no active silence #{args.id}", where="alert_silences", fix="smmdn alerts silences")
+    print(f"silence #{args.id} ended")
+    return 0
+
+
+def maintenance(args: argparse.Namespace) -> int:
+    from smmdn.alerts import lifecycle
+
+    start, end = parse_time(args.start, "--start"), parse_time(args.end, "--end")
+    mid = lifecycle.maintenance(_store(args), args.site, by=args.by, start=start, end=end, now=_now(),
+                                reason=args.reason)
+    print(f"maintenance #{mid}: {args.site} {start.isoformat()} → {end.isoformat()} (no alerts, no deliveries)")
+    return 0
+
+
+def replace_sensor(args: argparse.Namespace) -> int:
+    from smmdn import notify
+    from smmdn.alerts import lifecycle
+
+    store = _store(args)
+    at = parse_time(args.at, "--at")
+    closed = lifecycle.replace_sensor(store, args.site, args.depth, args.old, args.new, at=at, by=args.by,
+                                      now=_now(), routes=_routes(), note=args.note)
+    notify.deliver_outbox(store, _settings())
+    print(f"{args.site} {args.depth:g} cm: sensor {args.old} ends {at.isoformat()}"
+          + (f", {args.new} starts" if args.new else "") + f"; closed alert(s): {closed or 'none'}")
+    print("also record it in the site registry (active_to / a new sensor entry) so the registry stays the truth")
+    return 0
+
+
+def outbox(args: argparse.Namespace) -> int:
+    from smmdn.store import alerts as db
+
+    store = _store(args)
+    frame = db.read_outbox(store, status=args.status or ["pending", "sending", "failed"])
+    print(f"{len(frame)} message(s); all: {db.outbox_counts(store)}")
+    for r in frame.tail(args.limit).itertuples():
+        print(f"{r.id:>6} {r.status:<10} {r.event:<10} alert {r.alert_id if r.alert_id == r.alert_id else '-'!s:<6} "
+              f"{r.target:<18} attempts {r.attempts:<3} next {_day(r.next_attempt_at)}  {r.note or r.last_error or ''}")
+    return 0
+
+
+def retry(args: argparse.Namespace) -> int:
+    from smmdn import notify
+    from smmdn.store import alerts as db
+
+    store = _store(args)
+    n = db.requeue(store, args.ids, _now())
+    outcome = notify.deliver_outbox(store, _settings())
+    print(f"{n} message(s) requeued; sent {outcome.sent}, waiting {outcome.retrying}, failed {outcome.failed}")
+    return 0 if not outcome.failed else 1
+
+
+def test_team(args: argparse.Namespace) -> int:
+    from smmdn import notify
+
+    outcome = notify.send_test(_store(args), _settings(), args.team, by=args.by)
+    print(f"test to team {args.team}: sent {outcome.sent}, waiting {outcome.retrying}, failed {outcome.failed}")
+    for error in outcome.errors:
+        print(f"  {error}")
+    return 0 if outcome.sent and not outcome.errors else 1
+
+
+def routes(args: argparse.Namespace) -> int:
+    from smmdn.alerts.lifecycle import site_info
+
+    table = _routes()
+    source = _settings().alert_routes_file or "(no routes file: everything goes to SMMDN_APPRISE_URLS)"
+    print(f"routes: {source}")
+    for team, refs in sorted({"default": table.default_urls, **table.teams}.items()):
+        shown = [r if r.startswith(("env:", "secret:")) else r.split("://", 1)[0] + "://…" for r in refs]
+        print(f"  team {team:<16} {len(refs)} destination(s): {', '.join(shown) or 'none'}"
+              + (f"; escalates to {table.escalate_to[team]}" if team in table.escalate_to else ""))
+    print(f"  operators (calibration drift): {', '.join(table.operator_teams())}")
+    if args.site:
+        sites = site_info(_store(args))
+        for site in args.site:
+            print(f"  site {site}: {', '.join(table.teams_for(site, (sites.get(site) or {}).get('tags') or [], None))}")
+    return 0
+
+
+def run_step(args: argparse.Namespace) -> int:
+    import json
+
+    from smmdn import alerting
+
+    store, settings, now = _store(args), _settings(), parse_time(args.now, "--now")
+    if args.step == "detect":
+        result = alerting.detect(store, now, settings)
+    elif args.step == "deliver":
+        result = alerting.deliver(store, settings, now)
+    else:
+        result = alerting.verify(store, now, settings)
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result.get("status") == "ok" else 1

@@ -1,0 +1,300 @@
+"""Continuous verification: every forecast is scored once its valid day has observations; calibration drift.
+
+Scored pairs: each stored forecast (every issue time and lead, complete runs only) against each trusted
+daily sensor value of its site, depth and valid day (the same daily means detection uses: spike and
+flatline readings left out, replaced sensors ended, maintenance days and days of a sensor under a
+sensor-fault or flatline alert excluded — a broken probe must not trigger a retrain). Per pair: CRPS
+(closed form, ``smmdn.model.mixture``), PIT, whether the value is inside the 50 % and 90 % central
+intervals (the stored quantiles q25–q75 and q05–q95, i.e. what users saw), and those widths. Rows are
+upserted into ``verification`` (a hypertable on ``valid_time``), so rescoring is idempotent and a late
+observation is scored when it arrives (the last ``SMMDN_VERIFICATION_LOOKBACK_DAYS`` are rescored).
+
+Calibration drift, over the last ``SMMDN_DRIFT_WINDOW_DAYS`` scored valid days and only forecasts issued
+after the last full retrain (so one bad month triggers one retrain, not thirty):
+- coverage_90 outside [``SMMDN_DRIFT_COVERAGE_MIN``, ``SMMDN_DRIFT_COVERAGE_MAX``] (0.80–0.97), or
+- the PIT histogram (10 bins) fails a chi-square uniformity test at p < ``SMMDN_DRIFT_PIT_P`` (0.01).
+  PITs of one site, depth and valid day (its leads, its replicate sensors) share one observation or
+  one day's weather, and neighbouring days are correlated too, so the statistic is scaled to an
+  effective sample size: the number of distinct (site, depth, valid day), at most
+  ``SMMDN_DRIFT_PIT_EFFECTIVE_N`` (a design-effect correction). Without it any real model fails the
+  test on a few thousand pairs.
+No verdict with fewer than ``SMMDN_DRIFT_MIN_PAIRS`` independent scores (distinct site, depth, day).
+Drift opens a network-wide ``calibration_drift`` alert for the operators (routes ``operators:``); the
+daily flow records it and the next cycle retrains in full (``smmdn.cycle.training_plan``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from smmdn.config import Settings
+from smmdn.model.mixture import mixture_crps, mixture_pit
+
+log = logging.getLogger(__name__)
+
+DAY = pd.Timedelta(days=1)
+WATERMARK = ("verification", "scored_through")
+FAULT_KINDS = ("sensor_fault", "flatline")
+
+
+@dataclass
+class DriftReport:
+    drift: bool
+    n: int
+    window: list[str]
+    independent: int = 0
+    since_retrain: str | None = None
+    coverage_50: float | None = None
+    coverage_90: float | None = None
+    pit_chi2: float | None = None
+    pit_p: float | None = None
+    pit_histogram: list[float] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VerificationOutcome:
+    now: str
+    scored: int = 0
+    new_rows: int = 0
+    valid_days: list[str] = field(default_factory=list)
+    drift: bool = False
+    report: dict[str, Any] = field(default_factory=dict)
+    by_lead: list[dict[str, Any]] = field(default_factory=list)
+    plots: dict[str, str] = field(default_factory=dict)
+    notified: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------------
+# scoring
+# ---------------------------------------------------------------------------------------------------
+def score_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Scores of forecast/observation pairs (canonical forecast columns + ``observed``)."""
+    from smmdn.anomalies import mixture_arrays
+
+    out = pairs.copy()
+    if out.empty:
+        for c in ("crps", "pit", "in_50", "in_90", "width_50", "width_90"):
+            out[c] = pd.Series(dtype=float)
+        return out
+    w, mu, sigma = mixture_arrays(out)
+    x = out["observed"].to_numpy(dtype=float)
+    out["crps"] = mixture_crps(x, w, mu, sigma)
+    out["pit"] = mixture_pit(x, w, mu, sigma)
+    out["in_50"] = (x >= out["q25"].to_numpy()) & (x <= out["q75"].to_numpy())
+    out["in_90"] = (x >= out["q05"].to_numpy()) & (x <= out["q95"].to_numpy())
+    out["width_50"] = out["q75"] - out["q25"]
+    out["width_90"] = out["q95"] - out["q05"]
+    return out
+
+
+def trusted_days(store: Any, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+    """Daily trusted sensor values in [start, end) that verification may use (see the module docstring)."""
+    from smmdn.alerts.lifecycle import drop_maintenance
+    from smmdn.anomalies import complete, daily_readings, within_periods
+    from smmdn.cycle import site_offsets
+    from smmdn.store import alerts as db
+
+    offsets = site_offsets(store)
+    raw = store.read_observations(start=start - DAY, end=end + DAY)
+    days = daily_readings(within_periods(raw, db.sensor_periods(store)), offsets)
+    if days.empty:
+        return days
+    days = days.loc[complete(days, now, offsets) & (days["time"] >= start) & (days["time"] < end)
+                    & days["vwc"].notna()]
+    days = drop_maintenance(store, days, offsets)
+    faults = db.read_alerts(store, kinds=list(FAULT_KINDS))
+    if not faults.empty and not days.empty:
+        f = faults[["site", "depth_cm", "sensor", "window_start", "window_end", "status"]].copy()
+        f["until"] = f["window_end"].where(f["status"] == "resolved", pd.Timestamp.max.tz_localize("UTC"))
+        hit = days.reset_index().merge(f, on=["site", "depth_cm", "sensor"])
+        hit = hit.loc[(hit["time"] >= hit["window_start"].dt.floor("D")) & (hit["time"] <= hit["until"])]
+        days = days.drop(index=hit["index"].unique())
+    return days
+
+
+def _first_valid_time(store: Any) -> pd.Timestamp | None:
+    from smmdn.store import alerts as db
+    from smmdn.store import tables as T
+
+    with store._begin() as conn:
+        value = conn.execute(sa.select(sa.func.min(T.forecasts.c.valid_time))).scalar()
+    return db.aware(value)
+
+
+def score(store: Any, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, int]:
+    """Score every forecast whose valid day is complete and not yet scored (plus the rescoring window)."""
+    from smmdn.store import alerts as db
+
+    mark = store.get_watermark(*WATERMARK)
+    recent = now.floor("D") - settings.verification_lookback_days * DAY
+    start = _first_valid_time(store) if mark is None else min(mark + DAY, recent)
+    if start is None:
+        return pd.DataFrame(), 0
+    start = start.floor("D")
+    end = now.floor("D") + DAY
+    days = trusted_days(store, start, end, now)
+    if days.empty:
+        return pd.DataFrame(), 0
+    forecasts = store.read_forecasts(start=start, end=end, sites=sorted(days["site"].unique()))
+    if forecasts.empty:
+        return pd.DataFrame(), 0
+    forecasts["site"] = forecasts["site"].astype(str)
+    pairs = forecasts.merge(days[["time", "site", "depth_cm", "sensor", "vwc"]].rename(
+        columns={"time": "valid_time", "vwc": "observed"}), on=["site", "depth_cm", "valid_time"])
+    pairs = pairs.loc[pairs["issue_time"] < pairs["valid_time"]]
+    scored = score_pairs(pairs)
+    scored["scored_at"] = now
+    written = db.write_verification(store, scored)
+    if not scored.empty:
+        latest = scored["valid_time"].max()
+        if mark is None or latest > mark:
+            store.set_watermark(*WATERMARK, latest)
+    return scored, written.inserted
+
+
+# ---------------------------------------------------------------------------------------------------
+# drift
+# ---------------------------------------------------------------------------------------------------
+def independent_count(v: pd.DataFrame) -> int:
+    """Scores that can count as independent: one per site, depth and valid day (its leads share the
+    observation, its replicate sensors share the weather)."""
+    return int(v[["site", "depth_cm", "valid_time"]].drop_duplicates().shape[0]) if len(v) else 0
+
+
+def pit_uniformity(pit: np.ndarray, effective_n: int, bins: int = 10) -> tuple[float, float, list[float]]:
+    """(chi-square statistic scaled to ``effective_n`` values, its p-value, relative bin counts)."""
+    from scipy.stats import chi2
+
+    pit = np.asarray(pit, dtype=float)
+    pit = pit[np.isfinite(pit)]
+    n = len(pit)
+    counts, _ = np.histogram(pit, bins=bins, range=(0.0, 1.0))
+    expected = n / bins
+    stat = float(np.sum((counts - expected) ** 2 / expected))
+    scaled = stat * min(n, effective_n) / n
+    return scaled, float(chi2.sf(scaled, bins - 1)), (counts / n).round(4).tolist()
+
+
+def drift_report(store: Any, now: pd.Timestamp, settings: Settings) -> DriftReport:
+    """The drift verdict over the last scored window (see the module docstring)."""
+    from smmdn.cycle import DRIFT_HANDLED
+    from smmdn.store import alerts as db
+    from smmdn.store import tables as T
+
+    with store._begin() as conn:
+        latest = db.aware(conn.execute(sa.select(sa.func.max(T.verification.c.valid_time))
+                                       .where(T.verification.c.valid_time <= db._ts(now))).scalar())
+    if latest is None:
+        return DriftReport(False, 0, [], reasons=["no verification scores yet"])
+    end = latest + DAY
+    start = end - settings.drift_window_days * DAY
+    handled = store.get_watermark(*DRIFT_HANDLED)
+    v = db.read_verification(store, start=start, end=end, issued_from=handled)
+    window = [start.date().isoformat(), latest.date().isoformat()]
+    independent = independent_count(v)
+    report = DriftReport(False, len(v), window, since_retrain=None if handled is None else handled.isoformat(),
+                         independent=independent)
+    if independent < settings.drift_min_pairs:
+        report.reasons.append(f"{independent} independent scores (site, depth, day) since "
+                              f"{handled.isoformat() if handled else 'the start'} (< {settings.drift_min_pairs}): "
+                              "no verdict")
+        return report
+    report.coverage_50 = round(float(v["in_50"].mean()), 4)
+    report.coverage_90 = round(float(v["in_90"].mean()), 4)
+    effective = min(independent, settings.drift_pit_effective_n)
+    report.pit_chi2, report.pit_p, report.pit_histogram = pit_uniformity(v["pit"].to_numpy(), effective)
+    lo, hi = settings.drift_coverage_min, settings.drift_coverage_max
+    if not lo <= report.coverage_90 <= hi:
+        report.reasons.append(f"coverage_90 {report.coverage_90:.3f} outside [{lo:.2f}, {hi:.2f}] over {len(v)} pairs")
+    if report.pit_p < settings.drift_pit_p:
+        report.reasons.append(f"PIT not uniform: chi-square {report.pit_chi2:.1f} (effective n {effective}), "
+                              f"p {report.pit_p:.2g} < {settings.drift_pit_p:g}")
+    report.drift = bool(report.reasons)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# skill tables and plots
+# ---------------------------------------------------------------------------------------------------
+def _summary(v: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    g = v.groupby(by)
+    return g.agg(n=("crps", "size"), crps=("crps", "mean"), coverage_50=("in_50", "mean"),
+                 coverage_90=("in_90", "mean"), width_90=("width_90", "mean"), pit_mean=("pit", "mean")
+                 ).reset_index().round(5)
+
+
+def skill_report(store: Any, now: pd.Timestamp, settings: Settings) -> dict[str, pd.DataFrame]:
+    """Skill over the drift window: per lead, per site and lead, per valid day and lead (for artifacts)."""
+    from smmdn.store import alerts as db
+
+    end = now.floor("D") + DAY
+    v = db.read_verification(store, start=end - settings.drift_window_days * DAY, end=end)
+    if v.empty:
+        return {"by_lead": pd.DataFrame(), "by_site_lead": pd.DataFrame(), "daily": pd.DataFrame(), "pit": v}
+    return {"by_lead": _summary(v, ["lead"]), "by_site_lead": _summary(v, ["site", "lead"]),
+            "daily": _summary(v.rename(columns={"valid_time": "time"}), ["time", "lead"]), "pit": v[["pit"]]}
+
+
+def write_plots(skill: dict[str, pd.DataFrame], directory: Path) -> dict[str, str]:
+    """Reliability (PIT histogram, coverage per lead) and CRPS-over-time PNGs into ``directory``."""
+    from smmdn.alerts.plots import reliability_png, skill_png
+
+    if skill["by_lead"].empty:
+        return {}
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"reliability": directory / "reliability.png", "skill": directory / "skill.png"}
+    paths["reliability"].write_bytes(reliability_png(skill["pit"]["pit"].to_numpy(), skill["by_lead"]))
+    paths["skill"].write_bytes(skill_png(skill["daily"]))
+    return {k: str(p) for k, p in paths.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the verify step
+# ---------------------------------------------------------------------------------------------------
+def verify(store: Any, now: pd.Timestamp | str | None, settings: Settings, *,
+           routes: Any = None) -> VerificationOutcome:
+    """Score what became verifiable, judge calibration drift, tell operators, write the skill plots."""
+    from smmdn.alerts import lifecycle
+    from smmdn.alerts.routing import load_routes
+
+    now = _utc(now)
+    scored, inserted = score(store, now, settings)
+    outcome = VerificationOutcome(now=now.isoformat(), scored=len(scored), new_rows=inserted)
+    if not scored.empty:
+        outcome.valid_days = sorted({t.date().isoformat() for t in scored["valid_time"]})
+    report = drift_report(store, now, settings)
+    outcome.drift, outcome.report = report.drift, report.to_dict()
+    skill = skill_report(store, now, settings)
+    outcome.by_lead = skill["by_lead"].to_dict("records")
+    try:
+        outcome.plots = write_plots(skill, settings.path("artifact") / "verification" / now.strftime("%Y-%m-%d"))
+    except Exception as exc:  # plots are for people; the verdict must not depend on them
+        log.warning("verification plots failed: %s", exc)
+    try:
+        png = Path(outcome.plots["reliability"]).read_bytes() if "reliability" in outcome.plots else None
+        outcome.notified = lifecycle.drift_transition(
+            store, now, report.drift, report.to_dict(), routes if routes is not None else load_routes(settings), png)
+    except Exception as exc:  # telling operators failed: the drift flag still reaches the flow
+        log.warning("calibration-drift alert not queued: %s", exc)
+    if report.drift:
+        log.warning("calibration drift: %s", "; ".join(report.reasons))
+    return outcome
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp.now(tz="UTC") if value is None else pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
