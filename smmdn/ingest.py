@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from smmdn.registry import Registry, Site
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 HISTORY_CONTEXT = pd.Timedelta(days=3)  # stored rows that give spike/flatline/gap checks their context
+LANDING_BATCH_ROWS = 500_000  # landing files validated and written together, up to this many rows
 
 
 @dataclass
@@ -153,14 +154,14 @@ def write_batch(
     now: pd.Timestamp | None = None,
     summary: IngestSummary | None = None,
     extra_quarantine: pd.DataFrame | None = None,
-    processed_file: tuple[str, str] | None = None,
+    processed_files: Sequence[tuple[str, str]] = (),
     advance_watermark: bool = True,
 ) -> IngestSummary:
     """Validate and write one batch atomically (observations, forcing, both quarantines, watermark).
 
     ``extra_quarantine`` holds rows the parser could not read (e.g. broken TOA5 records);
-    ``processed_file`` = (path, sha256) is recorded in the same transaction, so a file counts as
-    processed exactly when its rows are stored.
+    ``processed_files`` = [(path, sha256), …] are recorded in the same transaction, so a file counts
+    as processed exactly when its rows are stored.
     """
     from smmdn.quality.validate import validate_forcing, validate_observations
 
@@ -183,8 +184,8 @@ def write_batch(
     has_extra = extra_quarantine is not None and not extra_quarantine.empty
     if obs_result is None and forcing_result is None and not has_extra:
         summary.status = "empty"
-        if processed_file is not None:
-            store.record_file(source, processed_file[0], processed_file[1], "processed")
+        for path, sha in processed_files:
+            store.record_file(source, path, sha, "processed")
         return summary
     new_wm = _new_watermark(watermark_before, [observations, forcing], now)
     if forcing_kind == "forecast" and issue_time is not None:
@@ -220,8 +221,8 @@ def write_batch(
                                                       else {}),
             results[0].data_docs if results else None,
         )
-        if processed_file is not None:
-            tx.record_file(source, processed_file[0], processed_file[1], "processed")
+        for path, sha in processed_files:
+            tx.record_file(source, path, sha, "processed")
     summary.watermark_after = new_wm
     summary.data_docs = next((r.data_docs for r in (obs_result, forcing_result) if r and r.data_docs), None)
     return summary
@@ -362,6 +363,26 @@ def _ingest_cosmos(store, settings, registry, site: Site, session, since, until,
 
 
 # --------------------------------------------------------------------------------------------------
+@dataclass
+class _LandingFile:
+    path: Path
+    sha256: str
+    batch: Any  # smmdn.sources.toa5.Toa5Batch
+    summary: IngestSummary
+
+    @property
+    def rows(self) -> int:
+        return len(self.batch.observations) + len(self.batch.bad_rows)
+
+    @property
+    def alone(self) -> bool:
+        """Validated on its own: a file in percent would pass unnoticed inside a batch of fractions."""
+        from smmdn.quality.validate import VWC_FRACTION_MEDIAN_MAX
+
+        vwc = pd.to_numeric(self.batch.observations.get("vwc", pd.Series(dtype=float)), errors="coerce")
+        return bool(vwc.median() > VWC_FRACTION_MEDIAN_MAX) if vwc.notna().any() else False
+
+
 def ingest_landing(
     store: Any,
     settings: Settings,
@@ -371,20 +392,33 @@ def ingest_landing(
     progress: Progress | None = None,
     now: pd.Timestamp | None = None,
     settle_s: float = 30.0,
+    batch_rows: int = LANDING_BATCH_ROWS,
 ) -> list[IngestSummary]:
     """Process TOA5 files in the landing directory, each exactly once (by sha256).
 
     Files modified less than ``settle_s`` seconds ago are left for the next run (still uploading).
 
-    Good file → rows stored, bad records quarantined, file moved to ``processed/``. Unreadable file →
+    Good files → rows stored, bad records quarantined, files moved to ``processed/``. Unreadable file →
     moved to ``rejected/`` with ``<name>.reason.txt``. A file already seen (same bytes) is moved to
     ``processed/`` without being read again.
+
+    Why batches: a network drops one file per logger per day, and validating each alone costs a Great
+    Expectations run (~1 s) per file. The readable files of a run are therefore validated and written
+    together (one transaction, up to ``batch_rows`` rows; one summary per batch). A batch-level
+    validation failure falls back to file by file, so only the offending file is rejected.
     """
     from smmdn.sources.toa5 import landing_files, read_logger_file, sha256_bytes
 
     now = _utc(now)
     landing = settings.path("landing")
     out: list[IngestSummary] = []
+    pending: list[_LandingFile] = []
+
+    def report(summary: IngestSummary) -> None:
+        out.append(summary)
+        if progress:
+            progress(summary.line())
+
     for path in landing_files(landing, settle_s=settle_s):
         summary = IngestSummary("toa5", path.name)
         try:
@@ -394,43 +428,106 @@ def ingest_landing(
         except OSError as exc:  # unreadable now: try again next run
             out.append(_failed(summary, SourceError(f"{path}: {exc}")))
             continue
-        if store.file_seen(sha):
+        if store.file_seen(sha) or any(f.sha256 == sha for f in pending):
             summary.status = "skipped"
             summary.notes.append("already processed (same sha256)")
             _move(path, landing / "processed")
-            out.append(summary)
-            if progress:
-                progress(summary.line())
+            report(summary)
             continue
         try:
-            try:
-                _, batch = read_logger_file(path, registry)
-            except FileNotFoundError:
-                continue
-            if sites and batch.site not in sites:
-                summary.status = "skipped"
-                summary.notes.append(f"site {batch.site} not selected")
-                out.append(summary)
-                continue
-            summary.key = f"{batch.site}:{path.name}"
-            summary = write_batch(store, settings, source="toa5", key=summary.key, registry=registry,
-                                  observations=batch.observations if not batch.observations.empty else None,
-                                  now=now, summary=summary, extra_quarantine=batch.bad_rows,
-                                  processed_file=(str(path), sha), advance_watermark=False)
-            summary.fetched += len(batch.bad_rows)
-            if batch.missing_values:
-                summary.notes.append(f"{batch.missing_values} NAN values (missing at the logger)")
-            _move(path, landing / "processed")
+            _, batch = read_logger_file(path, registry)
+        except FileNotFoundError:
+            continue
         except (SourceError, InputError) as exc:
-            summary.status, summary.error = "rejected", str(exc)
-            target = _move(path, landing / "rejected")
-            target.with_name(target.name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
-            store.record_file("toa5", str(path), sha, "rejected", reason=str(exc))
-            log.warning("%s", summary.line())
-        out.append(summary)
-        if progress:
-            progress(summary.line())
+            report(_reject(store, landing, path, sha, summary, exc))
+            continue
+        if sites and batch.site not in sites:
+            summary.status = "skipped"
+            summary.notes.append(f"site {batch.site} not selected")
+            report(summary)
+            continue
+        summary.key = f"{batch.site}:{path.name}"
+        pending.append(_LandingFile(path, sha, batch, summary))
+
+    for group in _landing_groups(pending, batch_rows):
+        try:
+            summaries = [_write_landing(store, settings, registry, group, now)]
+        except (SourceError, InputError) as exc:
+            if len(group) == 1:
+                f = group[0]
+                summaries = [_reject(store, landing, f.path, f.sha256, f.summary, exc)]
+            else:  # one file spoils the batch: find it, keep the others
+                summaries = _landing_one_by_one(store, settings, registry, group, now, landing)
+        else:
+            for f in group:
+                _move(f.path, landing / "processed")
+        for summary in summaries:
+            report(summary)
     return out
+
+
+def _landing_groups(files: list[_LandingFile], batch_rows: int) -> list[list[_LandingFile]]:
+    groups: list[list[_LandingFile]] = []
+    size = 0
+    alone = [[f] for f in files if f.alone]
+    for f in files:
+        if f.alone:
+            continue
+        if not groups or size + f.rows > batch_rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(f)
+        size += f.rows
+    return groups + alone
+
+
+def _write_landing(store: Any, settings: Settings, registry: Registry, group: list[_LandingFile],
+                   now: pd.Timestamp | None) -> IngestSummary:
+    """Validate and write a group of landing files in one transaction (raises ``InputError`` for the batch)."""
+    if len(group) == 1:
+        summary = group[0].summary
+    else:
+        names = [f.path.name for f in group]
+        summary = IngestSummary("toa5", f"landing:{len(group)} files")
+        more = f" … (+{len(names) - 20})" if len(names) > 20 else ""
+        summary.notes.append("files: " + ", ".join(names[:20]) + more)
+    frames = [f.batch.observations for f in group if not f.batch.observations.empty]
+    bad = [f.batch.bad_rows for f in group if not f.batch.bad_rows.empty]
+    summary = write_batch(store, settings, source="toa5", key=summary.key, registry=registry,
+                          observations=pd.concat(frames, ignore_index=True) if frames else None,
+                          now=now, summary=summary,
+                          extra_quarantine=pd.concat(bad, ignore_index=True) if bad else None,
+                          processed_files=[(str(f.path), f.sha256) for f in group], advance_watermark=False)
+    summary.fetched += sum(len(f.batch.bad_rows) for f in group)
+    missing = sum(f.batch.missing_values for f in group)
+    if missing:
+        summary.notes.append(f"{missing} NAN values (missing at the logger)")
+    return summary
+
+
+def _landing_one_by_one(store: Any, settings: Settings, registry: Registry, group: list[_LandingFile],
+                        now: pd.Timestamp | None, landing: Path) -> list[IngestSummary]:
+    out = []
+    for f in group:
+        try:
+            summary = _write_landing(store, settings, registry, [f], now)
+        except (SourceError, InputError) as exc:
+            out.append(_reject(store, landing, f.path, f.sha256, f.summary, exc))
+        else:
+            _move(f.path, landing / "processed")
+            out.append(summary)
+    return out
+
+
+def _reject(store: Any, landing: Path, path: Path, sha: str, summary: IngestSummary,
+            exc: Exception) -> IngestSummary:
+    """Move an unusable file to ``rejected/`` with its reason beside it; record it so it is not retried."""
+    summary.status, summary.error = "rejected", str(exc)
+    target = _move(path, landing / "rejected")
+    target.with_name(target.name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
+    store.record_file("toa5", str(path), sha, "rejected", reason=str(exc))
+    log.warning("%s", summary.line())
+    return summary
 
 
 def _move(path: Path, folder: Path) -> Path:

@@ -28,6 +28,7 @@ from smmdn.quality.rules import ForcingRules, ObservationRules
 from smmdn.schema import FORCING_KEY, OBSERVATION_COLUMNS, SERIES_KEY
 
 FLAG_OK = "ok"
+VWC_FRACTION_MEDIAN_MAX = 1.0  # a batch whose median vwc exceeds this is in percent: a unit error
 NON_VARIABLES = {"time", "site", "issue_time", "lead", "kind", "source", "quality_flag", "reason"}
 
 
@@ -229,7 +230,7 @@ def _observation_specs(rules: ObservationRules) -> list[Spec]:
         Spec("sensor_present", "ExpectColumnValuesToNotBeNull", {"column": "sensor"}),
         Spec("vwc_numeric", "ExpectColumnValuesToNotBeNull", {"column": "vwc"}),
         Spec("vwc_unit_fraction", "ExpectColumnMedianToBeBetween",
-             {"column": "vwc", "min_value": 0.0, "max_value": 1.0}, "batch"),
+             {"column": "vwc", "min_value": 0.0, "max_value": VWC_FRACTION_MEDIAN_MAX}, "batch"),
         Spec("vwc_within_limits", "ExpectColumnValuesToBeBetween",
              {"column": "vwc_limit_ratio", "min_value": 0.0, "max_value": 1.0}),
         Spec("unique_series_time", "ExpectCompoundColumnsToBeUnique",
