@@ -26,7 +26,7 @@ import pandas as pd
 
 from smmdn.config import Settings
 from smmdn.errors import InputError
-from smmdn.schema import DAILY_FORCING
+from smmdn.schema import DAILY_FORCING, OBSERVATION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -115,28 +115,6 @@ def model_sites(store: Any) -> pd.DataFrame | None:
     return frame if len(frame.columns) > 1 else None
 
 
-def daily_observations(raw: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame:
-    """Trusted observations as daily means per series, labelled by the site's local standard date."""
-    cols = ["time", "site", "depth_cm", "sensor", "vwc"]
-    if raw.empty:
-        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in zip(
-            cols, ["datetime64[ns, UTC]", "string", "float64", "string", "float64"], strict=True)})
-    frame = raw
-    if "quality_flag" in frame:
-        flags = frame["quality_flag"].fillna("ok").astype(str)
-        bad = np.zeros(len(frame), dtype=bool)
-        for word in UNTRUSTED_FLAGS:
-            bad |= flags.str.contains(word, regex=False).to_numpy()
-        frame = frame.loc[~bad]
-    shift = pd.to_timedelta(frame["site"].astype(str).map(offsets).fillna(0.0).to_numpy(), unit="h")
-    day = (frame["time"] + shift).dt.floor("D")
-    out = (frame.assign(time=day).groupby(["time", "site", "depth_cm", "sensor"], as_index=False, observed=True)["vwc"]
-           .mean())
-    out["site"] = out["site"].astype("string")
-    out["sensor"] = out["sensor"].astype("string")
-    return out[cols]
-
-
 def _daily_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
@@ -154,16 +132,18 @@ def load_inputs(store: Any, settings: Settings, cycle: CycleDay, *, history_days
     """
     horizon = horizon or settings.forecast_horizon
     start = cycle.data_end - history_days * DAY
-    raw = store.read_observations(sites=sites, start=start - DAY, end=cycle.data_end + DAY)
+    offsets = site_offsets(store)
+    window = {"sites": sites, "start": start - DAY, "end": cycle.data_end + DAY, "exclude_flags": UNTRUSTED_FLAGS}
+    daily = store.read_daily_observations(offsets, **window)
     freshness: dict[str, Any] = {"issue_time": cycle.issue.isoformat(), "replay": cycle.replay}
-    if cycle.replay and not raw.empty:
-        if raw["ingested_at"].min() <= cycle.now:
-            raw = raw.loc[raw["ingested_at"] <= cycle.now]
+    if cycle.replay and not daily.empty:
+        if daily["first_ingested"].min() <= cycle.now:
+            daily = store.read_daily_observations(offsets, as_of=cycle.now, **window)
             freshness["observations_as_of"] = cycle.now.isoformat()
         else:
             freshness["observations_hindsight"] = "backfilled after the day: read as stored now"
-    obs = daily_observations(raw, site_offsets(store))
-    obs = obs.loc[(obs["time"] >= start) & (obs["time"] < cycle.data_end)].reset_index(drop=True)
+    obs = daily.loc[(daily["time"] >= start) & (daily["time"] < cycle.data_end), list(OBSERVATION_COLUMNS)]
+    obs = obs.reset_index(drop=True)
     freshness["observations_rows"] = len(obs)
     freshness["observations_latest"] = None if obs.empty else obs["time"].max().isoformat()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -326,6 +326,60 @@ class Store:
         frame["time"] = _utc_column(frame["time"])
         frame["ingested_at"] = _utc_column(frame["ingested_at"])
         return frame
+
+    def read_daily_observations(
+        self,
+        offsets: Mapping[str, float],
+        sites: Sequence[str] | None = None,
+        start: Timeish = None,
+        end: Timeish = None,
+        as_of: Timeish = None,
+        exclude_flags: Sequence[str] = (),
+    ) -> pd.DataFrame:
+        """Daily mean vwc per series for readings in [start, end), aggregated in the database.
+
+        A day is the site's local standard date: UTC + ``offsets[site]`` hours (0 when absent), labelled
+        by its midnight as a UTC timestamp. Readings whose quality flag contains any of
+        ``exclude_flags`` are left out. Columns: time, site, depth_cm, sensor, vwc, n (readings),
+        first_ingested (earliest ``ingested_at`` among them).
+
+        Why in SQL: the daily model needs one value per series and day; moving a year of hourly rows
+        into pandas only to average them costs 24 times the rows, seconds per thousand series.
+        """
+        t = T.observations
+        if self.is_postgres:
+            epoch = sa.func.floor(sa.extract("epoch", t.c.time))  # whole seconds: 23:59:59.7 stays in its day
+        else:
+            epoch = sa.cast(sa.func.strftime("%s", t.c.time), sa.Integer)
+        shifts = {str(site): round(h * 3600) for site, h in offsets.items() if h}
+        shift = sa.case(shifts, value=t.c.site, else_=0) if shifts else sa.literal(0)
+        local = sa.cast(epoch, sa.BigInteger) + shift
+        day = local // 86400  # integer division on both backends (SQLAlchemy 2's "/" is true division)
+        query = sa.select(
+            day.label("day"), t.c.site, t.c.depth_cm, t.c.sensor, sa.func.avg(t.c.vwc).label("vwc"),
+            sa.func.count().label("n"), sa.func.min(t.c.ingested_at).label("first_ingested"),
+        )
+        query = self._time_filters(query, t.c.time, start, end)
+        if sites:
+            query = query.where(t.c.site.in_(list(sites)))
+        if as_of is not None:
+            query = query.where(t.c.ingested_at <= _ts(as_of))
+        for word in exclude_flags:
+            query = query.where(sa.not_(t.c.quality_flag.contains(word, autoescape=True)))
+        query = query.group_by(day, t.c.site, t.c.depth_cm, t.c.sensor).order_by(
+            t.c.site, t.c.depth_cm, t.c.sensor, day)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=["day", "site", "depth_cm", "sensor", "vwc", "n", "first_ingested"])
+        days = pd.to_numeric(frame["day"]).astype("int64") * 86400
+        frame.insert(0, "time", pd.to_datetime(days, unit="s", utc=True).dt.as_unit("ns"))
+        frame["site"] = frame["site"].astype("string")
+        frame["sensor"] = frame["sensor"].astype("string")
+        frame["depth_cm"] = frame["depth_cm"].astype("float64")
+        frame["vwc"] = frame["vwc"].astype("float64")
+        frame["n"] = frame["n"].astype("int64")
+        frame["first_ingested"] = _utc_column(frame["first_ingested"])
+        return frame.drop(columns=["day"])
 
     @staticmethod
     def _time_filters(query, column, start: Timeish, end: Timeish):  # type: ignore[no-untyped-def]

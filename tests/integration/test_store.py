@@ -283,3 +283,40 @@ def test_invalid_mixture_is_refused(ready: Store) -> None:
     with pytest.raises(InputError, match="invalid mixtures") as info:
         ready.write_forecasts(frame, run_id="r", model_version="m1")
     assert info.value.rows == [3]
+
+
+def test_daily_observations_are_local_day_means_computed_in_sql(store) -> None:  # type: ignore[no-untyped-def]
+    """The database's daily means equal a pandas computation: local standard days, untrusted flags left out,
+    ``as_of`` by first ingest."""
+    store.upsert_sites(SITES)
+    rng = np.random.default_rng(4)
+    times = pd.date_range("2020-06-01T00:00Z", periods=24 * 4, freq="h")
+    rows = [{"time": t, "site": site, "depth_cm": 10.0, "sensor": sensor, "vwc": float(rng.uniform(0.1, 0.4)),
+             "quality_flag": "ok"} for site in ("A", "B") for sensor in ("p1", "p2") for t in times]
+    frame = pd.DataFrame(rows)
+    frame.loc[frame.index % 17 == 0, "quality_flag"] = "spike"
+    frame.loc[frame.index % 23 == 0, "quality_flag"] = "gap_before,flatline"
+    store.write_observations(frame, source="test")
+    offsets = {"B": -6.0}  # A: UTC days; B: local standard time UTC-6
+
+    got = store.read_daily_observations(offsets, start="2020-06-01T12:00Z", end="2020-06-04T12:00Z",
+                                        exclude_flags=("spike", "flatline"))
+
+    keep = frame.loc[~frame["quality_flag"].str.contains("spike|flatline")
+                     & (frame["time"] >= "2020-06-01T12:00Z") & (frame["time"] < "2020-06-04T12:00Z")].copy()
+    keep["time"] = (keep["time"] + pd.to_timedelta(keep["site"].map(offsets).fillna(0), unit="h")).dt.floor("D")
+    want = keep.groupby(["site", "depth_cm", "sensor", "time"], as_index=False).agg(vwc=("vwc", "mean"),
+                                                                                     n=("vwc", "size"))
+    assert len(got) == len(want) == 2 * 2 * 4  # B's local days straddle UTC: four days each
+    merged = want.merge(got.astype({"site": object, "sensor": object}), on=["site", "depth_cm", "sensor", "time"])
+    assert len(merged) == len(want)
+    np.testing.assert_allclose(merged["vwc_y"], merged["vwc_x"], rtol=1e-9)
+    assert (merged["n_y"] == merged["n_x"]).all()
+    assert str(got["time"].dt.tz) == "UTC" and (got["first_ingested"].notna()).all()
+
+    later = frame.assign(time=frame["time"] + pd.Timedelta(days=10), quality_flag="ok")
+    cutoff = pd.Timestamp.now(tz="UTC")
+    store.write_observations(later, source="test")
+    known = store.read_daily_observations(offsets, as_of=cutoff)
+    assert known["time"].max() < pd.Timestamp("2020-06-06", tz="UTC") and len(store.read_daily_observations({})) > len(
+        known)
