@@ -1,4 +1,4 @@
-"""``daily`` flow, the runbook of one day: ingest → validate → train → forecast → detect → verify.
+"""``daily`` flow, the runbook of one day: ingest → validate → train → forecast → detect → verify → deliver.
 
 Training: fine-tune daily, full retrain on ``Settings.full_retrain_weekday`` or after verification
 reported calibration drift (``smmdn.cycle.training_plan``). Cold start (no champion yet): ingest first
@@ -130,8 +130,8 @@ def daily(day: str | None = None, history_days: int = 365, train_overrides: dict
     summary["forecast"] = forecast(day=issue, history_days=history_days, validation=summary["validation"],
                                    replay=replay)
     summary["alerts"] = detect_task(cycle.now.isoformat())
-    summary["delivery"] = deliver_task()
-    summary["verification"] = verify_task(cycle.now.isoformat())
+    summary["verification"] = verify_task(cycle.now.isoformat())  # may queue the operators' drift alert
+    summary["delivery"] = deliver_task()  # one delivery for both: nothing waits a day in the outbox
     publish(summary)
     return summary
 

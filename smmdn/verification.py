@@ -9,8 +9,8 @@ intervals (the stored quantiles q25–q75 and q05–q95, i.e. what users saw), a
 upserted into ``verification`` (a hypertable on ``valid_time``), so rescoring is idempotent and a late
 observation is scored when it arrives (the last ``SMMDN_VERIFICATION_LOOKBACK_DAYS`` are rescored).
 
-Calibration drift, over the last ``SMMDN_DRIFT_WINDOW_DAYS`` scored valid days and only forecasts issued
-after the last full retrain (so one bad month triggers one retrain, not thirty):
+Calibration drift, over the last ``SMMDN_DRIFT_WINDOW_DAYS`` scored valid days and only forecasts of the
+champion's lineage since its last full retrain (so one bad month triggers one retrain, not thirty):
 - coverage_90 outside [``SMMDN_DRIFT_COVERAGE_MIN``, ``SMMDN_DRIFT_COVERAGE_MAX``] (0.80–0.97), or
 - the PIT histogram (10 bins) fails a chi-square uniformity test at p < ``SMMDN_DRIFT_PIT_P`` (0.01).
   PITs of one site, depth and valid day (its leads, its replicate sensors) share one observation or
@@ -177,7 +177,7 @@ def independent_count(v: pd.DataFrame) -> int:
 
 def pit_uniformity(pit: np.ndarray, effective_n: int, bins: int = 10) -> tuple[float, float, list[float]]:
     """(chi-square statistic scaled to ``effective_n`` values, its p-value, relative bin counts)."""
-    from scipy.stats import chi2
+    from scipy.special import chdtrc  # chi-square survival function (scipy.stats costs seconds to import)
 
     pit = np.asarray(pit, dtype=float)
     pit = pit[np.isfinite(pit)]
@@ -186,12 +186,41 @@ def pit_uniformity(pit: np.ndarray, effective_n: int, bins: int = 10) -> tuple[f
     expected = n / bins
     stat = float(np.sum((counts - expected) ** 2 / expected))
     scaled = stat * min(n, effective_n) / n
-    return scaled, float(chi2.sf(scaled, bins - 1)), (counts / n).round(4).tolist()
+    return scaled, float(chdtrc(bins - 1, scaled)), (counts / n).round(4).tolist()
+
+
+def since_last_full_retrain(store: Any) -> tuple[str | None, set[str] | None]:
+    """(the full retrain the champion descends from, every version descending from it).
+
+    Forecasts of these versions are the ones the drift test judges: a full retrain restarts the window
+    (the same issue-day forecast that follows a retrain counts, older models' forecasts do not). None
+    when there is no champion yet (then every score counts).
+    """
+    versions = store.model_versions()
+    champion = store.champion()
+    if champion is None or versions.empty:
+        return None, None
+    parent = dict(zip(versions["version"], versions["parent"], strict=True))
+    kind = dict(zip(versions["version"], versions["kind"], strict=True))
+    root, seen = champion["version"], set()
+    while kind.get(root) != "full" and parent.get(root) and root not in seen:
+        seen.add(root)
+        root = parent[root]
+
+    def descends(version: str) -> bool:
+        chain: set[str] = set()
+        while version and version not in chain:
+            if version == root:
+                return True
+            chain.add(version)
+            version = parent.get(version)
+        return False
+
+    return root, {v for v in versions["version"] if descends(v)}
 
 
 def drift_report(store: Any, now: pd.Timestamp, settings: Settings) -> DriftReport:
     """The drift verdict over the last scored window (see the module docstring)."""
-    from smmdn.cycle import DRIFT_HANDLED
     from smmdn.store import alerts as db
     from smmdn.store import tables as T
 
@@ -202,16 +231,16 @@ def drift_report(store: Any, now: pd.Timestamp, settings: Settings) -> DriftRepo
         return DriftReport(False, 0, [], reasons=["no verification scores yet"])
     end = latest + DAY
     start = end - settings.drift_window_days * DAY
-    handled = store.get_watermark(*DRIFT_HANDLED)
-    v = db.read_verification(store, start=start, end=end, issued_from=handled)
+    root, lineage = since_last_full_retrain(store)
+    v = db.read_verification(store, start=start, end=end)
+    if lineage is not None:
+        v = v.loc[v["model_version"].isin(lineage)]
     window = [start.date().isoformat(), latest.date().isoformat()]
     independent = independent_count(v)
-    report = DriftReport(False, len(v), window, since_retrain=None if handled is None else handled.isoformat(),
-                         independent=independent)
+    report = DriftReport(False, len(v), window, since_retrain=root, independent=independent)
     if independent < settings.drift_min_pairs:
-        report.reasons.append(f"{independent} independent scores (site, depth, day) since "
-                              f"{handled.isoformat() if handled else 'the start'} (< {settings.drift_min_pairs}): "
-                              "no verdict")
+        report.reasons.append(f"{independent} independent scores (site, depth, day) from models since the full "
+                              f"retrain {root or '-'} (< {settings.drift_min_pairs}): no verdict")
         return report
     report.coverage_50 = round(float(v["in_50"].mean()), 4)
     report.coverage_90 = round(float(v["in_90"].mean()), 4)

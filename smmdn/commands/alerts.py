@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mnt.add_argument("--reason")
     mnt.set_defaults(handler=maintenance)
 
-    rep = sub.add_parser("replace-sensor", help="a sensor's active period ends, a new one begins; its alerts close")
+    rep = sub.add_parser("replace", aliases=["replace-sensor"],
+                         help="sensor replaced: the old one's period ends, the new one begins, its alerts close")
     rep.add_argument("site")
     rep.add_argument("depth", type=float, help="depth in cm")
     rep.add_argument("old", help="label of the sensor taken out")

@@ -75,7 +75,9 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
     weather = WeatherServer(net.sites, net.weather, seed=opts.seed).start()
     receiver = AlertReceiver(home / "alerts" / "received.jsonl").start()
     (home / "registry.yaml").write_text(registry_yaml(net.sites), encoding="utf-8")
-    prepare_environment(home, {**weather.settings_env(), "SMMDN_APPRISE_URLS": receiver.url})
+    routes = write_routes(home / "alert-routes.yaml", net.sites, receiver)
+    prepare_environment(home, {**weather.settings_env(), "SMMDN_APPRISE_URLS": receiver.url,
+                               "SMMDN_ALERT_ROUTES_FILE": str(routes)})
     from smmdn.config import get_settings
 
     settings = get_settings()
@@ -111,6 +113,20 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
     return result
 
 
+def write_routes(path: Path, sites: Any, receiver: Any) -> Path:
+    """The demo's routing table: one field team per site (by its ``team:field-N`` tag), operators apart;
+    every team posts to the local receiver under its own path (``/field-1``, ``/ops``)."""
+    import yaml
+
+    teams = {f"field-{s.site[-1]}": {"urls": [receiver.url_for(f"field-{s.site[-1]}")], "escalate_to": "ops"}
+             for s in sites}
+    teams["ops"] = {"urls": [receiver.url_for("ops")]}
+    spec = {"teams": teams, "operators": ["ops"],
+            "routes": [{"tags": [f"team:field-{s.site[-1]}"], "teams": [f"field-{s.site[-1]}"]} for s in sites]}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def _line(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
     from flows.report import cycle_row
 
@@ -130,9 +146,12 @@ def _where(home: Path, settings: Any, days: list[dict[str, Any]], receiver: Any,
     store = Store(settings.resolved_database_url)
     versions = store.model_versions()
     runs = store.forecast_runs()
+    from smmdn.store import alerts as db
+
     alerts_file = receiver.path
     delivered = alerts_file.read_text(encoding="utf-8").count("\n") if alerts_file.exists() else 0
     champion = store.champion()
+    alerts = db.read_alerts(store)
     return {
         "seconds": round(seconds, 1),
         "home": str(home),
@@ -142,6 +161,10 @@ def _where(home: Path, settings: Any, days: list[dict[str, Any]], receiver: Any,
         "data_docs": str(settings.path("artifact") / "data-docs"),
         "alerts_file": str(alerts_file),
         "alerts_delivered": delivered,
+        "alerts": [{"id": int(a.id), "kind": a.kind, "site": a.site, "depth_cm": a.depth_cm, "sensor": a.sensor,
+                    "status": a.status, "since": str(a.window_start)} for a in alerts.itertuples()],
+        "outbox": db.outbox_counts(store),
+        "verification_rows": store.count("verification"),
         "prefect_home": str(home / "prefect"),
         "model_versions": len(versions),
         "promoted": int((versions["status"].isin(["champion", "retired"])).sum()) if not versions.empty else 0,

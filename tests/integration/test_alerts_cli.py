@@ -1,5 +1,5 @@
 """``smmdn alerts …`` end to end on the embedded SQLite store, delivering to a json:// receiver on 127.0.0.1:
-list, show, ack (named), silence / silences / unsilence, maintenance, resolve, replace-sensor, outbox,
+list, show, ack (named), silence / silences / unsilence, maintenance, resolve, replace (sensor), outbox,
 retry, test, routes, detect / deliver / verify; bad input exits 2 with the fix."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_operator_workflow(cli, capsys) -> None:  # type: ignore[no-untyped-def]
     assert "probe reseated" in rx.messages()[-1]["payload"]["message"]
     rc, out, _ = run(capsys, "list", "--all")
     assert "1 alert(s)" in out and "resolved" in out
-    rc, out, _ = run(capsys, "replace-sensor", "S1", "10", "c", "--new", "c2", "--at", "2024-05-14T09:00",
+    rc, out, _ = run(capsys, "replace", "S1", "10", "c", "--new", "c2", "--at", "2024-05-14T09:00",
                      "--by", "dave")
     assert rc == 0 and "sensor c ends 2024-05-14T09:00:00+00:00, c2 starts" in out
     rc, out, _ = run(capsys, "test", "south", "--by", "erin")

@@ -11,7 +11,6 @@ from scipy.stats import norm
 
 from smmdn import verification
 from smmdn.config import Settings
-from smmdn.cycle import DRIFT_HANDLED
 from smmdn.demo.receiver import AlertReceiver
 from smmdn.store import alerts as db
 from tests.helpers import alert_world as W
@@ -87,8 +86,11 @@ def test_forced_miscalibration_triggers_drift_and_tells_the_operators(store, tmp
         png = base64.b64decode(msg["payload"]["attachments"][0]["base64"])
         assert png.startswith(b"\x89PNG")  # the reliability plot
         assert {"reliability", "skill"} <= set(out.plots)
-        # a full retrain happened after the bad forecasts: the window restarts, the alert resolves
-        store.set_watermark(*DRIFT_HANDLED, world.now_after(14))
+        # a full retrain made a new champion: the old model's forecasts leave the window, the alert resolves
+        store.register_model_version("m2", kind="full", artifact_uri="file:///tmp/m2", status="challenger")
+        store.promote("m2")
+        store.register_model_version("m2-ft", kind="fine-tune", parent="m2", artifact_uri="file:///tmp/m3")
+        assert verification.since_last_full_retrain(store) == ("m2", {"m2", "m2-ft"})
         after = verification.verify(store, world.now_after(15), cfg)
         assert not after.drift and after.notified == "resolved" and "no verdict" in after.report["reasons"][0]
     finally:
