@@ -165,11 +165,18 @@ def mixture_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndar
     return w, np.where(missing, 0.0, mu), np.where(missing, 1.0, sigma)
 
 
-def multimodal(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n_grid: int = 512, chunk: int = 2048) -> np.ndarray:
-    """True where the mixture density has more than one local maximum (checked on a grid)."""
+def multimodal(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n_grid: int = 256, chunk: int = 4096) -> np.ndarray:
+    """True where the mixture density has more than one local maximum.
+
+    Mixtures whose live components' means all lie within the smallest live sigma are unimodal (well
+    inside the known bounds: two Gaussians are unimodal for every weight when their means are closer
+    than 1.84 times the smaller sigma) and skip the check; the others are checked on a grid.
+    """
     out = np.zeros(w.shape[0], dtype=bool)
-    live = (w > 1e-6).sum(axis=1) > 1
-    idx = np.flatnonzero(live)
+    live = w > 1e-6
+    spread = np.where(live, mu, -np.inf).max(axis=1) - np.where(live, mu, np.inf).min(axis=1)
+    narrowest = np.where(live, sigma, np.inf).min(axis=1)
+    idx = np.flatnonzero((live.sum(axis=1) > 1) & (spread > narrowest))
     for start in range(0, len(idx), chunk):
         rows = idx[start:start + chunk]
         ws, ms, ss = w[rows], mu[rows], sigma[rows]
@@ -177,7 +184,8 @@ def multimodal(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n_grid: int = 5
         hi = np.max(ms + 5 * ss, axis=1)
         grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, n_grid)[None, :]
         dens = mixture_pdf(grid, ws[:, None, :], ms[:, None, :], ss[:, None, :])
-        peak = (dens[:, 1:-1] > dens[:, :-2]) & (dens[:, 1:-1] >= dens[:, 2:])
+        top = dens.max(axis=1, keepdims=True)
+        peak = (dens[:, 1:-1] > dens[:, :-2]) & (dens[:, 1:-1] >= dens[:, 2:]) & (dens[:, 1:-1] > 1e-3 * top)
         out[rows] = peak.sum(axis=1) > 1
     return out
 
@@ -262,7 +270,7 @@ def classify(scored: pd.DataFrame) -> pd.DataFrame:
     ``none`` means the day says nothing about that key (e.g. a sensor outside while the whole cluster
     moved is not evidence of a sensor fault, nor of its absence).
     """
-    columns = ["time", *KEY, "state", "severe", "observed", "pit", "basis", "context"]
+    columns = ["time", *KEY, "state", "severe", "observed", "pit", "basis", "n", "n_spike", "n_flatline", "n_gap"]
     if scored.empty:
         return pd.DataFrame(columns=columns)
     s = scored.copy()
@@ -292,59 +300,74 @@ def classify(scored: pd.DataFrame) -> pd.DataFrame:
                               np.where(single["n_down"] > 0, single["site_down"] - single["n_down"], 0))
     stats = stats.merge(single[[*group, "others", "same", "top"]], on=group, how="left")
     s = s.merge(stats, on=group, how="left")
+    for c in ("replicates", "cluster_out", "top"):
+        s[c] = s[c].eq(True)
+    for c in ("others", "same"):
+        s[c] = s[c].fillna(0).astype(int)
+    flags = ["n", "n_spike", "n_flatline", "n_gap"]
+    base = ["time", "site", "depth_cm", "sensor"]
 
-    rows: list[tuple] = []
-    for r in s.itertuples(index=False):
-        key = (r.site, r.depth_cm, r.sensor)
-        ctx = _flags(r)
-        flat_state = "clear" if r.n_flatline == 0 else ("out" if r.n_flatline * 2 >= r.n else "none")
-        rows.append((r.time, *key, "flatline", flat_state, False, r.vwc, r.pit, "quality flags", ctx))
-        if not r.valued:
-            continue
-        if r.replicates:
-            fault = "clear" if not r.outside else ("none" if r.cluster_out else "out")
-            rows.append((r.time, *key, "sensor_fault", fault, bool(r.severe), r.vwc, r.pit, "replicates", ctx))
-            rows.append((r.time, *key, "deviation", "clear" if not r.outside else "none", False, r.vwc, r.pit,
-                         "replicates", ctx))
-            continue
-        states = dict.fromkeys(("sensor_fault", "deviation"), "clear" if not r.outside else "none")
-        basis = SINGLE_BASIS
-        if r.outside:
-            flagged = (r.n_spike + r.n_gap) > 0
-            if r.same >= 1:
-                basis += f" ({int(r.same)} other depth(s) outside on the same side)"
-            elif r.others == 0:
-                states["deviation"] = "out"
-                basis += " (no other depth reporting: cause unknown)"
-            elif r.top and r.direction > 0 and not flagged:
-                states["deviation"] = "out"
-                basis += " (top sensor wetter than predicted, deeper sensors agree: unforecast rain or a probe)"
-            else:
-                states["sensor_fault"] = "out"
-                basis += f" ({int(r.others)} other depth(s) agree with their forecasts" + (
-                    ", quality flags raised" if flagged else "") + ")"
-        for kind, state in states.items():
-            rows.append((r.time, *key, kind, state, bool(r.severe), r.vwc, r.pit, basis, ctx))
+    def part(frame: pd.DataFrame, kind: str, state: Any, severe: Any, basis: Any) -> pd.DataFrame:
+        out = frame[base + flags].copy()
+        out["kind"], out["state"], out["severe"], out["basis"] = kind, state, severe, basis
+        out["observed"], out["pit"] = frame["vwc"].to_numpy(), frame["pit"].to_numpy()
+        return out
 
-    for r in stats.itertuples(index=False):
-        if r.replicates:
-            state = "out" if r.cluster_out else ("clear" if not r.majority else "none")
-            basis = f"replicates: {int(r.n_out)} of {int(r.n_valued)} sensors outside" + (
-                " on the same side" if r.cluster_out else "")
-        else:
-            state = "out" if (r.n_out > 0 and r.same >= 1) else ("clear" if r.n_out == 0 else "none")
-            basis = f"{SINGLE_BASIS} ({int(r.same)} other depth(s) outside on the same side)"
-        rows.append((r.time, r.site, r.depth_cm, CLUSTER, "cluster", state, bool(r.n_severe * 2 > r.n_valued),
-                     r.mean_vwc, r.pit_median, basis, {"sensors": int(r.n_valued), "outside": int(r.n_out)}))
-    out = pd.DataFrame(rows, columns=columns)
+    parts = []
+    flat = np.where(s["n_flatline"] == 0, "clear", np.where(s["n_flatline"] * 2 >= s["n"], "out", "none"))
+    parts.append(part(s, "flatline", flat, False, "quality flags"))
+    rep = s.loc[s["valued"] & s["replicates"]]
+    parts.append(part(rep, "sensor_fault", np.where(~rep["outside"], "clear", np.where(rep["cluster_out"], "none",
+                                                                                         "out")),
+                      rep["severe"].astype(bool).to_numpy(), "replicates"))
+    parts.append(part(rep, "deviation", np.where(~rep["outside"], "clear", "none"), False, "replicates"))
+    one = s.loc[s["valued"] & ~s["replicates"]]
+    if len(one):
+        out_ = one["outside"].to_numpy()
+        same, others = one["same"].to_numpy(), one["others"].to_numpy()
+        flagged = (one["n_spike"] + one["n_gap"]).to_numpy() > 0
+        wet_top = one["top"].to_numpy() & (one["direction"].to_numpy() > 0) & ~flagged
+        case = np.select([~out_, same >= 1, others == 0, wet_top], ["clear", "together", "alone", "wet_top"], "fault")
+        fault = np.select([case == "clear", case == "fault"], ["clear", "out"], "none")
+        deviation = np.select([case == "clear", np.isin(case, ["alone", "wet_top"])], ["clear", "out"], "none")
+        notes = {
+            "clear": "", "together": " ({same} other depth(s) outside on the same side)",
+            "alone": " (no other depth reporting: cause unknown)",
+            "wet_top": " (top sensor wetter than predicted, deeper sensors agree: unforecast rain or a probe)",
+            "fault": " ({others} other depth(s) agree with their forecasts{flag})",
+        }
+        basis = [SINGLE_BASIS + notes[c].format(same=a, others=b, flag=", quality flags raised" if f else "")
+                 for c, a, b, f in zip(case, same, others, flagged, strict=True)]
+        severe = one["severe"].astype(bool).to_numpy()
+        parts.append(part(one, "sensor_fault", fault, severe, basis))
+        parts.append(part(one, "deviation", deviation, severe, basis))
+    c = stats.copy()
+    c["sensor"] = CLUSTER
+    rep_c = c["replicates"].to_numpy()
+    state_rep = np.where(c["cluster_out"], "out", np.where(~c["majority"], "clear", "none"))
+    state_one = np.where((c["n_out"] > 0) & (c["same"].fillna(0) >= 1), "out", np.where(c["n_out"] == 0, "clear",
+                                                                                         "none"))
+    basis_c = [f"replicates: {int(o)} of {int(n)} sensors outside" + (" on the same side" if co else "") if rp else
+               f"{SINGLE_BASIS} ({int(sm) if sm == sm else 0} other depth(s) outside on the same side)"
+               for rp, o, n, co, sm in zip(rep_c, c["n_out"], c["n_valued"], c["cluster_out"], c["same"], strict=True)]
+    clusters = pd.DataFrame({"time": c["time"], "site": c["site"], "depth_cm": c["depth_cm"], "sensor": CLUSTER,
+                             "n": c["n_valued"], "n_spike": 0, "n_flatline": 0, "n_gap": 0, "kind": "cluster",
+                             "state": np.where(rep_c, state_rep, state_one),
+                             "severe": (c["n_severe"] * 2 > c["n_valued"]).to_numpy(), "basis": basis_c,
+                             "observed": c["mean_vwc"], "pit": c["pit_median"]})
+    parts.append(clusters)
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True)
     return out.sort_values([*KEY, "time"]).reset_index(drop=True)
 
 
-SINGLE_BASIS = "one sensor per depth: cross-depth consistency and quality flags"
-
-
-def _flags(r: Any) -> dict[str, int]:
+def flags_of(r: Any) -> dict[str, int] | None:
+    """The day's quality-flag counts of a condition row (None for cluster rows)."""
+    if r.kind == "cluster":
+        return None
     return {"readings": int(r.n), "spike": int(r.n_spike), "flatline": int(r.n_flatline), "gap": int(r.n_gap)}
+
+
+SINGLE_BASIS = "one sensor per depth: cross-depth consistency and quality flags"
 
 
 def runs(conditions: pd.DataFrame) -> pd.DataFrame:
@@ -401,8 +424,8 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
     conditions = pd.DataFrame(columns=["time", *KEY, "state"])
     scored = pd.DataFrame()
     if not days.empty and fresh.any():
-        forecasts = store.read_forecasts(start=days["time"].min(), end=days["time"].max() + DAY,
-                                         sites=sorted(days.loc[fresh, "site"].unique()))
+        forecasts = db.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
+                                               sites=sorted(days.loc[fresh, "site"].unique()))
         scored = score_days(days, forecasts, rules)
         conditions = runs(classify(scored))
         conditions = conditions.merge(

@@ -219,8 +219,9 @@ def since_last_full_retrain(store: Any) -> tuple[str | None, set[str] | None]:
     return root, {v for v in versions["version"] if descends(v)}
 
 
-def drift_report(store: Any, now: pd.Timestamp, settings: Settings) -> DriftReport:
-    """The drift verdict over the last scored window (see the module docstring)."""
+def window_scores(store: Any, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+    """Scores of the last ``drift_window_days`` scored valid days up to ``now`` (read once per run), and the
+    latest scored valid day."""
     from smmdn.store import alerts as db
     from smmdn.store import tables as T
 
@@ -228,11 +229,20 @@ def drift_report(store: Any, now: pd.Timestamp, settings: Settings) -> DriftRepo
         latest = db.aware(conn.execute(sa.select(sa.func.max(T.verification.c.valid_time))
                                        .where(T.verification.c.valid_time <= db._ts(now))).scalar())
     if latest is None:
+        return pd.DataFrame(), None
+    end = latest + DAY
+    return db.read_verification(store, start=end - settings.drift_window_days * DAY, end=end), latest
+
+
+def drift_report(store: Any, now: pd.Timestamp, settings: Settings,
+                 window_frame: tuple[pd.DataFrame, pd.Timestamp | None] | None = None) -> DriftReport:
+    """The drift verdict over the last scored window (see the module docstring)."""
+    v, latest = window_frame if window_frame is not None else window_scores(store, now, settings)
+    if latest is None:
         return DriftReport(False, 0, [], reasons=["no verification scores yet"])
     end = latest + DAY
     start = end - settings.drift_window_days * DAY
     root, lineage = since_last_full_retrain(store)
-    v = db.read_verification(store, start=start, end=end)
     if lineage is not None:
         v = v.loc[v["model_version"].isin(lineage)]
     window = [start.date().isoformat(), latest.date().isoformat()]
@@ -266,12 +276,10 @@ def _summary(v: pd.DataFrame, by: list[str]) -> pd.DataFrame:
                  ).reset_index().round(5)
 
 
-def skill_report(store: Any, now: pd.Timestamp, settings: Settings) -> dict[str, pd.DataFrame]:
-    """Skill over the drift window: per lead, per site and lead, per valid day and lead (for artifacts)."""
-    from smmdn.store import alerts as db
-
-    end = now.floor("D") + DAY
-    v = db.read_verification(store, start=end - settings.drift_window_days * DAY, end=end)
+def skill_report(store: Any, now: pd.Timestamp, settings: Settings,
+                 scores: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Skill over the drift window (every model): per lead, per site and lead, per valid day and lead."""
+    v = scores if scores is not None else window_scores(store, now, settings)[0]
     if v.empty:
         return {"by_lead": pd.DataFrame(), "by_site_lead": pd.DataFrame(), "daily": pd.DataFrame(), "pit": v}
     return {"by_lead": _summary(v, ["lead"]), "by_site_lead": _summary(v, ["site", "lead"]),
@@ -305,9 +313,10 @@ def verify(store: Any, now: pd.Timestamp | str | None, settings: Settings, *,
     outcome = VerificationOutcome(now=now.isoformat(), scored=len(scored), new_rows=inserted)
     if not scored.empty:
         outcome.valid_days = sorted({t.date().isoformat() for t in scored["valid_time"]})
-    report = drift_report(store, now, settings)
+    window = window_scores(store, now, settings)
+    report = drift_report(store, now, settings, window)
     outcome.drift, outcome.report = report.drift, report.to_dict()
-    skill = skill_report(store, now, settings)
+    skill = skill_report(store, now, settings, window[0])
     outcome.by_lead = skill["by_lead"].to_dict("records")
     try:
         outcome.plots = write_plots(skill, settings.path("artifact") / "verification" / now.strftime("%Y-%m-%d"))

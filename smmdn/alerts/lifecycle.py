@@ -180,9 +180,13 @@ def plan(store: Any, conditions: pd.DataFrame, scored: pd.DataFrame, last: pd.Da
     previous = db.last_resolved(store, keys)
     context = _DayContext(scored, rules)
     if len(fresh):
+        wanted = [(str(a), float(b), str(c), str(d)) in keys for a, b, c, d in
+                  zip(fresh["site"], fresh["depth_cm"], fresh["sensor"], fresh["kind"], strict=True)]
+        fresh = fresh.loc[wanted]
+    if len(fresh):
         for key, grp in fresh.groupby(list(KEY), sort=True):
             key = (str(key[0]), float(key[1]), str(key[2]), str(key[3]))
-            if key not in keys or (key[:3] in gone and key not in handles):
+            if key[:3] in gone and key not in handles:
                 continue
             for r in grp.sort_values("time").itertuples(index=False):
                 at = min(r.time + DAY, now)
@@ -287,16 +291,22 @@ class _DayContext:
 
     def __init__(self, scored: pd.DataFrame, rules: Any) -> None:
         self.rules = rules
-        self.by_depth: dict[tuple, pd.DataFrame] = {}
-        if scored is not None and not scored.empty:
-            for key, grp in scored.groupby(["time", "site", "depth_cm"]):
-                self.by_depth[(key[0], str(key[1]), float(key[2]))] = grp
+        self.scored = scored.reset_index(drop=True) if scored is not None else pd.DataFrame()
+        self.rows: dict[tuple, np.ndarray] = {}
+        if not self.scored.empty:  # positions only: sub-frames are cut for the few rows that need them
+            for key, pos in self.scored.groupby(["time", "site", "depth_cm"]).indices.items():
+                self.rows[(key[0], str(key[1]), float(key[2]))] = pos
+
+    def group(self, r: Any) -> pd.DataFrame | None:
+        pos = self.rows.get((r.time, str(r.site), float(r.depth_cm)))
+        return None if pos is None else self.scored.iloc[pos]
 
     def basic(self, r: Any) -> dict[str, Any]:
         """Values known from the condition row alone (cheap; planning runs on these)."""
+        from smmdn.anomalies import flags_of
+
         details: dict[str, Any] = {"basis": r.basis, "days_outside": int(r.out_run), "severe": bool(r.severe),
-                                   "level_pct": round(100 * (1 - self.rules.alpha), 1),
-                                   "flags": r.context if r.kind != "cluster" else None}
+                                   "level_pct": round(100 * (1 - self.rules.alpha), 1), "flags": flags_of(r)}
         return {"window_end": r.time, "observed": _float(r.observed), "pit": _float(r.pit), "details": details}
 
     def fill(self, actions: list[Action]) -> None:
@@ -307,7 +317,7 @@ class _DayContext:
         firsts, todo = [], []
         for action in actions:
             r = action.source
-            grp = self.by_depth.get((r.time, str(r.site), float(r.depth_cm)))
+            grp = self.group(r)
             if grp is None or not grp["has_forecast"].any():
                 continue
             firsts.append(grp.loc[grp["has_forecast"]].iloc[0])
@@ -402,6 +412,7 @@ def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, si
     if event == "escalated":
         teams = routes.escalation_teams(teams)
     title, body = message.render(alert, event, site, teams, note)
+    db.update_alert(tx, int(alert["id"]), {"message": body})  # the latest words, for `smmdn alerts show`
     rows = []
     for team in teams:
         for target in routes.targets(team):

@@ -286,6 +286,28 @@ def sensor_periods(store: Store) -> pd.DataFrame:
     return merged.drop(columns=["replaced_at"])
 
 
+# --- forecasts -----------------------------------------------------------------------------------------
+def forecasts_issued_before(store: Store, start: Timeish, end: Timeish,
+                            sites: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per (site, depth, valid day) in [start, end): the latest complete forecast issued before that day
+    (newest finished run on ties), chosen in SQL so only one row per valid day travels.
+
+    Canonical forecast frame (``weight_k`` … columns), like ``Store.read_forecasts``.
+    """
+    f, r = T.forecasts, T.forecast_runs
+    rank = sa.func.row_number().over(
+        partition_by=(f.c.site, f.c.depth_cm, f.c.valid_time),
+        order_by=(f.c.issue_time.desc(), r.c.finished_at.desc(), r.c.run_id.desc())).label("_rank")
+    inner = sa.select(*f.c, rank).join(r, r.c.run_id == f.c.run_id).where(
+        r.c.status == "complete", f.c.issue_time < f.c.valid_time)
+    inner = store._time_filters(inner, f.c.valid_time, start, end)
+    if sites:
+        inner = inner.where(f.c.site.in_(list(sites)))
+    ranked = inner.subquery()
+    query = sa.select(*(ranked.c[c.name] for c in f.c)).where(ranked.c._rank == 1)
+    return store._read_forecast_query(query)
+
+
 # --- verification ---------------------------------------------------------------------------------------
 VERIFICATION_COLUMNS = ["valid_time", "site", "depth_cm", "sensor", "issue_time", "model_version", "lead",
                         "observed", "mean", "crps", "pit", "in_50", "in_90", "width_50", "width_90", "scored_at"]
