@@ -156,6 +156,8 @@ def run_backtest(
         "min_test_obs": min_obs,
         "components": model.components,
         "spread_factor": model.spread,
+        "spread_per_lead": list(model.spread_per_lead),
+        "members": model.network.config.members,
         "replicates": replicates,
         "training": {k: v for k, v in model.metrics.get("training", {}).items() if k != "train_loss"},
         "wall_time_s": time.perf_counter() - started,
@@ -285,7 +287,7 @@ def _forecast(model, panel, prep, t0: int, t1: int, horizon: int, min_obs: int):
     issues_per = np.arange(t0 - 1, t1 - 1)
     locs = np.repeat(np.arange(n_l), len(issues_per))
     issues = np.tile(issues_per, n_l)
-    w, mu, sg = forecast_panel(model, prep, locs, issues, horizon)  # (n, H, K)
+    w, mu, sg = forecast_panel(model, prep, locs, issues, horizon, keys=panel.keys)  # (n, H, K)
     k = w.shape[-1]
     w = w.reshape(n_l, len(issues_per), horizon, k)
     mu = mu.reshape(w.shape)

@@ -30,11 +30,20 @@ import numpy as np
 import pandas as pd
 
 from smmdn.errors import InputError, ModelError
+from smmdn.model.calibrate import location_factors
 from smmdn.model.checkpoint import TrainedModel, fingerprint
-from smmdn.model.data import Panel, Prepared, build_panel, fit_scalers, gather, prepare
+from smmdn.model.data import Panel, Prepared, build_panel, fit_scalers, gather, prepare, without_derived
 from smmdn.model.mixture import mixture_crps, summarise
-from smmdn.model.predict import forecast_windows, simulate
-from smmdn.model.train import TrainConfig, calibrate_spread, pick_device, train_network
+from smmdn.model.network import MixtureEnsemble
+from smmdn.model.predict import forecast_issues, simulate
+from smmdn.model.train import (
+    TrainConfig,
+    calibrate_spread,
+    pick_device,
+    train_members,
+    train_network,
+    validation_score,
+)
 from smmdn.schema import mixture_columns
 
 log = logging.getLogger(__name__)
@@ -79,6 +88,7 @@ def fit(
         raise InputError("no observations before the training end", where="observations", column="time",
                          fix=f"give observations before {end.date()}")
     panel = build_panel(obs, forcing, sites)
+    panel = without_derived(panel, cfg.feature_groups if cfg.features else ())
     t_end = panel.index_of(end)
     excluded = {str(s) for s in test_sites}
     train_locs = np.array([i for i, s in enumerate(panel.locations["site"]) if str(s) not in excluded], dtype=int)
@@ -88,40 +98,40 @@ def fit(
     v0 = v1 - cfg.valid_steps
     use_valid = cfg.valid_steps > 0 and v0 >= max(cfg.warmup + 10, cfg.seq_len // 2)
     history: dict = {}
-    spread = 1.0
+    spread, per_lead, per_location = 1.0, [], {}
+    device = pick_device(cfg.device)
     if use_valid:
         scalers = fit_scalers(panel, v0, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
         prep = prepare(panel, scalers)
-        net, history = train_network(prep, train_locs, 0, v0, cfg, valid=(v0, v1),
+        net, history = train_members(prep, train_locs, 0, v0, cfg, valid=(v0, v1),
                                      n_locations=len(scalers.location_index))
         if cfg.calibrate:
-            spread = calibrate_spread(net, prep, train_locs, v0, v1, cfg, pick_device(cfg.device))
-        history["valid_crps_calibrated"] = (
-            _valid_crps(net, prep, train_locs, v0, v1, cfg, spread) if cfg.calibrate else None
-        )
+            cal = calibrate_spread(net, prep, train_locs, v0, v1, cfg, device, keys=panel.keys)
+            spread, per_lead, per_location = cal.overall, cal.per_lead, cal.per_location
+            history["valid_crps_calibrated"] = validation_score(
+                net, prep, train_locs, v0, v1, cfg, device, np.array(per_lead) if per_lead else spread)
     if not use_valid or cfg.refit:
-        epochs = history.get("best_epoch") or cfg.max_epochs
+        epochs = history.get("member_best_epochs") or [cfg.max_epochs] * cfg.members
         scalers = fit_scalers(panel, v1, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
         prep = prepare(panel, scalers)
-        net, refit_hist = train_network(prep, train_locs, 0, v1, cfg, epochs=max(epochs, 1),
+        net, refit_hist = train_members(prep, train_locs, 0, v1, cfg, epochs=[max(e or 1, 1) for e in epochs],
                                         n_locations=len(scalers.location_index))
         history["refit"] = {k: refit_hist[k] for k in ("epochs_run", "sequences_per_s")}
         history["refit_train_loss"] = refit_hist["train_loss"][-1]
         if not use_valid:
             history.update({k: refit_hist[k] for k in ("sequences_per_s", "epochs_run", "train_loss")})
     history["spread"] = spread
+    history["spread_per_lead"] = per_lead
+    if per_location:
+        f = np.array(list(per_location.values()))
+        history["spread_per_location_quantiles"] = np.quantile(f, [0.1, 0.5, 0.9]).tolist()
     history["train_seconds"] = time.perf_counter() - started
     history["forcing_report"] = panel.report
     return TrainedModel(
-        network=net.cpu(), config=cfg, scalers=scalers, spread=spread, metrics={"training": history},
+        network=net.cpu(), config=cfg, scalers=scalers, spread=spread, spread_per_lead=per_lead,
+        spread_per_location=per_location, metrics={"training": history},
         fingerprint={**fingerprint(obs, forcing, sites), "train_end": str(end)},
     )
-
-
-def _valid_crps(net, prep, locs, v0, v1, cfg, spread) -> float:
-    from smmdn.model.train import validation_score
-
-    return validation_score(net, prep, locs, v0, v1, cfg, pick_device(cfg.device), spread)
 
 
 def fine_tune(
@@ -150,12 +160,20 @@ def fine_tune(
     net = copy.deepcopy(model.network)
     excluded = {str(s) for s in exclude_sites}
     locs = np.array([i for i, s in enumerate(panel.locations["site"]) if str(s) not in excluded], dtype=int)
-    tuned, history = train_network(
-        prep, locs, t_lo, t_end, cfg, net=net, lr=lr or cfg.fine_tune_lr, epochs=epochs or cfg.fine_tune_epochs,
-    )
+    members = list(net.members) if isinstance(net, MixtureEnsemble) else [net]
+    tuned_members, history = [], {}
+    for member in members:  # each member on its own likelihood, as it was trained
+        tuned, history = train_network(
+            prep, locs, t_lo, t_end, cfg, net=member, lr=lr or cfg.fine_tune_lr,
+            epochs=epochs or cfg.fine_tune_epochs,
+        )
+        tuned_members.append(tuned)
+    tuned_net = MixtureEnsemble(tuned_members) if isinstance(net, MixtureEnsemble) else tuned_members[0]
     metrics = {**model.metrics, "fine_tune": {k: history[k] for k in ("train_loss", "epochs_run")}}
     return TrainedModel(
-        network=tuned.cpu(), config=cfg, scalers=model.scalers, spread=model.spread, metrics=metrics,
+        network=tuned_net.cpu(), config=cfg, scalers=model.scalers, spread=model.spread,
+        spread_per_lead=list(model.spread_per_lead), spread_per_location=dict(model.spread_per_location),
+        metrics=metrics,
         fingerprint={**fingerprint(obs, forcing, sites), "fine_tuned_from": model.fingerprint.get("sha256")},
     )
 
@@ -181,22 +199,37 @@ def simulate_panel(model: TrainedModel, panel: Panel, prep: Prepared, t0: int, t
     cfg = model.config
     locs = np.arange(len(panel.locations))
     return simulate(model.network, prep, locs, t0, t1, cfg.seq_len, cfg.sigma_floor, pick_device("cpu"),
-                    cfg.with_state, model.spread)
+                    cfg.with_state, spread_factors(model, panel.keys)[:, None], residual=cfg.residual)
+
+
+def spread_factors(model: TrainedModel, keys: list[str]) -> np.ndarray:
+    """Network-wide spread factor, or each location's own where one was fitted; ``(L,)``."""
+    return location_factors(keys, model.spread_per_location, model.spread)
 
 
 def forecast_panel(
-    model: TrainedModel, prep: Prepared, locations: np.ndarray, issues: np.ndarray, horizon: int
+    model: TrainedModel, prep: Prepared, locations: np.ndarray, issues: np.ndarray, horizon: int,
+    keys: list[str] | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Physical mixtures (n, horizon, K) for (location, issue index) pairs."""
+    """Physical mixtures (n, horizon, K) for (location, issue index) pairs (``keys``: the panel's
+    location keys, for per-location spread factors)."""
     cfg = model.config
     if not cfg.with_state:
         # a simulation model ignores observations: run windows without the state channel
         start = issues + 1
         out = [simulate(model.network, prep, np.array([loc]), s, s + horizon, cfg.seq_len, cfg.sigma_floor,
                         pick_device("cpu"), False, model.spread) for loc, s in zip(locations, start, strict=True)]
+        if not out:
+            empty = np.zeros((0, horizon, model.components))
+            return empty, empty, empty
         return tuple(np.concatenate([o[j] for o in out]) for j in range(3))
-    return forecast_windows(model.network, prep, locations, issues, horizon, cfg.seq_len, cfg.sigma_floor,
-                            pick_device("cpu"), model.spread)
+    lead = np.array(model.spread_per_lead or [model.spread], dtype=np.float64)
+    lead = np.concatenate([lead, np.repeat(lead[-1:], max(horizon - len(lead), 0))])[:horizon]
+    spread = lead[None, :]
+    if keys is not None and model.spread_per_location:  # per-location factor relative to the overall one
+        spread = spread * (spread_factors(model, keys)[locations] / model.spread)[:, None]
+    return forecast_issues(model.network, prep, locations, issues, horizon, cfg.seq_len, cfg.sigma_floor,
+                           pick_device("cpu"), spread, residual=cfg.residual)
 
 
 def predict_simulation(
@@ -233,7 +266,7 @@ def predict_forecast(
             column="time", fix="extend the forecast forcing through the horizon",
         )
     locs = np.arange(len(panel.locations))
-    w, mu, sg = forecast_panel(model, prep, locs, np.full(len(locs), i), horizon)
+    w, mu, sg = forecast_panel(model, prep, locs, np.full(len(locs), i), horizon, keys=panel.keys)
     k = w.shape[-1]
     frame = mixture_frame(w.reshape(-1, k), mu.reshape(-1, k), sg.reshape(-1, k))
     leads = np.tile(np.arange(1, horizon + 1), len(locs))
@@ -265,7 +298,7 @@ def score_window(
             raise InputError("scoring window shorter than the horizon", where="score_window")
         locs = np.repeat(np.arange(len(panel.locations)), len(issues_per))
         issues = np.tile(issues_per, len(panel.locations))
-        w, mu, sg = forecast_panel(model, prep, locs, issues, h)
+        w, mu, sg = forecast_panel(model, prep, locs, issues, h, keys=panel.keys)
         y = gather(panel.targets, locs, issues + 1, h)
     else:
         w, mu, sg = simulate_panel(model, panel, prep, t0, t1)

@@ -18,7 +18,7 @@ import torch
 
 from smmdn.errors import ModelError
 from smmdn.model.data import Scalers
-from smmdn.model.network import MixtureLSTM, NetworkConfig
+from smmdn.model.network import MixtureEnsemble, MixtureLSTM, NetworkConfig, build_network
 from smmdn.model.train import TrainConfig
 
 FORMAT_VERSION = 1
@@ -29,16 +29,18 @@ FILES = ("weights.pt", "model.json", "scalers.json", "metrics.json", "fingerprin
 class TrainedModel:
     """Network + everything needed to run it on new frames (scalers frozen at training time)."""
 
-    network: MixtureLSTM
+    network: MixtureLSTM | MixtureEnsemble
     config: TrainConfig
     scalers: Scalers
     spread: float = 1.0  # post-hoc spread factor fitted on the validation window
+    spread_per_lead: list[float] = field(default_factory=list)  # forecast mode: one factor per lead
+    spread_per_location: dict[str, float] = field(default_factory=dict)  # location key -> factor
     metrics: dict = field(default_factory=dict)
     fingerprint: dict = field(default_factory=dict)
 
     @property
     def components(self) -> int:
-        return self.network.config.components
+        return self.network.n_components
 
     def save(self, directory: str | Path) -> Path:
         """Write the model directory (created if needed); returns it."""
@@ -51,6 +53,8 @@ class TrainedModel:
             "train_config": self.config.to_dict(),
             "network_config": self.network.config.to_dict(),
             "spread": self.spread,
+            "spread_per_lead": list(self.spread_per_lead),
+            "spread_per_location": dict(self.spread_per_location),
         }
         _write_json(out / "model.json", meta)
         _write_json(out / "scalers.json", self.scalers.to_dict())
@@ -90,7 +94,7 @@ def load_model(directory: str | Path) -> TrainedModel:
     meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{d}: unsupported model format {meta.get('format_version')!r}")
-    net = MixtureLSTM(NetworkConfig(**meta["network_config"]))
+    net = build_network(NetworkConfig(**meta["network_config"]))
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
@@ -102,8 +106,10 @@ def load_model(directory: str | Path) -> TrainedModel:
         return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
 
     return TrainedModel(
-        network=net, config=TrainConfig.from_dict(meta["train_config"]), scalers=scalers,
-        spread=float(meta.get("spread", 1.0)), metrics=opt("metrics.json"), fingerprint=opt("fingerprint.json"),
+        network=net, config=TrainConfig.from_checkpoint(meta["train_config"]), scalers=scalers,
+        spread=float(meta.get("spread", 1.0)), spread_per_lead=[float(f) for f in meta.get("spread_per_lead", [])],
+        spread_per_location={str(k): float(v) for k, v in meta.get("spread_per_location", {}).items()},
+        metrics=opt("metrics.json"), fingerprint=opt("fingerprint.json"),
     )
 
 

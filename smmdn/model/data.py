@@ -15,18 +15,21 @@ the nearest depth and is flagged through the ``has_stats`` input.
 
 Missing forcing is never silently zero-filled: each variable is forward-filled per site and gets a
 missing-indicator channel (1 where the value was imputed); the counts are returned in ``Panel.report``.
+Forcing-derived inputs (``smmdn.model.features``: antecedent precipitation, PET proxy, water-balance
+EMAs) are appended to the forcing as ``derived:*`` variables; they never read observations.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from smmdn.errors import InputError
+from smmdn.model.features import derive, derived_group, is_derived
 from smmdn.schema import FORCING_KEY, is_daily, normalise_observations, numeric_columns, parse_times
 
 log = logging.getLogger(__name__)
@@ -171,6 +174,12 @@ def build_panel(
     ok = ~outside & obs["vwc"].notna().to_numpy()
     y[l_idx[ok], t_idx[ok], r_idx[ok]] = obs["vwc"].to_numpy()[ok]
 
+    latitude = _latitude(sts, locs)
+    derived_names, derived = derive(variables, f_arr, times, latitude, pd.Timedelta(days=1) / step)
+    if derived_names:  # forcing-only features; never missing (their sources are forward-filled)
+        f_arr = np.concatenate([f_arr, derived], axis=-1)
+        m_arr = np.concatenate([m_arr, np.zeros(derived.shape, np.float32)], axis=-1)
+
     static_names = ["depth_cm"]
     static = [locs["depth_cm"].to_numpy(np.float64)[:, None]]
     if sts is not None:
@@ -191,9 +200,27 @@ def build_panel(
         log.warning("%d observation rows lie outside the forcing's time span and are ignored", int(outside.sum()))
     return Panel(
         times=times, daily=daily_f, locations=locs, sensors=sensors, forcing=f_arr, forcing_missing=m_arr,
-        forcing_names=variables, static=np.concatenate(static, axis=1), static_names=static_names, targets=y,
+        forcing_names=[*variables, *derived_names], static=np.concatenate(static, axis=1), static_names=static_names,
+        targets=y,
         report=report,
     )
+
+
+def _latitude(sites: pd.DataFrame | None, locations: pd.DataFrame) -> np.ndarray | None:
+    """Latitude per location (degrees north) when the sites frame has one, for the PET proxy."""
+    if sites is None:
+        return None
+    col = next((c for c in ("latitude", "lat") if c in sites.columns), None)
+    if col is None:
+        return None
+    return sites.set_index("site").reindex(locations["site"])[col].to_numpy(np.float64)
+
+
+def without_derived(panel: Panel, keep_groups: tuple[str, ...] | list[str] = ()) -> Panel:
+    """The panel with the raw forcing variables and only the derived groups named (e.g. ``precip``)."""
+    keep = [i for i, n in enumerate(panel.forcing_names) if not is_derived(n) or derived_group(n) in keep_groups]
+    return replace(panel, forcing=panel.forcing[:, :, keep], forcing_missing=panel.forcing_missing[:, :, keep],
+                   forcing_names=[panel.forcing_names[i] for i in keep])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -203,8 +230,8 @@ def build_panel(
 class Scalers:
     """Everything fitted on training data that inference needs; plain JSON so ``weights_only`` loads."""
 
-    forcing_names: list[str]
-    forcing_mean: list[float]
+    forcing_names: list[str]  # raw forcing variables the model needs (what callers must supply)
+    forcing_mean: list[float]  # over forcing_names + derived_names
     forcing_std: list[float]
     static_names: list[str]
     static_mean: list[float]
@@ -215,6 +242,12 @@ class Scalers:
     stats_std: list[float]
     location_index: dict[str, int]  # key -> embedding row (1-based; 0 = unknown)
     sd_floor: float
+    derived_names: list[str] = field(default_factory=list)  # forcing-derived inputs (model.features)
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every forcing channel, in the order of ``forcing_mean``: raw variables, then derived ones."""
+        return [*self.forcing_names, *self.derived_names]
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -250,9 +283,12 @@ def fit_scalers(
 
 def _fit_scalers(panel: Panel, t_fit_end: int, train_locations: np.ndarray, min_obs: int, sd_floor: float) -> Scalers:
     keys = panel.keys
-    f = panel.forcing[train_locations, :t_fit_end].reshape(-1, len(panel.forcing_names))
-    f_mean = np.nanmean(f, axis=0) if f.size else np.zeros(len(panel.forcing_names))
-    f_std = np.nanstd(f, axis=0) if f.size else np.ones(len(panel.forcing_names))
+    raw = [n for n in panel.forcing_names if not is_derived(n)]
+    derived = [n for n in panel.forcing_names if is_derived(n)]
+    order = [panel.forcing_names.index(n) for n in (*raw, *derived)]
+    f = panel.forcing[train_locations, :t_fit_end][..., order].reshape(-1, len(order))
+    f_mean = np.nanmean(f, axis=0) if f.size else np.zeros(len(order))
+    f_std = np.nanstd(f, axis=0) if f.size else np.ones(len(order))
     s = panel.static[train_locations]
     s_mean = np.nanmean(s, axis=0) if len(s) else np.zeros(s.shape[1])
     s_std = np.nanstd(s, axis=0) if len(s) else np.ones(s.shape[1])
@@ -270,7 +306,7 @@ def _fit_scalers(panel: Panel, t_fit_end: int, train_locations: np.ndarray, min_
     fallback = {d: np.median(np.array(v), axis=0).tolist() for d, v in by_depth.items()}
     arr = np.array(list(stats.values())) if stats else np.array([[0.25, 0.05, 0.1, 0.4]])
     return Scalers(
-        forcing_names=list(panel.forcing_names),
+        forcing_names=raw, derived_names=derived,
         forcing_mean=_clean(f_mean, 0.0), forcing_std=_clean(f_std, 1.0, positive=True),
         static_names=list(panel.static_names),
         static_mean=_clean(s_mean, 0.0), static_std=_clean(s_std, 1.0, positive=True),
@@ -303,13 +339,13 @@ class Prepared:
 
 def prepare(panel: Panel, scalers: Scalers) -> Prepared:
     """Apply scalers; forcing variables the model was trained on must all be present."""
-    missing = [v for v in scalers.forcing_names if v not in panel.forcing_names]
+    missing = [v for v in scalers.inputs if v not in panel.forcing_names]
     if missing:
         raise InputError(
             f"forcing lacks variable(s) the model was trained on: {', '.join(missing)}", where="forcing",
             column=", ".join(missing), fix="provide the same forcing variables as in training",
         )
-    idx = [panel.forcing_names.index(v) for v in scalers.forcing_names]
+    idx = [panel.forcing_names.index(v) for v in scalers.inputs]
     f = (panel.forcing[:, :, idx] - np.array(scalers.forcing_mean)) / np.array(scalers.forcing_std)
     f = np.nan_to_num(f, nan=0.0)  # only leading gaps remain NaN after ffill: flagged by the indicator
     miss = panel.forcing_missing[:, :, idx]

@@ -10,7 +10,7 @@ observed-state channel with its mask) concatenated with the static attributes of
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,8 @@ class NetworkConfig:
     weight_floor: float = DEFAULT_WEIGHT_FLOOR
     n_locations: int = 0  # > 0: a learnt embedding per training location (ungauged -> zero vector)
     embedding_dim: int = 0
+    zero_mean_init: bool = False  # residual forecast: the head starts predicting zero change
+    members: int = 1  # > 1: an equal-weight ensemble of independently trained networks (K * members)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +81,15 @@ class MixtureLSTM(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = MixtureHead(config.hidden, config.components, config.weight_floor)
         self._init_forget_bias(config.forget_bias)
+        if config.zero_mean_init:
+            self._zero_mean_rows()
+
+    def _zero_mean_rows(self) -> None:
+        """Residual forecast: start from zero predicted change, i.e. exactly persistence."""
+        k = self.config.components
+        with torch.no_grad():
+            self.head.linear.weight[k : 2 * k].zero_()
+            self.head.linear.bias[k : 2 * k].zero_()
 
     def _init_forget_bias(self, value: float) -> None:
         """A high forget-gate bias keeps the cell state (soil memory) from the first update on."""
@@ -98,9 +109,12 @@ class MixtureLSTM(nn.Module):
         sigma_floor: torch.Tensor | float,
         location: torch.Tensor | None = None,
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        offset: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``dynamic`` (B, T, F), ``static`` (B, S), ``sigma_floor`` scalar or (B,) in model units,
-        ``location`` (B,) indices (0 = unknown). Returns log_weights/means/sigmas shaped (B, T, K)."""
+        ``location`` (B,) indices (0 = unknown), ``offset`` (B, T) added to every component mean (the
+        residual forecast: the head predicts the change from the last observed state). Returns
+        log_weights/means/sigmas shaped (B, T, K) and the LSTM ``state`` after the last step."""
         b, t, _ = dynamic.shape
         parts = [dynamic, static.unsqueeze(1).expand(b, t, static.shape[-1])]
         if self.embedding is not None:
@@ -111,5 +125,57 @@ class MixtureLSTM(nn.Module):
         h = self.dropout(h)
         floor = sigma_floor if isinstance(sigma_floor, float) else sigma_floor.view(b, 1, 1)
         out = self.head(h, floor)
+        if offset is not None:
+            out["means"] = out["means"] + offset.float().unsqueeze(-1)
         out["state"] = new_state  # type: ignore[assignment]
         return out
+
+    @property
+    def n_components(self) -> int:
+        return self.config.components
+
+
+class MixtureEnsemble(nn.Module):
+    """Equal-weight pool of independently trained members: a mixture of their mixtures (K * M components).
+
+    Why: members disagree where the data do not pin the answer down (epistemic spread), which a single
+    network's mixture, fitted to the training residuals, cannot show; pooling keeps a Gaussian mixture.
+    Same call signature as ``MixtureLSTM``; ``state`` is a list with one LSTM state per member.
+    """
+
+    def __init__(self, members: list[MixtureLSTM]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.config = replace(members[0].config, members=len(members))
+
+    def forward(
+        self,
+        dynamic: torch.Tensor,
+        static: torch.Tensor,
+        sigma_floor: torch.Tensor | float,
+        location: torch.Tensor | None = None,
+        state: list | None = None,
+        offset: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        outs = [m(dynamic, static, sigma_floor, location, None if state is None else state[i], offset)
+                for i, m in enumerate(self.members)]
+        log_m = math.log(len(outs))
+        return {
+            "log_weights": torch.cat([o["log_weights"] - log_m for o in outs], dim=-1),
+            "means": torch.cat([o["means"] for o in outs], dim=-1),
+            "sigmas": torch.cat([o["sigmas"] for o in outs], dim=-1),
+            "state": [o["state"] for o in outs],  # type: ignore[dict-item]
+        }
+
+    @property
+    def n_components(self) -> int:
+        return self.config.components * len(self.members)
+
+
+def build_network(config: NetworkConfig) -> MixtureLSTM | MixtureEnsemble:
+    """The module a stored ``NetworkConfig`` describes (members > 1: an ensemble of identical members)."""
+    if config.members > 1:
+        return MixtureEnsemble([MixtureLSTM(replace(config, members=1)) for _ in range(config.members)])
+    return MixtureLSTM(config)

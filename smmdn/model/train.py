@@ -14,17 +14,18 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from smmdn.errors import ModelError
+from smmdn.model.calibrate import Calibration, fit_calibration
 from smmdn.model.data import Prepared, gather, sample_chunks
 from smmdn.model.mixture import DEFAULT_SIGMA_FLOOR, mixture_crps, torch_nll
-from smmdn.model.network import MixtureLSTM, NetworkConfig
-from smmdn.model.predict import _autocast, forecast_windows, simulate, state_channels
+from smmdn.model.network import MixtureEnsemble, MixtureLSTM, NetworkConfig
+from smmdn.model.predict import Network, _autocast, forecast_issues, n_state_channels, simulate, state_inputs
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class TrainConfig:
     components: int = 3
     forget_bias: float = 3.0
     embedding_dim: int = 0  # > 0: learnt per-location embedding
+    features: bool = True  # forcing-derived inputs (model.features) ...
+    feature_groups: list[str] = field(default_factory=lambda: ["precip"])  # ... of these groups
     sigma_floor: float = DEFAULT_SIGMA_FLOOR  # m3/m3
     seq_len: int = 180
     warmup: int = 60
@@ -56,9 +59,15 @@ class TrainConfig:
     sd_floor: float = 0.01  # smallest per-location sd used for standardising (m3/m3)
     calibrate: bool = True  # fit a spread factor on the validation window
     refit: bool = True  # after choosing epochs/spread, retrain on train + validation data
-    p_hidden: float = 0.3  # forecast mode: share of chunks with the state fully hidden
+    p_hidden: float = 0.1  # forecast mode: share of chunks with the state fully hidden
+    p_long_cut: float = 0.2  # forecast mode: share of chunks cut anywhere (else within 2 horizons of the end)
+    spread_per_series: bool = True  # spread factor fitted on the series-balanced (log) CRPS, not the pooled one
+    spread_prior_steps: float | None = None  # per-location spread factors shrunk with this many steps (off)
+    balance_regimes: bool = True  # forecast mode: visible-state and free-running steps weigh one half each
     obs_dropout: float = 0.1  # forecast mode: share of single observations hidden
     horizon: int = 7  # forecast mode: leads used for validation
+    residual: bool = True  # forecast mode: mixture means = last observed state + predicted change
+    members: int = 1  # ensemble size (independently seeded networks pooled into one mixture)
     fine_tune_lr: float = 3e-4
     fine_tune_epochs: int = 5
     device: str = "auto"
@@ -67,8 +76,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        """Unknown keys are dropped; missing ones take today's defaults."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_checkpoint(cls, data: dict) -> TrainConfig:
+        """Like ``from_dict``, but settings a stored model predates take the behaviour it was trained with."""
+        return cls.from_dict({**LEGACY, **data})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +91,11 @@ class TrainConfig:
     @property
     def with_state(self) -> bool:
         return self.mode == "forecast"
+
+
+# settings older checkpoints lack, with the behaviour they were trained with
+LEGACY = {"spread_per_series": False, "residual": False, "members": 1, "features": False, "p_hidden": 0.3,
+          "p_long_cut": 1.0, "balance_regimes": False}
 
 
 def pick_device(name: str) -> torch.device:
@@ -94,55 +114,87 @@ def seed_everything(seed: int) -> None:
 
 
 def build_network(prep: Prepared, config: TrainConfig, n_locations: int) -> MixtureLSTM:
-    n_dyn = prep.dynamic.shape[-1] + (2 if config.with_state else 0)
+    n_dyn = prep.dynamic.shape[-1] + (n_state_channels(config.residual) if config.with_state else 0)
     net_cfg = NetworkConfig(
         n_dynamic=n_dyn, n_static=prep.static.shape[-1], hidden=config.hidden, layers=config.layers,
         dropout=config.dropout, components=config.components, forget_bias=config.forget_bias,
         n_locations=n_locations if config.embedding_dim > 0 else 0, embedding_dim=config.embedding_dim,
+        zero_mean_init=config.with_state and config.residual,
     )
     return MixtureLSTM(net_cfg)
 
 
+@dataclass
+class Batch:
+    """One batch of chunks: inputs, targets, loss mask, residual offset, and which steps run free."""
+
+    dynamic: np.ndarray  # (B, T, C)
+    targets: np.ndarray  # (B, T, R)
+    mask: np.ndarray  # (B, T, R) observed and past the warm-up
+    offset: np.ndarray | None  # (B, T) residual forecast mode: last visible observation
+    free: np.ndarray | None  # (B, T) forecast mode: steps after the cut (the state hidden)
+
+
+def _cuts(rng: np.random.Generator, n: int, length: int, config: TrainConfig) -> np.ndarray:
+    """Last step with the state visible, per chunk.
+
+    Most chunks are cut within two horizons of their end (the leads that are forecast); a share
+    ``p_long_cut`` anywhere (long free runs keep the model sane when observations stop)."""
+    near = length - 1 - rng.integers(0, max(2 * config.horizon, 1), size=n)
+    anywhere = rng.integers(0, length, size=n)
+    return np.where(rng.random(n) < config.p_long_cut, anywhere, np.maximum(near, 0))
+
+
 def _batch(
     prep: Prepared, loc: np.ndarray, start: np.ndarray, config: TrainConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Batch:
     length = config.seq_len
     dyn = gather(prep.dynamic, loc, start, length)
     y = gather(prep.targets, loc, start, length)
     mask = ~np.isnan(y)
     mask[:, : config.warmup] = False
-    if config.with_state:
-        st = gather(prep.state, loc, start, length)
-        cut = rng.integers(0, length, size=len(loc))
-        hidden_all = rng.random(len(loc)) < config.p_hidden
-        vis = (
-            ~np.isnan(st)
-            & (np.arange(length)[None, :] <= cut[:, None])
-            & ~hidden_all[:, None]
-            & (rng.random(st.shape) >= config.obs_dropout)
-        )
-        dyn = np.concatenate([dyn, state_channels(st, vis)], -1)
-    return dyn, y, mask
+    if not config.with_state:
+        return Batch(dyn, y, mask, None, None)
+    st = gather(prep.state, loc, start, length)
+    cut = _cuts(rng, len(loc), length, config)
+    hidden_all = rng.random(len(loc)) < config.p_hidden
+    free = (np.arange(length)[None, :] > cut[:, None]) | hidden_all[:, None]
+    vis = ~np.isnan(st) & ~free & (rng.random(st.shape) >= config.obs_dropout)
+    channels, offset = state_inputs(st, vis, config.residual)
+    return Batch(np.concatenate([dyn, channels], -1), y, mask, offset, free)
 
 
-def _loss(net: MixtureLSTM, prep: Prepared, loc: np.ndarray, dyn: np.ndarray, y: np.ndarray, mask: np.ndarray,
-          config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, int]:
+def _loss(net: Network, prep: Prepared, loc: np.ndarray, batch: Batch, config: TrainConfig,
+          device: torch.device) -> tuple[torch.Tensor, int]:
+    """Mean NLL per observed step; in forecast mode the one-step-ahead steps (state visible) and the
+    free-running steps (state hidden) each weigh one half, so the few forecast leads in a chunk are
+    not drowned by its many one-step-ahead steps."""
     floor_z = torch.from_numpy((config.sigma_floor / prep.scale[loc]).astype(np.float32)).to(device)
     with _autocast(device):
         out = net(
-            torch.from_numpy(dyn).to(device), torch.from_numpy(prep.static[loc]).to(device), floor_z,
+            torch.from_numpy(batch.dynamic).to(device), torch.from_numpy(prep.static[loc]).to(device), floor_z,
             torch.from_numpy(prep.location_index[loc]).to(device),
+            offset=None if batch.offset is None else torch.from_numpy(batch.offset).to(device),
         )
-    yt = torch.from_numpy(np.nan_to_num(y)).to(device)
-    mt = torch.from_numpy(mask).to(device)
-    total, count = torch_nll(yt, mt, out["log_weights"], out["means"], out["sigmas"])
-    n = int(count.item())
-    return total / max(n, 1), n
+    yt = torch.from_numpy(np.nan_to_num(batch.targets)).to(device)
+    params = (out["log_weights"], out["means"], out["sigmas"])
+    if batch.free is None or not config.balance_regimes:
+        total, count = torch_nll(yt, torch.from_numpy(batch.mask).to(device), *params)
+        n = int(count.item())
+        return total / max(n, 1), n
+    parts, n_all = [], 0
+    for sel in (batch.free, ~batch.free):
+        m = batch.mask & sel[..., None]
+        if m.any():
+            total, count = torch_nll(yt, torch.from_numpy(m).to(device), *params)
+            parts.append(total / count)
+            n_all += int(count.item())
+    return torch.stack(parts).mean(), n_all
 
 
 def validation_score(
-    net: MixtureLSTM, prep: Prepared, locations: np.ndarray, v0: int, v1: int, config: TrainConfig,
-    device: torch.device, spread: float = 1.0,
+    net: Network, prep: Prepared, locations: np.ndarray, v0: int, v1: int, config: TrainConfig,
+    device: torch.device, spread: float | np.ndarray = 1.0,
 ) -> float:
     """Mean CRPS (model units) on steps ``[v0, v1)``: simulation, or forecast windows in forecast mode."""
     lw, mu, sg, y = _valid_predictions(net, prep, locations, v0, v1, config, device, spread)
@@ -150,20 +202,23 @@ def validation_score(
 
 
 def _valid_predictions(
-    net: MixtureLSTM, prep: Prepared, locations: np.ndarray, v0: int, v1: int, config: TrainConfig,
-    device: torch.device, spread: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    net: Network, prep: Prepared, locations: np.ndarray, v0: int, v1: int, config: TrainConfig,
+    device: torch.device, spread: float | np.ndarray = 1.0, with_rows: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Model-unit validation mixtures (n, T, K), targets (n, T, R) [and each row's location index]."""
     if config.with_state:
         issues_per = np.arange(v0 - 1, v1 - config.horizon, max(1, config.horizon // 2))
         locs = np.repeat(locations, len(issues_per))
         issues = np.tile(issues_per, len(locations))
-        lw, mu, sg = forecast_windows(net, prep, locs, issues, config.horizon, config.seq_len, config.sigma_floor,
-                                      device, spread, model_units=True)
+        lw, mu, sg = forecast_issues(net, prep, locs, issues, config.horizon, config.seq_len, config.sigma_floor,
+                                     device, spread, model_units=True, residual=config.residual)
         y = gather(prep.targets, locs, issues + 1, config.horizon)
-        return lw, mu, sg, y
-    lw, mu, sg = simulate(net, prep, locations, v0, v1, config.seq_len, config.sigma_floor, device, False, spread,
-                          model_units=True)
-    return lw, mu, sg, prep.targets[locations, v0:v1]
+    else:
+        locs = np.asarray(locations)
+        lw, mu, sg = simulate(net, prep, locs, v0, v1, config.seq_len, config.sigma_floor, device, False,
+                              spread, model_units=True)
+        y = prep.targets[locs, v0:v1]
+    return (lw, mu, sg, y, locs) if with_rows else (lw, mu, sg, y)
 
 
 def _crps_mean(lw: np.ndarray, mu: np.ndarray, sg: np.ndarray, y: np.ndarray) -> float:
@@ -176,21 +231,17 @@ def _crps_mean(lw: np.ndarray, mu: np.ndarray, sg: np.ndarray, y: np.ndarray) ->
 
 
 def calibrate_spread(
-    net: MixtureLSTM, prep: Prepared, locations: np.ndarray, v0: int, v1: int, config: TrainConfig,
-    device: torch.device,
-) -> float:
-    """Spread factor (0.5..4) minimising validation CRPS: corrects over-/under-confidence post hoc."""
-    lw, mu, sg, y = _valid_predictions(net, prep, locations, v0, v1, config, device)
-    ok = ~np.isnan(y)
-    if ok.sum() < 20:
-        return 1.0
-    li = np.nonzero(ok)
-    w = np.exp(lw[li[:-1]].astype(np.float64))
-    m, s, yy = mu[li[:-1]].astype(np.float64), sg[li[:-1]].astype(np.float64), y[ok]
-    centre = np.sum(w * m, -1, keepdims=True)
-    grid = np.exp(np.linspace(np.log(0.5), np.log(4.0), 43))
-    scores = [np.mean(mixture_crps(yy, w, centre + f * (m - centre), f * s)) for f in grid]
-    return float(grid[int(np.argmin(scores))])
+    net: Network, prep: Prepared, locations: np.ndarray, v0: int, v1: int, config: TrainConfig,
+    device: torch.device, keys: list[str] | None = None,
+) -> Calibration:
+    """Spread factors fitted on validation forecasts of steps ``[v0, v1)`` (see ``model.calibrate``):
+    network-wide, per lead in forecast mode, and per location (``keys``: location keys of ``prep``)
+    when ``config.spread_prior_steps`` is set."""
+    lw, mu, sg, y, rows = _valid_predictions(net, prep, locations, v0, v1, config, device, with_rows=True)
+    row_keys = [keys[i] for i in rows] if keys is not None else [str(i) for i in rows]
+    prior = config.spread_prior_steps if keys is not None else None
+    return fit_calibration(lw, mu, sg, y, row_keys, per_lead=config.with_state, prior_steps=prior,
+                           per_series=config.spread_per_series)
 
 
 def train_network(
@@ -238,10 +289,10 @@ def train_network(
         t0 = time.perf_counter()
         for i in range(0, n_chunks, config.batch_size):
             loc, start = loc_all[i : i + config.batch_size], start_all[i : i + config.batch_size]
-            dyn, y, mask = _batch(prep, loc, start, cfg, rng)
-            if not mask.any():
+            batch = _batch(prep, loc, start, cfg, rng)
+            if not batch.mask.any():
                 continue
-            loss, _ = _loss(net, prep, loc, dyn, y, mask, cfg, device)
+            loss, _ = _loss(net, prep, loc, batch, cfg, device)
             if not torch.isfinite(loss):
                 raise ModelError(f"non-finite training loss at epoch {epoch}: keep the previous model")
             opt.zero_grad(set_to_none=True)
@@ -274,3 +325,39 @@ def train_network(
     history["sequences_per_s"] = seen / busy if busy > 0 else None
     history["epochs_run"] = len(history["train_loss"])
     return net, history
+
+
+MEMBER_SEED_STEP = 1009  # member m trains with seed + m * MEMBER_SEED_STEP
+
+
+def train_members(
+    prep: Prepared,
+    train_locations: np.ndarray,
+    t_lo: int,
+    t_hi: int,
+    config: TrainConfig,
+    *,
+    valid: tuple[int, int] | None = None,
+    epochs: list[int] | None = None,
+    n_locations: int = 0,
+) -> tuple[Network, dict]:
+    """Train ``config.members`` independently seeded networks; one member is returned as itself.
+
+    ``epochs`` gives each member its own epoch count (a refit repeats each member's early-stopping
+    choice). The history is the first member's, plus per-member best epochs and the mean throughput.
+    """
+    nets, hists = [], []
+    for m in range(max(config.members, 1)):
+        cfg = copy.copy(config)
+        cfg.seed = config.seed + m * MEMBER_SEED_STEP
+        net, hist = train_network(prep, train_locations, t_lo, t_hi, cfg, valid=valid,
+                                  epochs=None if epochs is None else epochs[min(m, len(epochs) - 1)],
+                                  n_locations=n_locations)
+        nets.append(net)
+        hists.append(hist)
+    history = dict(hists[0])
+    history["member_best_epochs"] = [h["best_epoch"] for h in hists]
+    rates = [h["sequences_per_s"] for h in hists if h["sequences_per_s"]]
+    history["sequences_per_s"] = float(np.mean(rates)) if rates else None
+    history["epochs_run"] = int(sum(h["epochs_run"] for h in hists))
+    return (nets[0] if len(nets) == 1 else MixtureEnsemble(nets)), history

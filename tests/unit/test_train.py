@@ -147,3 +147,32 @@ def test_forecast_mode_frame_and_state_use(frames) -> None:
     assert (fc["valid_time"] - fc["issue_time"]).dt.days.tolist()[:3] == [1, 2, 3]
     with pytest.raises(InputError, match="forcing ends"):
         predict_forecast(m, obs, frc, sites, "2022-02-23", horizon=3)
+
+
+def test_nothing_after_the_training_end_reaches_the_model_or_its_calibration(frames) -> None:
+    """Observations from the test period are poisoned: weights and every spread factor stay the same."""
+    obs, frc, sites = frames
+    cfg = TrainConfig(**{**SMALL, "max_epochs": 2, "spread_prior_steps": 30.0})
+    a = fit(obs, frc, sites, cfg, train_end=TRAIN_END, seed=5)
+    after = (pd.to_datetime(obs["time"]) >= pd.Timestamp(TRAIN_END)).to_numpy()
+    poisoned = obs.assign(vwc=np.where(after, obs["vwc"] + 0.3, obs["vwc"]))
+    b = fit(poisoned, frc, sites, cfg, train_end=TRAIN_END, seed=5)
+    assert a.spread_per_location and a.spread_per_location == b.spread_per_location
+    assert (a.spread, a.spread_per_lead) == (b.spread, b.spread_per_lead)
+    for k, v in a.network.state_dict().items():
+        assert torch.equal(v, b.network.state_dict()[k])
+
+
+def test_ensemble_members_pool_into_one_mixture_and_roundtrip(frames, tmp_path) -> None:
+    obs, frc, sites = frames
+    cfg = TrainConfig(**{**SMALL, "max_epochs": 2, "members": 2, "components": 2})
+    m = fit(obs, frc, sites, cfg, train_end=TRAIN_END, seed=2)
+    assert m.components == 4
+    pred = predict_simulation(m, obs, frc, sites, TRAIN_END, "2021-11-05")
+    w = pred[[f"weight_{i}" for i in range(4)]].to_numpy()
+    np.testing.assert_allclose(w[:, :2].sum(1), 0.5, atol=1e-4)  # each member holds half the mass
+    m.save(tmp_path / "ens")
+    again = predict_simulation(load_model(tmp_path / "ens"), obs, frc, sites, TRAIN_END, "2021-11-05")
+    pd.testing.assert_frame_equal(pred, again)
+    tuned = fine_tune(m, obs, frc, sites, train_end="2021-12-01", epochs=1)
+    assert tuned.components == 4
