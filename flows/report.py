@@ -143,4 +143,17 @@ def verification_markdown(result: dict[str, Any], by_lead: list[dict[str, Any]],
     lines += ["", "PIT histogram (last 30 days):", "", "```", pit_bars(pit_histogram), "```", ""]
     for name, path in (plots or {}).items():
         lines.append(f"- {name} plot: `{path}`")
+    lines += [_inline_png(name, path) for name, path in (plots or {}).items()]
     return "\n".join(lines) + "\n"
+
+
+def _inline_png(name: str, path: str) -> str:
+    """The PNG itself inside the markdown (a data URI), so the artifact shows the plot without file access."""
+    import base64
+    from pathlib import Path
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return ""
+    return f"\n![{name}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})\n"

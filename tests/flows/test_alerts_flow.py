@@ -69,6 +69,7 @@ def test_cycle_detects_delivers_scores_and_retrains_after_drift(ops: Ops, tmp_pa
         assert _artifact("verification-skill") and _artifact("verification-by-lead")
         reliability = _artifact("verification-reliability")
         assert reliability and "PIT histogram" in reliability[0].data and "drift: **True**" in reliability[0].data
+        assert "![reliability](data:image/png;base64," in reliability[0].data  # the plot itself, inline
         summary = _artifact("daily-summary")[0].data
         assert "alerts raised:" in summary and "delivery: sent" in summary
         assert second["training"]["kind"] == "fine-tune"
