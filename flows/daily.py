@@ -66,7 +66,7 @@ def verify_task(now: str) -> dict[str, Any]:
     cfg = common.settings()
     db = common.store(cfg)
     result = alerting.verify(db, pd.Timestamp(now), cfg)
-    if result["drift"]:
+    if result.get("retrain", result["drift"]):
         record_drift(db, pd.Timestamp(now))
     publish_verification(db, pd.Timestamp(now), cfg, result)
     return result

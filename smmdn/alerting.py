@@ -56,9 +56,12 @@ def deliver(store: Any, settings: Settings, now: pd.Timestamp | None = None) -> 
 
 
 def verify(store: Any, now: pd.Timestamp, settings: Settings) -> dict[str, Any]:
-    """Verification summary plus ``drift`` (bool): calibration drift that calls for a full retrain."""
+    """Verification summary plus ``drift`` (calibration drift seen) and ``retrain`` (drift that asks for a
+    full retrain: once per champion lineage, see ``smmdn.verification.request_retrain``)."""
     out = _call("smmdn.verification", "verify", store, now, settings)
     out["drift"] = drift_of(out.get("result"))
+    result = out.get("result")
+    out["retrain"] = bool(result.get("retrain", out["drift"])) if isinstance(result, dict) else out["drift"]
     return out
 
 

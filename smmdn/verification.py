@@ -69,6 +69,7 @@ class VerificationOutcome:
     new_rows: int = 0
     valid_days: list[str] = field(default_factory=list)
     drift: bool = False
+    retrain: bool = False  # drift that asks for a full retrain (not asked twice for one champion lineage)
     report: dict[str, Any] = field(default_factory=dict)
     by_lead: list[dict[str, Any]] = field(default_factory=list)
     plots: dict[str, str] = field(default_factory=dict)
@@ -315,6 +316,7 @@ def verify(store: Any, now: pd.Timestamp | str | None, settings: Settings, *,
         outcome.valid_days = sorted({t.date().isoformat() for t in scored["valid_time"]})
     window = window_scores(store, now, settings)
     report = drift_report(store, now, settings, window)
+    outcome.retrain = request_retrain(store, now, report)
     outcome.drift, outcome.report = report.drift, report.to_dict()
     skill = skill_report(store, now, settings, window[0])
     outcome.by_lead = skill["by_lead"].to_dict("records")
@@ -331,6 +333,29 @@ def verify(store: Any, now: pd.Timestamp | str | None, settings: Settings, *,
     if report.drift:
         log.warning("calibration drift: %s", "; ".join(report.reasons))
     return outcome
+
+
+def request_retrain(store: Any, now: pd.Timestamp, report: DriftReport) -> bool:
+    """Whether this drift should schedule a full retrain.
+
+    Once per champion lineage: if a full retrain already ran after the request and the champion (hence
+    the lineage root) stayed the same — the challenger was rejected — asking again every day would only
+    burn GPU time; the drift alert stays open and the operators decide.
+    """
+    from smmdn.cycle import DRIFT_HANDLED
+
+    if not report.drift:
+        return False
+    key = ("verification", f"drift_retrain_for:{report.since_retrain or '-'}")
+    requested = store.get_watermark(*key)
+    handled = store.get_watermark(*DRIFT_HANDLED)
+    if requested is not None and handled is not None and handled > requested:
+        report.reasons.append(f"a full retrain ran after this drift was reported ({handled.isoformat()}) and the "
+                              f"champion's lineage ({report.since_retrain}) stayed: not asking again")
+        return False
+    if requested is None:
+        store.set_watermark(*key, now)
+    return True
 
 
 def _utc(value: Any) -> pd.Timestamp:

@@ -86,6 +86,14 @@ def test_forced_miscalibration_triggers_drift_and_tells_the_operators(store, tmp
         png = base64.b64decode(msg["payload"]["attachments"][0]["base64"])
         assert png.startswith(b"\x89PNG")  # the reliability plot
         assert {"reliability", "skill"} <= set(out.plots)
+        assert out.retrain
+        # a full retrain ran but was rejected (the champion stays): the drift stays, no second request
+        from smmdn.cycle import DRIFT_HANDLED
+
+        assert verification.verify(store, world.now_after(14), cfg).retrain  # not yet answered: still asking
+        store.set_watermark(*DRIFT_HANDLED, world.now_after(14) + pd.Timedelta(hours=1))
+        again = verification.verify(store, world.now_after(14) + pd.Timedelta(hours=2), cfg)
+        assert again.drift and not again.retrain and "not asking again" in again.report["reasons"][-1]
         # a full retrain made a new champion: the old model's forecasts leave the window, the alert resolves
         store.register_model_version("m2", kind="full", artifact_uri="file:///tmp/m2", status="challenger")
         store.promote("m2")
