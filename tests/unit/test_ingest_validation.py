@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,6 +127,31 @@ def test_data_docs_written(planted) -> None:  # type: ignore[no-untyped-def]
     _, result, docs = planted
     assert result.data_docs == str((docs / "index.html").resolve())
     assert (docs / "index.html").read_text().count("observations") > 0
+
+
+def _unsuccessful_in_docs(docs: Path) -> int:
+    [page] = [p for p in docs.rglob("*.html") if "validations" in p.parts]
+    match = re.search(r"Unsuccessful Expectations</div></td><td[^>]*><div[^>]*>(\d+)<", page.read_text())
+    assert match, page
+    return int(match.group(1))
+
+
+def test_data_docs_pages_rendered_from_cached_templates_show_their_own_results(tmp_path: Path) -> None:
+    """Templates compiled once are reused by later Data Docs builds; each page still shows its own batch."""
+    from smmdn.quality import gx
+
+    clean = validate_observations(_base(), RULES, now=NOW, docs_dir=tmp_path / "first")
+    cached = len(gx._TEMPLATE_CACHE.code)
+    assert cached > 0
+    bad = _base()
+    bad.loc[bad.index[::7], "vwc"] = 0.95  # impossible values: the range expectation fails
+    spoiled = validate_observations(bad, RULES, now=NOW, docs_dir=tmp_path / "second")
+    assert len(gx._TEMPLATE_CACHE.code) == cached  # nothing compiled again
+    failing_clean = sum(not v["success"] for v in clean.summary["expectations"].values())
+    failing_bad = sum(not v["success"] for v in spoiled.summary["expectations"].values())
+    assert failing_bad > failing_clean
+    assert _unsuccessful_in_docs(tmp_path / "first") == failing_clean
+    assert _unsuccessful_in_docs(tmp_path / "second") == failing_bad
 
 
 def test_clean_batch_passes_every_expectation() -> None:
