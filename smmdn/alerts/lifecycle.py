@@ -129,7 +129,7 @@ def last_readings(store: Any, since: pd.Timestamp, periods: pd.DataFrame, now: p
         ended = p.loc[p["active_to"].notna() & (p["active_to"] <= now), cols]
         seen = seen.merge(active[[*cols, "active_from"]], on=cols, how="outer")
         if not ended.empty:
-            gone = seen.merge(ended.assign(_gone=True), on=cols, how="left")["_gone"].fillna(False).to_numpy(bool)
+            gone = seen.merge(ended.assign(_gone=True), on=cols, how="left")["_gone"].eq(True).to_numpy()
             seen = seen.loc[~gone]
     else:
         seen["active_from"] = pd.NaT
