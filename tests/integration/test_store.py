@@ -320,3 +320,23 @@ def test_daily_observations_are_local_day_means_computed_in_sql(store) -> None: 
     known = store.read_daily_observations(offsets, as_of=cutoff)
     assert known["time"].max() < pd.Timestamp("2020-06-06", tz="UTC") and len(store.read_daily_observations({})) > len(
         known)
+
+
+def test_observation_reads_keep_awkward_values_exactly(store) -> None:  # type: ignore[no-untyped-def]
+    """The fast read path (COPY … TO STDOUT as CSV on PostgreSQL) keeps what a CSV could mangle."""
+    store.upsert_sites(pd.DataFrame({"site": ["NA", "A"]}))
+    frame = pd.DataFrame({
+        "time": pd.to_datetime(["2020-06-01T00:00:00.123456Z", "2020-06-01T01:00:00Z", "2020-06-01T02:30:15Z"],
+                               format="ISO8601"),
+        "site": ["NA", "NA", "A"], "depth_cm": [5.0, 5.0, 12.5], "sensor": ['probe "x", 2', "b", "c"],
+        "vwc": [0.1234567891, 0.2, 0.3], "quality_flag": ["spike,flatline", "ok", "gap_before"],
+    })
+    store.write_observations(frame, source="lab, bench")
+    back = store.read_observations().sort_values("time").reset_index(drop=True)
+    assert list(back["site"]) == ["NA", "NA", "A"] and list(back["sensor"]) == ['probe "x", 2', "b", "c"]
+    assert list(back["time"]) == list(frame["time"]) and str(back["time"].dtype) == "datetime64[ns, UTC]"
+    assert back["vwc"].tolist() == frame["vwc"].tolist() and back["depth_cm"].tolist() == [5.0, 5.0, 12.5]
+    assert list(back["quality_flag"]) == ["spike,flatline", "ok", "gap_before"]
+    assert set(back["source"]) == {"lab, bench"} and back["ingested_at"].notna().all()
+    empty = store.read_observations(sites=["nowhere"])
+    assert empty.empty and {"time", "site", "vwc", "ingested_at"} <= set(empty.columns)
