@@ -5,6 +5,7 @@ Tiny model settings keep every training under a few seconds on 2 cores.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,3 +94,18 @@ def run_daily(ops: Ops, n: int, **kwargs: Any) -> dict[str, Any]:
     ops.drop_day(day)
     ops.weather.today = day + pd.Timedelta(days=1)
     return daily(day=day.date().isoformat(), history_days=HISTORY + 30, train_overrides=TINY, **kwargs)
+
+
+def artifacts(key: str) -> list[Any]:
+    """Artifacts with this key, newest first: the harness is shared by the whole session, so several flow runs
+    (and tests) publish the same key and an unsorted read returns any of them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                               sort=ArtifactSort.CREATED_DESC)
+
+    return asyncio.run(read())

@@ -4,7 +4,6 @@ detector or notifier never stops the forecast."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import numpy as np
@@ -14,21 +13,10 @@ import pytest
 from smmdn.config import get_settings
 from smmdn.demo.receiver import AlertReceiver
 from smmdn.store import alerts as db
-from tests.flows.conftest import HISTORY, Ops, run_daily
+from tests.flows.conftest import HISTORY, Ops, artifacts, run_daily
 from tests.helpers.alert_world import routes_file
 
 pytestmark = [pytest.mark.postgres, pytest.mark.prefect, pytest.mark.slow]
-
-
-def _artifact(key: str) -> list:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async def read() -> list:
-        async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-
-    return asyncio.run(read())
 
 
 def test_cycle_detects_delivers_scores_and_retrains_after_drift(ops: Ops, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -66,11 +54,11 @@ def test_cycle_detects_delivers_scores_and_retrains_after_drift(ops: Ops, tmp_pa
         assert ver["status"] == "ok" and ver["result"]["scored"] > 0 and store.count("verification") > 0
         assert ver["drift"] is True, ver["result"]["report"]
         assert any(m["path"] == "/ops" and "calibration drift" in m["payload"]["title"] for m in rx.messages())
-        assert _artifact("verification-skill") and _artifact("verification-by-lead")
-        reliability = _artifact("verification-reliability")
+        assert artifacts("verification-skill") and artifacts("verification-by-lead")
+        reliability = artifacts("verification-reliability")
         assert reliability and "PIT histogram" in reliability[0].data and "drift: **True**" in reliability[0].data
         assert "![reliability](data:image/png;base64," in reliability[0].data  # the plot itself, inline
-        summary = _artifact("daily-summary")[0].data
+        summary = artifacts("daily-summary")[0].data
         assert "alerts raised:" in summary and "delivery: sent" in summary
         assert second["training"]["kind"] == "fine-tune"
         third = run_daily(ops, HISTORY + 3)  # Tuesday: no weekly retrain, but the drift asks for one

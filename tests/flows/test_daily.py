@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
 import torch
 
-from tests.flows.conftest import HISTORY, Ops, run_daily
+from tests.flows.conftest import HISTORY, Ops, artifacts, run_daily
 
 pytestmark = [pytest.mark.postgres, pytest.mark.prefect, pytest.mark.slow]
-
-
-def _artifact(key: str) -> list:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async def read() -> list:
-        async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-
-    return asyncio.run(read())
 
 
 def test_cold_start_cycle_then_rerun_adds_nothing(ops: Ops) -> None:
@@ -40,8 +27,8 @@ def test_cold_start_cycle_then_rerun_adds_nothing(ops: Ops) -> None:
     runs = store.forecast_runs()
     assert runs.iloc[0]["status"] == "complete" and runs.iloc[0]["model_version"] == versions.iloc[0]["version"]
     assert runs.iloc[0]["validation"]["status"] in ("passed", "issues")
-    assert _artifact("daily-summary") and _artifact("daily-cycle")
-    assert "Daily cycle" in _artifact("daily-summary")[0].data
+    assert artifacts("daily-summary") and artifacts("daily-cycle")
+    assert "Daily cycle" in artifacts("daily-summary")[0].data
 
     counts = {t: store.count(t) for t in ("forecasts", "forecast_runs", "model_versions", "observations")}
     again = run_daily(ops, HISTORY)  # same day again: nothing new
