@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -97,6 +98,7 @@ def main() -> None:
     path, start, end = DATASETS[args.dataset]
     if not path.exists():
         raise SystemExit(f"skip: {path} absent")
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
     print(f"fp32 matmul: {matmul_gflops():.0f} GFLOP/s; bare LSTM step (h64, seq90, b256): "
           f"{bare_lstm_seq_per_s():.0f} seq/s; torch threads {torch.get_num_threads()}")
     obs, frc, sites = load(args.dataset)
@@ -114,7 +116,9 @@ def main() -> None:
                "beat_clim": m["overall"]["share_beating_climatology"],
                "beat_pers": m["overall"]["share_beating_persistence"], "n": m["n_series"],
                "wall": m["wall_time_s"], "train_seq_s": m["training"].get("sequences_per_s"),
-               "spread": m["spread_factor"], "best_epoch": m["training"].get("best_epoch"),
+               "spread": m["spread_factor"], "spread_per_lead": m.get("spread_per_lead"),
+               "calibration_windows": m["training"].get("calibration_windows"),
+               "best_epoch": m["training"].get("best_epoch"),
                "both_in_90": m["replicates"].get("all_replicates_in_90"), "infer": rate,
                "per_lead": m.get("per_lead")}
         rows.append(row)
@@ -129,6 +133,16 @@ def main() -> None:
                 "width_90", "beat_clim", "beat_pers", "both_in_90", "spread", "train_seq_s", "wall"):
         print(f"  median {key:12s} {fmt([r[key] for r in rows], 4 if key in ('rmse', 'crps', 'width_90') else 3)}")
     print(f"  inference    {rows[0]['infer']:.0f} series·steps/s (simulation pass over the whole panel)")
+    if rows[0]["per_lead"]:
+        for h in rows[0]["per_lead"]:
+            crps = [r["per_lead"][h]["crps"] for r in rows]
+            pers = [r["per_lead"][h]["crps_persistence"] for r in rows]
+            skill = [r["per_lead"][h]["crps_skill_persistence"] for r in rows]
+            share = [r["per_lead"][h]["share_beating_persistence"] for r in rows]
+            cov = [r["per_lead"][h]["coverage_90"] for r in rows]
+            print(f"  lead {h}: crps {fmt(crps, 4)}  persistence {fmt(pers, 4)}  skill_vs_pers {fmt(skill)}  "
+                  f"share_beating_pers {fmt(share, 2)}  coverage_90 {fmt(cov)}")
+    print(f"load average (1, 5, 15 min): {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -113,3 +113,39 @@ def test_bad_input_exits_nonzero_with_clear_message(
     assert code != 0
     assert message in err and "fix:" in err
     assert not (d / "out" / "metrics.json").exists()
+
+
+def test_hourly_replicates_without_sites_file_in_both_modes(tmp_path: Path) -> None:
+    """Generic input: hourly instants, unknown extra forcing, two replicate sensors, no sites file."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2021-05-01", periods=24 * 50, freq="h", tz="UTC")
+    obs, frc = [], []
+    for site in ("H1", "H2"):
+        rain = rng.gamma(0.3, 2.0, len(times)) * (rng.random(len(times)) < 0.05)
+        store = np.zeros(len(times))
+        for t in range(1, len(times)):
+            store[t] = 0.995 * store[t - 1] + 0.002 * rain[t]
+        frc.append(pd.DataFrame({"time": times.strftime("%Y-%m-%dT%H:%M:%S+00:00"), "site": site,
+                                 "precipitation": rain, "mystery_index": rng.normal(size=len(times))}))
+        for sensor in ("a", "b"):
+            obs.append(pd.DataFrame({"time": times.strftime("%Y-%m-%dT%H:%M:%S+00:00"), "site": site,
+                                     "depth_cm": 10, "sensor": sensor,
+                                     "vwc": 0.2 + store + rng.normal(0, 0.005, len(times))}))
+    pd.concat(obs).to_csv(tmp_path / "obs.csv", index=False)
+    pd.concat(frc).to_csv(tmp_path / "frc.csv", index=False)
+    for mode in ("simulation", "forecast"):
+        out = tmp_path / mode
+        args = ["backtest", "--observations", str(tmp_path / "obs.csv"), "--forcing", str(tmp_path / "frc.csv"),
+                "--test-start", "2021-06-15T00:00:00+00:00", "--test-end", "2021-06-17T23:00:00+00:00",
+                "--max-epochs", "1", "--mode", mode, "--horizon", "6",
+                "--out", str(out)]
+        assert main(args) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["n_series"] == 4
+        assert metrics["replicates"]["locations_with_replicates"] == 2
+        pred = pd.read_csv(out / "predictions.csv")
+        assert pred["time"].str.endswith("+00:00").all()
+        if mode == "forecast":
+            assert set(metrics["per_lead"]) == {str(h) for h in range(1, 7)}
