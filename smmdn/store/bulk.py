@@ -4,6 +4,12 @@ PostgreSQL: psycopg binary ``COPY`` into a temporary table, then one ``INSERT â€
 that only touches rows whose values changed, counting inserts and updates with ``xmax = 0``.
 SQLite: executemany into a temporary table, counts by join, then the same ``INSERT â€¦ ON CONFLICT``.
 Everything runs on the caller's connection, so a failure rolls the whole batch back.
+
+``upsert_frame`` is the fast lane for big frames on PostgreSQL: the COPY payload is built by numpy
+(``pgcopy``), and when the caller's probe proves that no key of the batch can exist yet (a new forecast
+issue), the rows are copied straight into the table: the merge would only have re-checked every key
+to insert them all. A concurrent writer that got there first makes that COPY fail on the unique key;
+its savepoint is rolled back and the batch goes through the merge, so the result is the same.
 """
 
 from __future__ import annotations
@@ -13,8 +19,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from smmdn.store import pgcopy
+from smmdn.store.frames import rows_of
 
 _tmp_counter = itertools.count()
 
@@ -91,6 +103,68 @@ def upsert_rows(
     return _upsert_sqlite(conn, table, tmp, columns, rows, key, compare, touch)
 
 
+def upsert_frame(
+    conn: sa.Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    key: Sequence[str],
+    compare: Sequence[str],
+    arrays: dict[str, Sequence[str]] | None = None,
+    fresh_probe: sa.Select | None = None,
+) -> WriteResult:
+    """``upsert_rows`` for a checked frame whose ``columns`` are table columns; ``arrays`` maps an array
+    column to the K frame columns that make it.
+
+    ``fresh_probe`` is a query that returns true when some row of the table *may* share a key with
+    the batch; when it returns false the batch is copied straight in (see the module docstring).
+    """
+    arrays = dict(arrays or {})
+    if frame.empty:
+        return WriteResult()
+    scalars = [c for c in columns if c not in arrays]
+    if conn.dialect.name != "postgresql":
+        listed = frame.assign(
+            **{name: frame[list(parts)].to_numpy(np.float32).tolist() for name, parts in arrays.items()}
+        )
+        return upsert_rows(conn, table, columns, rows_of(listed, columns), key, compare)
+    fields = [pgcopy.Field(c, _pg_type(table.c[c]), (c,)) for c in scalars]
+    fields += [pgcopy.Field(name, "float4[]", tuple(parts)) for name, parts in arrays.items()]
+    payload = pgcopy.encode(frame, fields)
+    names = [f.name for f in fields]
+    if payload is None:  # NULLs or unusual types: psycopg converts row by row
+        staged = scalars + [c for parts in arrays.values() for c in parts]
+        return upsert_rows(conn, table, staged, rows_of(frame, staged), key, compare, arrays=arrays)
+    raw = conn.connection.driver_connection
+    if fresh_probe is not None and not conn.execute(fresh_probe).scalar():
+        try:
+            with conn.begin_nested():
+                _copy(raw, table.name, names, payload)
+            return WriteResult(inserted=len(frame))
+        except psycopg.errors.UniqueViolation:
+            pass  # a concurrent writer inserted some of these keys meanwhile: merge instead
+    tmp = f"tmp_{table.name}_{next(_tmp_counter)}"
+    conn.execute(sa.text(f"CREATE TEMP TABLE {tmp} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"))
+    _copy(raw, tmp, names, payload)
+    inserted, updated = conn.execute(sa.text(_counted(_merge_sql(table, tmp, names, key, compare, (), "pg")))).one()
+    conn.execute(sa.text(f"DROP TABLE {tmp}"))
+    return WriteResult(inserted, updated, len(frame) - inserted - updated)
+
+
+def _copy(raw: psycopg.Connection, target: str, names: Sequence[str], payload: list) -> None:
+    with raw.cursor() as cur, cur.copy(f"COPY {target} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:
+        for chunk in payload:
+            copy.write(chunk)
+
+
+def _counted(merge: str) -> str:
+    """The merge wrapped to return (inserted, updated): a new row's ``xmax`` is 0."""
+    return (
+        f"WITH merged AS ({merge} RETURNING (xmax = 0) AS is_new) "
+        "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM merged"
+    )
+
+
 def _merge_sql(table: sa.Table, tmp: str, columns, key, compare, touch, distinct_op: str, arrays=None) -> str:
     arrays = arrays or {}
     staged = {c for parts in arrays.values() for c in parts}
@@ -131,12 +205,7 @@ def _upsert_postgres(conn, table, tmp, columns, rows, key, compare, touch, array
         for row in rows:
             copy.write_row(row)
     merged = _merge_sql(table, tmp, columns, key, compare, touch, "pg", arrays)
-    inserted, updated = conn.execute(
-        sa.text(
-            f"WITH merged AS ({merged} RETURNING (xmax = 0) AS is_new) "
-            "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM merged"
-        )
-    ).one()
+    inserted, updated = conn.execute(sa.text(_counted(merged))).one()
     conn.execute(sa.text(f"DROP TABLE {tmp}"))
     return WriteResult(inserted, updated, len(rows) - inserted - updated)
 

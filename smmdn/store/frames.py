@@ -151,7 +151,7 @@ FORECAST_REQUIRED = (
 
 
 def forecasts_for_write(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Forecast frame checked (mixture valid, keys unique); returns it with list columns and K."""
+    """Forecast frame checked (mixture valid, keys unique, times UTC); returns it and K."""
     require_columns(frame, FORECAST_REQUIRED, "forecasts")
     k = n_components(frame)
     if k == 0:
@@ -179,9 +179,6 @@ def forecasts_for_write(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             rows=list(out.index[bad][:20]),
             fix="write the model's mixture parameters unchanged",
         )
-    out["weights"] = weights.astype(np.float32).tolist()
-    out["means"] = means.astype(np.float32).tolist()
-    out["sigmas"] = sigmas.astype(np.float32).tolist()
     key = ["site", "depth_cm", "valid_time", "issue_time"]
     if "model_version" in out.columns:
         key.append("model_version")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from smmdn.errors import InputError
 from smmdn.store import tables as T
-from smmdn.store.bulk import WriteResult, upsert_rows
+from smmdn.store.bulk import WriteResult, upsert_frame, upsert_rows
 from smmdn.store.engine import is_postgres, make_engine
 from smmdn.store.frames import (
     expand_mixture,
@@ -336,26 +336,36 @@ class Store:
         times = [n for n in names if n in ("time", "ingested_at")]
         text = {n: str for n in ("site", "sensor", "quality_flag", "source") if n in names}
         if self.is_postgres:
-            cols = [sa.cast(sa.extract("epoch", c) * 1_000_000, sa.BigInteger).label(c.name) if c.name in times
-                    else c for c in query.selected_columns]
+            cols = [
+                sa.cast(sa.extract("epoch", c) * 1_000_000, sa.BigInteger).label(c.name) if c.name in times else c
+                for c in query.selected_columns
+            ]
             compiled = query.with_only_columns(*cols, maintain_column_froms=True).compile(
-                dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+                dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True}
+            )
             buffer = io.BytesIO()
             with self.engine.connect() as conn:
                 raw = conn.connection.driver_connection
-                with raw.cursor() as cur, cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT csv)",
-                                                   compiled.params) as copy:
+                with (
+                    raw.cursor() as cur,
+                    cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT csv)", compiled.params) as copy,
+                ):
                     for block in copy:
                         buffer.write(block)
             buffer.seek(0)
-            frame = pd.read_csv(buffer, names=names, header=None, na_filter=False,
-                                dtype={**text, **{n: "int64" for n in times}}) if buffer.getbuffer().nbytes else \
-                pd.DataFrame({n: pd.Series(dtype="int64" if n in times else object) for n in names})
+            frame = (
+                pd.read_csv(
+                    buffer, names=names, header=None, na_filter=False, dtype={**text, **{n: "int64" for n in times}}
+                )
+                if buffer.getbuffer().nbytes
+                else pd.DataFrame({n: pd.Series(dtype="int64" if n in times else object) for n in names})
+            )
             for n in times:
                 frame[n] = pd.to_datetime(frame[n], unit="us", utc=True).dt.as_unit("ns")
         else:
-            cols = [sa.type_coerce(c, sa.String).label(c.name) if c.name in times else c
-                    for c in query.selected_columns]
+            cols = [
+                sa.type_coerce(c, sa.String).label(c.name) if c.name in times else c for c in query.selected_columns
+            ]
             with self.engine.connect() as conn:
                 rows = conn.execute(query.with_only_columns(*cols, maintain_column_froms=True)).all()
             frame = pd.DataFrame(rows, columns=names)
@@ -397,8 +407,13 @@ class Store:
         local = sa.cast(epoch, sa.BigInteger) + shift
         day = local // 86400  # integer division on both backends (SQLAlchemy 2's "/" is true division)
         query = sa.select(
-            day.label("day"), t.c.site, t.c.depth_cm, t.c.sensor, sa.func.avg(t.c.vwc).label("vwc"),
-            sa.func.count().label("n"), sa.func.min(t.c.ingested_at).label("first_ingested"),
+            day.label("day"),
+            t.c.site,
+            t.c.depth_cm,
+            t.c.sensor,
+            sa.func.avg(t.c.vwc).label("vwc"),
+            sa.func.count().label("n"),
+            sa.func.min(t.c.ingested_at).label("first_ingested"),
         )
         query = self._time_filters(query, t.c.time, start, end)
         if sites:
@@ -408,7 +423,8 @@ class Store:
         for word in exclude_flags:
             query = query.where(sa.not_(t.c.quality_flag.contains(word, autoescape=True)))
         query = query.group_by(day, t.c.site, t.c.depth_cm, t.c.sensor).order_by(
-            t.c.site, t.c.depth_cm, t.c.sensor, day)
+            t.c.site, t.c.depth_cm, t.c.sensor, day
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         frame = pd.DataFrame(rows, columns=["day", "site", "depth_cm", "sensor", "vwc", "n", "first_ingested"])
@@ -614,16 +630,21 @@ class Store:
             "q95",
         ]
         key = ["site", "depth_cm", "valid_time", "issue_time", "model_version"]
+        arrays = {
+            name: [f"{prefix}_{i}" for i in range(k)]
+            for name, prefix in (("weights", "weight"), ("means", "mean"), ("sigmas", "sigma"))
+        }
+        f = T.forecasts.c
+        may_exist = sa.select(
+            sa.exists().where(
+                f.valid_time.between(_ts(out["valid_time"].min()), _ts(out["valid_time"].max())),
+                f.issue_time.in_([_ts(t) for t in out["issue_time"].unique()]),
+                f.model_version.in_(out["model_version"].unique().tolist()),
+            )
+        )
         with self._begin() as conn:
             self._require_sites(conn, out["site"], "forecasts")
-            if not is_postgres(conn):
-                return upsert_rows(conn, T.forecasts, columns, rows_of(out, columns), key, columns[5:])
-            arrays = {
-                name: [f"{prefix}_{i}" for i in range(k)]
-                for name, prefix in (("weights", "weight"), ("means", "mean"), ("sigmas", "sigma"))
-            }
-            staged = [c for c in columns if c not in arrays] + [c for parts in arrays.values() for c in parts]
-            return upsert_rows(conn, T.forecasts, staged, rows_of(out, staged), key, columns[5:], arrays=arrays)
+            return upsert_frame(conn, T.forecasts, out, columns, key, columns[5:], arrays=arrays, fresh_probe=may_exist)
 
     def _read_forecast_query(self, query) -> pd.DataFrame:  # type: ignore[no-untyped-def]
         with self.engine.connect() as conn:

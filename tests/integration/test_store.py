@@ -291,22 +291,38 @@ def test_daily_observations_are_local_day_means_computed_in_sql(store) -> None: 
     store.upsert_sites(SITES)
     rng = np.random.default_rng(4)
     times = pd.date_range("2020-06-01T00:00Z", periods=24 * 4, freq="h")
-    rows = [{"time": t, "site": site, "depth_cm": 10.0, "sensor": sensor, "vwc": float(rng.uniform(0.1, 0.4)),
-             "quality_flag": "ok"} for site in ("A", "B") for sensor in ("p1", "p2") for t in times]
+    rows = [
+        {
+            "time": t,
+            "site": site,
+            "depth_cm": 10.0,
+            "sensor": sensor,
+            "vwc": float(rng.uniform(0.1, 0.4)),
+            "quality_flag": "ok",
+        }
+        for site in ("A", "B")
+        for sensor in ("p1", "p2")
+        for t in times
+    ]
     frame = pd.DataFrame(rows)
     frame.loc[frame.index % 17 == 0, "quality_flag"] = "spike"
     frame.loc[frame.index % 23 == 0, "quality_flag"] = "gap_before,flatline"
     store.write_observations(frame, source="test")
     offsets = {"B": -6.0}  # A: UTC days; B: local standard time UTC-6
 
-    got = store.read_daily_observations(offsets, start="2020-06-01T12:00Z", end="2020-06-04T12:00Z",
-                                        exclude_flags=("spike", "flatline"))
+    got = store.read_daily_observations(
+        offsets, start="2020-06-01T12:00Z", end="2020-06-04T12:00Z", exclude_flags=("spike", "flatline")
+    )
 
-    keep = frame.loc[~frame["quality_flag"].str.contains("spike|flatline")
-                     & (frame["time"] >= "2020-06-01T12:00Z") & (frame["time"] < "2020-06-04T12:00Z")].copy()
+    keep = frame.loc[
+        ~frame["quality_flag"].str.contains("spike|flatline")
+        & (frame["time"] >= "2020-06-01T12:00Z")
+        & (frame["time"] < "2020-06-04T12:00Z")
+    ].copy()
     keep["time"] = (keep["time"] + pd.to_timedelta(keep["site"].map(offsets).fillna(0), unit="h")).dt.floor("D")
-    want = keep.groupby(["site", "depth_cm", "sensor", "time"], as_index=False).agg(vwc=("vwc", "mean"),
-                                                                                     n=("vwc", "size"))
+    want = keep.groupby(["site", "depth_cm", "sensor", "time"], as_index=False).agg(
+        vwc=("vwc", "mean"), n=("vwc", "size")
+    )
     assert len(got) == len(want) == 2 * 2 * 4  # B's local days straddle UTC: four days each
     merged = want.merge(got.astype({"site": object, "sensor": object}), on=["site", "depth_cm", "sensor", "time"])
     assert len(merged) == len(want)
@@ -319,18 +335,25 @@ def test_daily_observations_are_local_day_means_computed_in_sql(store) -> None: 
     store.write_observations(later, source="test")
     known = store.read_daily_observations(offsets, as_of=cutoff)
     assert known["time"].max() < pd.Timestamp("2020-06-06", tz="UTC") and len(store.read_daily_observations({})) > len(
-        known)
+        known
+    )
 
 
 def test_observation_reads_keep_awkward_values_exactly(store) -> None:  # type: ignore[no-untyped-def]
     """The fast read path (COPY … TO STDOUT as CSV on PostgreSQL) keeps what a CSV could mangle."""
     store.upsert_sites(pd.DataFrame({"site": ["NA", "A"]}))
-    frame = pd.DataFrame({
-        "time": pd.to_datetime(["2020-06-01T00:00:00.123456Z", "2020-06-01T01:00:00Z", "2020-06-01T02:30:15Z"],
-                               format="ISO8601"),
-        "site": ["NA", "NA", "A"], "depth_cm": [5.0, 5.0, 12.5], "sensor": ['probe "x", 2', "b", "c"],
-        "vwc": [0.1234567891, 0.2, 0.3], "quality_flag": ["spike,flatline", "ok", "gap_before"],
-    })
+    frame = pd.DataFrame(
+        {
+            "time": pd.to_datetime(
+                ["2020-06-01T00:00:00.123456Z", "2020-06-01T01:00:00Z", "2020-06-01T02:30:15Z"], format="ISO8601"
+            ),
+            "site": ["NA", "NA", "A"],
+            "depth_cm": [5.0, 5.0, 12.5],
+            "sensor": ['probe "x", 2', "b", "c"],
+            "vwc": [0.1234567891, 0.2, 0.3],
+            "quality_flag": ["spike,flatline", "ok", "gap_before"],
+        }
+    )
     store.write_observations(frame, source="lab, bench")
     back = store.read_observations().sort_values("time").reset_index(drop=True)
     assert list(back["site"]) == ["NA", "NA", "A"] and list(back["sensor"]) == ['probe "x", 2', "b", "c"]
@@ -340,3 +363,46 @@ def test_observation_reads_keep_awkward_values_exactly(store) -> None:  # type: 
     assert set(back["source"]) == {"lab, bench"} and back["ingested_at"].notna().all()
     empty = store.read_observations(sites=["nowhere"])
     assert empty.empty and {"time", "site", "vwc", "ingested_at"} <= set(empty.columns)
+
+
+def test_forecast_writes_new_issue_then_rewrite_then_change(ready: Store) -> None:
+    """A new issue takes the direct-COPY lane on PostgreSQL; rewriting it is a no-op; a changed value is an update."""
+    frame = forecast_frame()
+    run = ready.start_forecast_run("2020-06-05", "m1")
+    assert ready.write_forecasts(frame, run_id=run, model_version="m1").inserted == 12
+    again = ready.write_forecasts(frame, run_id=run, model_version="m1")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 12)
+    changed = frame.assign(q95=frame["q95"] + 0.001)
+    changed.loc[0, ["weight_0", "weight_1"]] = [0.5, 0.5 - changed.loc[0, "weight_2"]]
+    result = ready.write_forecasts(changed, run_id=run, model_version="m1")
+    assert (result.inserted, result.updated) == (0, 12)
+    ready.finish_forecast_run(run)
+    stored = ready.read_forecasts(issue_time="2020-06-05").sort_values(["site", "depth_cm", "lead"])
+    expected = changed.sort_values(["site", "depth_cm", "lead"])
+    np.testing.assert_allclose(stored["q95"], expected["q95"])
+    np.testing.assert_allclose(stored["weight_0"], expected["weight_0"], rtol=1e-6)
+    # a second model version at the same issue is a separate forecast, new rows again
+    assert ready.write_forecasts(frame, run_id=run, model_version="m2").inserted == 12
+    assert ready.count("forecasts") == 24
+
+
+def test_a_wrong_fresh_probe_falls_back_to_the_merge(ready: Store) -> None:
+    """If a concurrent writer inserts keys after the probe said "fresh", the direct COPY hits the unique key;
+    the savepoint is rolled back and the merge runs: no error, no duplicate, correct counts."""
+    from smmdn.store.bulk import upsert_frame
+    from smmdn.store.frames import forecasts_for_write
+
+    frame = forecast_frame()
+    run = ready.start_forecast_run("2020-06-05", "m1")
+    ready.write_forecasts(frame.iloc[:5], run_id=run, model_version="m1")
+    out, k = forecasts_for_write(frame.assign(model_version="m1", run_id=run))
+    columns = [c.name for c in T.forecasts.columns]
+    arrays = {
+        n: [f"{p}_{i}" for i in range(k)] for n, p in (("weights", "weight"), ("means", "mean"), ("sigmas", "sigma"))
+    }
+    key = ["site", "depth_cm", "valid_time", "issue_time", "model_version"]
+    lying_probe = sa.select(sa.false())
+    with ready.engine.begin() as conn:
+        result = upsert_frame(conn, T.forecasts, out, columns, key, columns[5:], arrays=arrays, fresh_probe=lying_probe)
+    assert (result.inserted, result.updated, result.unchanged) == (7, 0, 5)
+    assert ready.count("forecasts") == 12
