@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
     routes = write_routes(home / "alert-routes.yaml", net.sites, receiver)
     prepare_environment(home, {**weather.settings_env(), "SMMDN_APPRISE_URLS": receiver.url,
                                "SMMDN_ALERT_ROUTES_FILE": str(routes)})
+    server = _start_prefect_server()
     from smmdn.config import get_settings
 
     settings = get_settings()
@@ -98,6 +100,9 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
 
     from flows.daily import daily
 
+    _warm_imports()
+    if server is not None:
+        server.join()
     threads = _torch_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
     summaries = []
     try:
@@ -122,6 +127,33 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
     result = _where(home, settings, summaries, receiver, time.perf_counter() - started)
     (home / "summary.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     return result
+
+
+def _start_prefect_server() -> threading.Thread | None:
+    """Start Prefect's ephemeral API server in the background (~10 s on 2 cores: a subprocess that
+    imports the server and migrates a new database), so that it overlaps with writing the logger files
+    and loading the libraries instead of holding up the first cycle. Joined before the first flow run;
+    if it failed, the first flow run starts it again and reports the error."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():  # a configured server (or a test harness): nothing to start
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    thread = threading.Thread(target=SubprocessASGIServer().start, name="prefect-ephemeral-start", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_imports() -> None:
+    """Load what the first cycle needs anyway (torch, Great Expectations, matplotlib's Agg canvas) while
+    the Prefect server starts."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import torch  # noqa: F401
+
+    from smmdn.quality.gx import _import_gx
+
+    _import_gx()
 
 
 def _torch_threads(n: int) -> int:
