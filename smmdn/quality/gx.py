@@ -6,9 +6,12 @@ everything else in smmdn stays fast and offline by importing this module only wh
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -95,10 +98,25 @@ def _share_template_cache() -> None:
     DefaultJinjaView.__init__ = init_with_cache  # type: ignore[method-assign]
 
 
-def run_suite(
-    frame: pd.DataFrame, suite_name: str, specs: list[Spec], docs_dir: Path | None
-) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Validate ``frame`` against ``specs``; return {name: result} and the Data Docs index path."""
+@dataclass
+class _Validator:
+    """A ready checkpoint (suite, validation definition, Data Docs action) in its own ephemeral context."""
+
+    context: Any
+    checkpoint: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_VALIDATORS: OrderedDict[tuple[str, str, str], _Validator] = OrderedDict()
+_VALIDATORS_LOCK = threading.Lock()
+MAX_VALIDATORS = 32  # distinct (suite, specs, Data Docs site) kept per process; the oldest is dropped
+
+
+def _fingerprint(specs: list[Spec]) -> str:
+    return json.dumps([[s.name, s.expectation, s.kwargs, s.outcome] for s in specs], sort_keys=True, default=str)
+
+
+def _build_validator(suite_name: str, specs: list[Spec], docs_dir: Path | None) -> _Validator:
     gx = _import_gx()
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -107,7 +125,6 @@ def run_suite(
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     actions = []
     if docs_dir is not None:
-        docs_dir.mkdir(parents=True, exist_ok=True)
         context.add_data_docs_site(
             site_name="smmdn",
             site_config={
@@ -122,10 +139,11 @@ def run_suite(
         actions.append(UpdateDataDocsAction(name="data_docs", site_names=["smmdn"]))
     source = context.data_sources.add_pandas(f"smmdn_{uuid.uuid4().hex[:8]}")
     batch_def = source.add_dataframe_asset(suite_name).add_batch_definition_whole_dataframe("batch")
-    suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
-    for spec in specs:
-        cls = getattr(gxe, spec.expectation)
-        suite.add_expectation(cls(**spec.kwargs, meta={"smmdn_name": spec.name, "outcome": spec.outcome}))
+    # the expectations go in with the suite: one store write, not one per expectation
+    expectations = [getattr(gxe, spec.expectation)(**spec.kwargs, meta={"smmdn_name": spec.name,
+                                                                        "outcome": spec.outcome})
+                    for spec in specs]
+    suite = context.suites.add(gx.ExpectationSuite(name=suite_name, expectations=expectations))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{suite_name}_validation", data=batch_def, suite=suite)
     )
@@ -133,7 +151,50 @@ def run_suite(
         gx.Checkpoint(name=f"{suite_name}_checkpoint", validation_definitions=[definition], actions=actions,
                       result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10})
     )
-    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    return _Validator(context, checkpoint)
+
+
+def _validator(suite_name: str, specs: list[Spec], docs_dir: Path | None) -> _Validator:
+    """The process's checkpoint for these specs and Data Docs site, built on first use.
+
+    Why: building a context, suite, validation definition and checkpoint costs more than validating a
+    small daily batch (a 48-row forcing batch: 0.31 s per batch before, 0.12 s with the checkpoint
+    reused); the specs of a source rarely change between batches.
+    """
+    key = (suite_name, _fingerprint(specs), str(docs_dir.resolve()) if docs_dir is not None else "")
+    with _VALIDATORS_LOCK:
+        found = _VALIDATORS.get(key)
+        if found is not None:
+            _VALIDATORS.move_to_end(key)
+            return found
+    built = _build_validator(suite_name, specs, docs_dir)
+    with _VALIDATORS_LOCK:
+        found = _VALIDATORS.setdefault(key, built)
+        _VALIDATORS.move_to_end(key)
+        while len(_VALIDATORS) > MAX_VALIDATORS:
+            _VALIDATORS.popitem(last=False)
+    return found
+
+
+def run_suite(
+    frame: pd.DataFrame, suite_name: str, specs: list[Spec], docs_dir: Path | None
+) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Validate ``frame`` against ``specs``; return {name: result} and the Data Docs index path.
+
+    Data Docs show the latest batch validated with the site (as with a fresh context per batch): the
+    result is dropped from the context once its pages are built, so the next build cleans them up and
+    a long-lived process does not accumulate results.
+    """
+    validator = _validator(suite_name, specs, docs_dir)
+    if docs_dir is not None:
+        docs_dir.mkdir(parents=True, exist_ok=True)
+    with validator.lock:  # one context, one batch at a time (mapped tasks run in threads)
+        result = validator.checkpoint.run(batch_parameters={"dataframe": frame})
+        for key in list(result.run_results):
+            try:
+                validator.context.validation_results_store.remove_key(key)
+            except Exception:  # pragma: no cover - an in-memory store always has the key
+                log.debug("validation result %s not removed", key)
     run = next(iter(result.run_results.values()))
     out: dict[str, dict[str, Any]] = {}
     for r in run.results:

@@ -154,6 +154,25 @@ def test_data_docs_pages_rendered_from_cached_templates_show_their_own_results(t
     assert _unsuccessful_in_docs(tmp_path / "second") == failing_bad
 
 
+def test_a_suite_is_built_once_per_process_and_its_site_shows_the_latest_batch(tmp_path: Path) -> None:
+    """The checkpoint is reused batch after batch (same specs, same Data Docs site); results are not kept."""
+    from smmdn.quality import gx
+    from smmdn.quality.validate import _observation_specs
+
+    docs = tmp_path / "docs"
+    clean = validate_observations(_base(), RULES, now=NOW, docs_dir=docs)
+    validator = gx._validator("observations", _observation_specs(RULES), docs)
+    bad = _base()
+    bad.loc[bad.index[::7], "vwc"] = 0.95
+    spoiled = validate_observations(bad, RULES, now=NOW, docs_dir=docs)
+    assert gx._validator("observations", _observation_specs(RULES), docs) is validator
+    assert validator.context.validation_results_store.list_keys() == []
+    assert clean.summary["expectations"]["vwc_within_limits"]["success"]
+    assert not spoiled.summary["expectations"]["vwc_within_limits"]["success"]
+    failing_bad = sum(not v["success"] for v in spoiled.summary["expectations"].values())
+    assert _unsuccessful_in_docs(docs) == failing_bad  # one validation page: the latest batch's
+
+
 def test_clean_batch_passes_every_expectation() -> None:
     result = validate_observations(_base(), RULES, now=NOW)
     assert result.success and result.quarantined.empty
