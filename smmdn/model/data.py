@@ -13,8 +13,9 @@ static inputs, so one network-wide model knows each site's level and range. A lo
 training observations (ungauged, ``--test-sites``) borrows the median statistics of gauged locations at
 the nearest depth and is flagged through the ``has_stats`` input.
 
-Missing forcing is never silently zero-filled: each variable is forward-filled per site and gets a
-missing-indicator channel (1 where the value was imputed); the counts are returned in ``Panel.report``.
+Missing forcing is never silently zero-filled: gaps are imputed per site (``smmdn.model.impute``: short
+gaps interpolated, long gaps and precipitation from the site's seasonal climatology) and every variable
+gets a missing-indicator channel (1 where the value was imputed); the counts are in ``Panel.report``.
 Forcing-derived inputs (``smmdn.model.features``: antecedent precipitation, PET proxy, water-balance
 EMAs) are appended to the forcing as ``derived:*`` variables; they never read observations.
 """
@@ -30,6 +31,7 @@ import pandas as pd
 
 from smmdn.errors import InputError
 from smmdn.model.features import derive, derived_group, is_derived
+from smmdn.model.impute import fill_gaps
 from smmdn.schema import FORCING_KEY, is_daily, normalise_observations, numeric_columns, parse_times
 
 log = logging.getLogger(__name__)
@@ -153,7 +155,7 @@ def build_panel(
         miss = g.isna().to_numpy()
         for i, v in enumerate(variables):
             missing_counts[v] += int(miss[:, i].sum())
-        site_forcing[str(site)] = (g.ffill().to_numpy(np.float64), miss.astype(np.float32))
+        site_forcing[str(site)] = (fill_gaps(g, step).to_numpy(np.float64), miss.astype(np.float32))
     f_arr = np.full((n_l, n_t, n_f), np.nan)
     m_arr = np.ones((n_l, n_t, n_f), np.float32)
     for i, site in enumerate(locs["site"]):
@@ -176,7 +178,7 @@ def build_panel(
 
     latitude = _latitude(sts, locs)
     derived_names, derived = derive(variables, f_arr, times, latitude, pd.Timedelta(days=1) / step)
-    if derived_names:  # forcing-only features; never missing (their sources are forward-filled)
+    if derived_names:  # forcing-only features; never missing (their sources are gap-filled)
         f_arr = np.concatenate([f_arr, derived], axis=-1)
         m_arr = np.concatenate([m_arr, np.zeros(derived.shape, np.float32)], axis=-1)
 
@@ -189,13 +191,14 @@ def build_panel(
         static_names += attrs
     report = {
         "forcing_missing_imputed": missing_counts,
-        "forcing_imputation": "forward fill per site + missing-indicator channel per variable",
+        "forcing_imputation": "short gaps interpolated; long gaps and precipitation from the site's monthly "
+                              "climatology; missing-indicator channel per variable",
         "observations_outside_forcing_span": int(outside.sum()),
         "steps": n_t,
         "locations": n_l,
     }
     if sum(missing_counts.values()):
-        log.info("forcing gaps forward-filled (indicator channels added): %s", missing_counts)
+        log.info("forcing gaps imputed (indicator channels added): %s", missing_counts)
     if outside.any():
         log.warning("%d observation rows lie outside the forcing's time span and are ignored", int(outside.sum()))
     return Panel(
@@ -327,7 +330,7 @@ def _clean(a: np.ndarray, default: float, positive: bool = False) -> list[float]
 class Prepared:
     """Model-unit arrays of a panel under given scalers."""
 
-    dynamic: np.ndarray  # (L, T, 2F) float32: standardised forcing (gaps -> 0 after ffill) + indicators
+    dynamic: np.ndarray  # (L, T, 2F) float32: standardised forcing (imputed gaps flagged) + indicators
     static: np.ndarray  # (L, S') float32: standardised attributes + location statistics + has_stats
     targets: np.ndarray  # (L, T, R) float32, standardised per location, NaN missing
     state: np.ndarray  # (L, T) float32: replicate-mean standardised obs lagged one step (NaN missing)
@@ -347,7 +350,7 @@ def prepare(panel: Panel, scalers: Scalers) -> Prepared:
         )
     idx = [panel.forcing_names.index(v) for v in scalers.inputs]
     f = (panel.forcing[:, :, idx] - np.array(scalers.forcing_mean)) / np.array(scalers.forcing_std)
-    f = np.nan_to_num(f, nan=0.0)  # only leading gaps remain NaN after ffill: flagged by the indicator
+    f = np.nan_to_num(f, nan=0.0)  # a variable a site never reports: network mean, flagged
     miss = panel.forcing_missing[:, :, idx]
     dynamic = np.concatenate([f, miss], axis=-1).astype(np.float32)
 
