@@ -75,18 +75,16 @@ def run_backtest_files(
 
 
 def _config(options: BacktestOptions, daily: bool):
-    from smmdn.model.train import TrainConfig
+    from smmdn.model.train import recommended_config
 
-    cfg = TrainConfig(mode=options.mode, seed=options.seed, horizon=options.horizon, progress=options.progress)
-    if not daily:  # hourly: same memory in days would be too slow on CPU; a week of warm-up, 3-week chunks
-        cfg.seq_len, cfg.warmup, cfg.valid_steps = 24 * 21, 24 * 7, 24 * 30
+    settings: dict = {"seed": options.seed, "horizon": options.horizon, "progress": options.progress}
     if options.max_epochs is not None:
-        cfg.max_epochs = options.max_epochs
-    for key, value in options.config_overrides.items():
-        if not hasattr(cfg, key):
-            raise InputError(f"unknown training setting {key!r}", where="config overrides")
-        setattr(cfg, key, value)
-    return cfg
+        settings["max_epochs"] = options.max_epochs
+    settings.update(options.config_overrides)
+    try:
+        return recommended_config(options.mode, daily, **settings)
+    except ValueError as exc:
+        raise InputError(str(exc), where="config overrides") from exc
 
 
 def run_backtest(
@@ -157,6 +155,7 @@ def run_backtest(
         "components": model.components,
         "spread_factor": model.spread,
         "spread_per_lead": list(model.spread_per_lead),
+        "spread_by_distance": list(model.spread_by_distance),
         "members": model.network.config.members,
         "replicates": replicates,
         "training": {k: v for k, v in model.metrics.get("training", {}).items() if k != "train_loss"},

@@ -30,9 +30,18 @@ import numpy as np
 import pandas as pd
 
 from smmdn.errors import InputError, ModelError
-from smmdn.model.calibrate import location_factors
+from smmdn.model.calibrate import Calibration, distance_factors, location_factors
 from smmdn.model.checkpoint import TrainedModel, fingerprint
-from smmdn.model.data import Panel, Prepared, build_panel, fit_scalers, gather, prepare, without_derived
+from smmdn.model.data import (
+    Panel,
+    Prepared,
+    build_panel,
+    fit_scalers,
+    gather,
+    n_steps_per_day,
+    prepare,
+    without_derived,
+)
 from smmdn.model.mixture import mixture_crps, summarise
 from smmdn.model.network import MixtureEnsemble
 from smmdn.model.predict import forecast_issues, simulate
@@ -72,7 +81,7 @@ def fit(
     test_sites: Iterable[str] = (),
     seed: int | None = None,
 ) -> TrainedModel:
-    """Train on everything strictly before ``train_end`` (validation = the last ``valid_steps`` of it).
+    """Train on everything strictly before ``train_end`` (validation: its last ``validation_steps``).
 
     Steps: scalers on the fitting window -> train with early stopping on the validation window ->
     spread factor fitted on the validation window -> (``refit``) retrain on fitting + validation window
@@ -95,21 +104,23 @@ def fit(
     if len(train_locs) == 0:
         raise InputError("every site is a test site: nothing to train on", where="--test-sites")
     v1 = t_end
-    v0 = v1 - cfg.valid_steps
-    use_valid = cfg.valid_steps > 0 and v0 >= max(cfg.warmup + 10, cfg.seq_len // 2)
+    n_valid = validation_steps(cfg, panel, train_locs, t_end)
+    v0 = v1 - n_valid
+    use_valid = n_valid > 0 and v0 >= cfg.warmup + max(10, n_valid // 2)
     history: dict = {}
-    spread, per_lead, per_location = 1.0, [], {}
+    cal = Calibration()
     device = pick_device(cfg.device)
     if use_valid:
         scalers = fit_scalers(panel, v0, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
         prep = prepare(panel, scalers)
         net, history = train_members(prep, train_locs, 0, v0, cfg, valid=(v0, v1),
                                      n_locations=len(scalers.location_index))
+        history["valid_steps"] = n_valid
         if cfg.calibrate:
-            cal = calibrate_spread(net, prep, train_locs, v0, v1, cfg, device, keys=panel.keys)
-            spread, per_lead, per_location = cal.overall, cal.per_lead, cal.per_location
+            cal = calibrate_spread(net, prep, train_locs, v0, v1, cfg, device, keys=panel.keys,
+                                   steps_per_day=n_steps_per_day(panel))
             history["valid_crps_calibrated"] = validation_score(
-                net, prep, train_locs, v0, v1, cfg, device, np.array(per_lead) if per_lead else spread)
+                net, prep, train_locs, v0, v1, cfg, device, _valid_factors(cal, v1 - v0))
     if not use_valid or cfg.refit:
         epochs = history.get("member_best_epochs") or [cfg.max_epochs] * cfg.members
         scalers = fit_scalers(panel, v1, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
@@ -120,18 +131,40 @@ def fit(
         history["refit_train_loss"] = refit_hist["train_loss"][-1]
         if not use_valid:
             history.update({k: refit_hist[k] for k in ("sequences_per_s", "epochs_run", "train_loss")})
-    history["spread"] = spread
-    history["spread_per_lead"] = per_lead
-    if per_location:
-        f = np.array(list(per_location.values()))
+    history["spread"] = cal.overall
+    history["spread_per_lead"] = cal.per_lead
+    history["spread_by_distance"] = cal.by_distance
+    if cal.per_location:
+        f = np.array(list(cal.per_location.values()))
         history["spread_per_location_quantiles"] = np.quantile(f, [0.1, 0.5, 0.9]).tolist()
     history["train_seconds"] = time.perf_counter() - started
     history["forcing_report"] = panel.report
     return TrainedModel(
-        network=net.cpu(), config=cfg, scalers=scalers, spread=spread, spread_per_lead=per_lead,
-        spread_per_location=per_location, metrics={"training": history},
+        network=net.cpu(), config=cfg, scalers=scalers, spread=cal.overall, spread_per_lead=cal.per_lead,
+        spread_per_location=cal.per_location, spread_by_distance=cal.by_distance,
+        spread_distance_block=cal.distance_block, metrics={"training": history},
         fingerprint={**fingerprint(obs, forcing, sites), "train_end": str(end)},
     )
+
+
+def validation_steps(cfg: TrainConfig, panel: Panel, train_locs: np.ndarray, t_end: int) -> int:
+    """Length of the validation window: ``valid_steps``, or ``valid_fraction`` of the span from the first
+    training observation to ``t_end`` when that is longer (capped at ``valid_max_steps``)."""
+    if cfg.valid_steps <= 0 or cfg.valid_fraction <= 0:
+        return max(cfg.valid_steps, 0)
+    observed = np.isfinite(panel.targets[train_locs, :t_end]).any(axis=(0, 2))
+    first = int(np.argmax(observed)) if observed.any() else t_end
+    share = min(round(cfg.valid_fraction * (t_end - first)), cfg.valid_max_steps)
+    return max(cfg.valid_steps, share)
+
+
+def _valid_factors(cal: Calibration, n_steps: int) -> float | np.ndarray:
+    """The calibration's factors over a validation window of ``n_steps`` (per lead or per distance)."""
+    if cal.per_lead:
+        return np.array(cal.per_lead)
+    if cal.by_distance:
+        return distance_factors(cal.by_distance, cal.distance_block, np.arange(1, n_steps + 1))
+    return cal.overall
 
 
 def fine_tune(
@@ -173,9 +206,17 @@ def fine_tune(
     return TrainedModel(
         network=tuned_net.cpu(), config=cfg, scalers=model.scalers, spread=model.spread,
         spread_per_lead=list(model.spread_per_lead), spread_per_location=dict(model.spread_per_location),
+        spread_by_distance=list(model.spread_by_distance), spread_distance_block=model.spread_distance_block,
         metrics=metrics,
-        fingerprint={**fingerprint(obs, forcing, sites), "fine_tuned_from": model.fingerprint.get("sha256")},
+        fingerprint={**fingerprint(obs, forcing, sites), "fine_tuned_from": model.fingerprint.get("sha256"),
+                     "train_end": str(to_utc(train_end)) if train_end is not None else _after_last(panel)},
     )
+
+
+def _after_last(panel: Panel) -> str:
+    """The step after the panel's last one: the training end of a model trained on all of it."""
+    step = panel.times[1] - panel.times[0] if len(panel.times) > 1 else pd.Timedelta(days=1)
+    return str(panel.times[-1] + step)
 
 
 def mixture_frame(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> pd.DataFrame:
@@ -198,8 +239,21 @@ def simulate_panel(model: TrainedModel, panel: Panel, prep: Prepared, t0: int, t
     """Physical mixtures (L, t1 - t0, K) for every location of ``panel`` over steps ``[t0, t1)``."""
     cfg = model.config
     locs = np.arange(len(panel.locations))
+    factors = spread_factors(model, panel.keys)[:, None] * simulation_distance_factors(model, panel, t0, t1)[None, :]
     return simulate(model.network, prep, locs, t0, t1, cfg.seq_len, cfg.sigma_floor, pick_device("cpu"),
-                    cfg.with_state, spread_factors(model, panel.keys)[:, None], residual=cfg.residual)
+                    cfg.with_state, factors, residual=cfg.residual)
+
+
+def simulation_distance_factors(model: TrainedModel, panel: Panel, t0: int, t1: int) -> np.ndarray:
+    """``(t1 - t0,)`` multipliers of the overall spread for steps after the model's training end (1 when
+    the model has no per-distance factors or no recorded training end)."""
+    end = model.fingerprint.get("train_end")
+    if not model.spread_by_distance or not end or model.spread <= 0:
+        return np.ones(t1 - t0)
+    first_after = panel.index_of(to_utc(end))  # first step at or after the training end
+    steps_after = np.arange(t0, t1) - first_after + 1
+    by = distance_factors(model.spread_by_distance, model.spread_distance_block, steps_after)
+    return by / model.spread
 
 
 def spread_factors(model: TrainedModel, keys: list[str]) -> np.ndarray:

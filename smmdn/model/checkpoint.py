@@ -35,6 +35,8 @@ class TrainedModel:
     spread: float = 1.0  # post-hoc spread factor fitted on the validation window
     spread_per_lead: list[float] = field(default_factory=list)  # forecast mode: one factor per lead
     spread_per_location: dict[str, float] = field(default_factory=dict)  # location key -> factor
+    spread_by_distance: list[float] = field(default_factory=list)  # simulation: per block after the training end
+    spread_distance_block: int = 0  # steps per block of ``spread_by_distance``
     metrics: dict = field(default_factory=dict)
     fingerprint: dict = field(default_factory=dict)
 
@@ -55,6 +57,8 @@ class TrainedModel:
             "spread": self.spread,
             "spread_per_lead": list(self.spread_per_lead),
             "spread_per_location": dict(self.spread_per_location),
+            "spread_by_distance": list(self.spread_by_distance),
+            "spread_distance_block": int(self.spread_distance_block),
         }
         _write_json(out / "model.json", meta)
         _write_json(out / "scalers.json", self.scalers.to_dict())
@@ -109,6 +113,8 @@ def load_model(directory: str | Path) -> TrainedModel:
         network=net, config=TrainConfig.from_checkpoint(meta["train_config"]), scalers=scalers,
         spread=float(meta.get("spread", 1.0)), spread_per_lead=[float(f) for f in meta.get("spread_per_lead", [])],
         spread_per_location={str(k): float(v) for k, v in meta.get("spread_per_location", {}).items()},
+        spread_by_distance=[float(f) for f in meta.get("spread_by_distance", [])],
+        spread_distance_block=int(meta.get("spread_distance_block", 0)),
         metrics=opt("metrics.json"), fingerprint=opt("fingerprint.json"),
     )
 

@@ -117,6 +117,8 @@ def main() -> None:
                "beat_pers": m["overall"]["share_beating_persistence"], "n": m["n_series"],
                "wall": m["wall_time_s"], "train_seq_s": m["training"].get("sequences_per_s"),
                "spread": m["spread_factor"], "spread_per_lead": m.get("spread_per_lead"),
+               "spread_by_distance": [round(f, 3) for f in m.get("spread_by_distance") or []],
+               "valid_steps": m["training"].get("valid_steps"),
                "calibration_windows": m["training"].get("calibration_windows"),
                "best_epoch": m["training"].get("best_epoch"),
                "both_in_90": m["replicates"].get("all_replicates_in_90"), "infer": rate,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -12,9 +13,11 @@ import torch
 from smmdn.errors import InputError, ModelError
 from smmdn.metrics import pit_histogram
 from smmdn.model import TrainConfig, fine_tune, fit, load_model, predict_forecast, score_window
-from smmdn.model.api import predict_simulation
+from smmdn.model.api import predict_simulation, validation_steps
+from smmdn.model.calibrate import distance_factors
 from smmdn.model.data import build_panel, fit_scalers
 from smmdn.model.mixture import central_interval, mixture_pit
+from smmdn.model.train import recommended_config
 from tests.unit.synthetic import NOISE_SD, make_frames
 
 SMALL = dict(hidden=16, seq_len=60, warmup=20, batch_size=32, chunks_per_location=8, max_epochs=10,
@@ -124,7 +127,11 @@ def test_forcing_gaps_imputed_flagged_and_reported(frames) -> None:
     assert panel.report["forcing_missing_imputed"]["precipitation_sum"] == 5
     site0 = panel.locations["site"].tolist().index(frc["site"].iloc[10])
     assert panel.forcing_missing[site0, 10:15, 0].sum() == 5
-    assert panel.forcing[site0, 10, 0] == pytest.approx(frc["precipitation_sum"].iloc[9])  # forward fill
+    site = gappy[gappy["site"] == frc["site"].iloc[10]]
+    month = pd.to_datetime(site["time"], utc=True).dt.month
+    gap_month = pd.Timestamp(frc["time"].iloc[10]).month
+    expected = site.loc[(month == gap_month).to_numpy(), "precipitation_sum"].mean()
+    assert panel.forcing[site0, 10:15, 0] == pytest.approx(np.full(5, expected))  # the month's climatology
 
 
 def test_seeded_training_is_deterministic(frames) -> None:
@@ -176,3 +183,43 @@ def test_ensemble_members_pool_into_one_mixture_and_roundtrip(frames, tmp_path) 
     pd.testing.assert_frame_equal(pred, again)
     tuned = fine_tune(m, obs, frc, sites, train_end="2021-12-01", epochs=1)
     assert tuned.components == 4
+
+
+def test_simulation_spread_follows_the_distance_from_the_training_end(frames, model) -> None:
+    """Each simulated step is widened by its distance block's factor (relative to the overall one)."""
+    obs, frc, sites = frames
+    assert model.spread_distance_block == 7 and len(model.spread_by_distance) > 1
+    assert np.all(np.diff(model.spread_by_distance) >= 0)
+    flat = dataclasses.replace(model, spread_by_distance=[], spread_distance_block=0)
+    a = predict_simulation(model, obs, frc, sites, TRAIN_END, "2021-12-31")
+    b = predict_simulation(flat, obs, frc, sites, TRAIN_END, "2021-12-31")
+    days = (a["time"] - pd.Timestamp(TRAIN_END, tz="UTC")).dt.days.to_numpy() + 1
+    expected = distance_factors(model.spread_by_distance, 7, days) / model.spread
+    np.testing.assert_allclose(a["sigma_0"] / b["sigma_0"], expected, rtol=1e-5)
+    pd.testing.assert_series_equal(a["mean"], b["mean"])  # the spread map keeps each mixture's mean
+
+
+def test_recommended_config_per_task() -> None:
+    daily_sim = recommended_config("simulation", True, seed=4)
+    assert (daily_sim.seq_len, daily_sim.warmup, daily_sim.members, daily_sim.seed) == (365, 30, 3, 4)
+    assert daily_sim.embedding_dim > 0
+    hourly = recommended_config("forecast", False, max_epochs=3)
+    assert hourly.with_state and hourly.seq_len == 24 * 21 and hourly.max_epochs == 3
+    with pytest.raises(ValueError, match="unknown training setting"):
+        recommended_config("simulation", True, hiddn=3)
+    with pytest.raises(ValueError, match="unknown mode"):
+        recommended_config("nowcast", True)
+
+
+def test_validation_window_is_a_share_of_a_long_record(frames) -> None:
+    obs, frc, sites = frames
+    panel = build_panel(obs, frc, sites)
+    locs = np.arange(len(panel.locations))
+    t_end = panel.index_of(pd.Timestamp(TRAIN_END, tz="UTC"))
+    first = int(np.argmax(np.isfinite(panel.targets).any(axis=(0, 2))))
+    fixed = TrainConfig(valid_steps=40)
+    assert validation_steps(fixed, panel, locs, t_end) == 40
+    share = TrainConfig(valid_steps=40, valid_fraction=0.25, valid_max_steps=365)
+    assert validation_steps(share, panel, locs, t_end) == max(40, round(0.25 * (t_end - first)))
+    capped = TrainConfig(valid_steps=40, valid_fraction=0.9, valid_max_steps=50)
+    assert validation_steps(capped, panel, locs, t_end) == 50
