@@ -104,7 +104,7 @@ class TrainConfig:
 # into one mixture average out the seed noise of a small data set and add the spread between them
 # (measured on USCRN 2020: docs/results.md). On a long record the validation window is its last quarter
 # (at most a year): spread calibration and early stopping then see every season, not one summer (COSMOS-UK
-# SPENF, four years: median 90 % coverage 0.78 with two months, 0.84 with a year). Hourly records are too
+# SPENF, four years: median 90 % coverage 0.83 with two months, 0.91 with a year). Hourly records are too
 # long for whole-record chunks on a CPU:
 # three-week chunks after a week of spin-up.
 TASK_PRESETS: dict[tuple[str, bool], dict] = {
