@@ -118,7 +118,11 @@ def run_backtest(
     panel = build_panel(obs, forcing, sites, names=names)
     cfg = _config(options, panel.daily)
     if options.init_model:
-        model = fine_tune(load_model(options.init_model), obs, forcing, sites, train_end=start,
+        base = load_model(options.init_model)
+        epochs = base.config.fine_tune_epochs
+        if options.max_epochs is not None:  # --max-epochs caps fine-tuning too
+            epochs = min(epochs, options.max_epochs)
+        model = fine_tune(base, obs, forcing, sites, train_end=start, epochs=epochs,
                           exclude_sites=options.test_sites)
     else:
         model = fit(obs, forcing, sites, cfg, train_end=start, test_sites=options.test_sites, seed=options.seed)
@@ -159,6 +163,7 @@ def run_backtest(
         "members": model.network.config.members,
         "replicates": replicates,
         "training": {k: v for k, v in model.metrics.get("training", {}).items() if k != "train_loss"},
+        "fine_tune": model.metrics.get("fine_tune") if options.init_model else None,
         "wall_time_s": time.perf_counter() - started,
     }
     metrics["overall"]["share_beating_climatology"] = _share(per_series, "crps_skill")

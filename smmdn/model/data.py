@@ -46,7 +46,7 @@ class Panel:
     daily: bool
     locations: pd.DataFrame  # columns site, depth_cm (one row per location)
     sensors: list[list[str]]  # replicate labels per location
-    forcing: np.ndarray  # (L, T, F) imputed (forward-filled; leading gaps stay NaN)
+    forcing: np.ndarray  # (L, T, F) gaps imputed (model.impute); NaN only where a site lacks a variable
     forcing_missing: np.ndarray  # (L, T, F) 1 where the raw forcing was missing
     forcing_names: list[str]
     static: np.ndarray  # (L, S) raw site attributes (depth first)

@@ -140,7 +140,7 @@ def derive(
     names: list[str], forcing: np.ndarray, times: pd.DatetimeIndex, latitude: np.ndarray | None,
     steps_per_day: float,
 ) -> tuple[list[str], np.ndarray]:
-    """Derived feature names and values ``(L, T, D)`` from the (forward-filled) forcing ``(L, T, F)``."""
+    """Derived feature names and values ``(L, T, D)`` from the (gap-filled) forcing ``(L, T, F)``."""
     roles = detect_roles(names)
     out: list[tuple[str, np.ndarray]] = []
     precip = forcing[:, :, roles.precip] if roles.precip is not None else None

@@ -62,6 +62,7 @@ def test_fine_tune_from_saved_model(slice_dir: Path, tmp_path: Path) -> None:
     assert main(_args(slice_dir, out, "--init-model", str(tmp_path / "model"))) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_series"] > 0 and metrics["overall"]["median"]["crps"] is not None
+    assert 1 <= metrics["fine_tune"]["epochs_run"] <= 2  # --max-epochs caps fine-tuning as well
 
 
 def test_forecast_backtest_per_lead(slice_dir: Path, tmp_path: Path) -> None:
