@@ -163,7 +163,7 @@ def run_backtest(
         "members": model.network.config.members,
         "replicates": replicates,
         "training": {k: v for k, v in model.metrics.get("training", {}).items() if k != "train_loss"},
-        "fine_tune": model.metrics.get("fine_tune") if options.init_model else None,
+        "fine_tune": model.metrics.get("fine_tune"),  # present only after --init-model
         "wall_time_s": time.perf_counter() - started,
     }
     metrics["overall"]["share_beating_climatology"] = _share(per_series, "crps_skill")

@@ -51,7 +51,6 @@ def _create_pool(name: str, concurrency: int) -> None:
     asyncio.run(create())
 
 
-@pytest.mark.postgres
 def _stop(worker: subprocess.Popen) -> None:
     """Stop the worker's process group: SIGTERM, then SIGKILL if it is still shutting down after 30 s.
 
@@ -66,6 +65,7 @@ def _stop(worker: subprocess.Popen) -> None:
         worker.wait(timeout=30)
 
 
+@pytest.mark.postgres
 @pytest.mark.prefect
 @pytest.mark.slow
 def test_gpu_pool_worker_runs_train_for_the_parent(ops: Ops) -> None:
