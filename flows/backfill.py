@@ -22,7 +22,7 @@ from flows.ingest import ingest
 def backfill(start: str, end: str, history_days: int = 365, train_overrides: dict | None = None,
              ingest_first: bool = True, skip_training: bool = False) -> dict[str, Any]:
     """Replay issue days ``start..end``; a day already complete (model version, forecast run) is not redone."""
-    from smmdn.cycle import day_range
+    from smmdn.cycle.day import day_range
 
     log = common.logger()
     days = day_range(start, end)

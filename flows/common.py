@@ -2,12 +2,18 @@
 
 Flows stay thin: each task calls one library function and returns a small JSON-able summary (persisted,
 so a retried or resumed parent does not redo finished work and the UI shows what each step returned).
+
+One policy for steps that must not stop the day (a broken detector, notifier or verifier, a source still
+down after its retries): the flow calls the task with ``return_state=True`` and ``outcome`` turns the
+final state into ``{"status": "ok", "result": …}`` or ``{"status": "failed", "detail": …}``, logged at
+WARNING, so forecasts are still issued and the daily summary says what failed.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from prefect import get_run_logger
@@ -34,6 +40,38 @@ def registry(cfg: Settings | None = None) -> Any:
 
 def logger() -> Any:
     return get_run_logger()
+
+
+def outcome(state: Any, what: str) -> dict[str, Any]:
+    """A task's final state as a step summary: ok with its result (tasks return JSON-able values), or failed
+    with the reason."""
+    if state.is_completed():
+        return {"status": "ok", "result": state.result()}
+    detail = str(state.message or state.type)[:500]
+    logger().warning("%s failed: %s", what, detail)
+    return {"status": "failed", "detail": detail}
+
+
+def summarise(result: Any) -> Any:
+    """Frames → row counts + a few rows; dataclasses/objects → dicts; everything JSON-able."""
+    import pandas as pd
+
+    if isinstance(result, pd.DataFrame):
+        return {"rows": len(result), "head": result.head(10).astype(str).to_dict("records")}
+    if hasattr(result, "to_dict") and not isinstance(result, dict):
+        try:
+            return summarise(result.to_dict())
+        except TypeError:
+            pass
+    if hasattr(result, "__dataclass_fields__"):
+        return summarise(asdict(result))
+    if isinstance(result, dict):
+        return {str(k): summarise(v) for k, v in result.items()}
+    if isinstance(result, list | tuple):
+        return [summarise(v) for v in result][:50]
+    if isinstance(result, int | float | str | bool) or result is None:
+        return result
+    return str(result)
 
 
 def artifact_key(*parts: str) -> str:

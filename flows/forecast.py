@@ -13,8 +13,9 @@ from flows import common
 def forecast(day: str | None = None, history_days: int = 400, validation: dict | None = None,
              replay: bool = False, force: bool = False) -> dict[str, Any]:
     """Forecast issue ``day`` (default: yesterday); a stale-forcing run is flagged and logged at WARNING."""
-    from smmdn.cycle import load_inputs, resolve_day
-    from smmdn.forecast import issue_forecast
+    from smmdn.cycle.day import resolve_day
+    from smmdn.cycle.forecast import issue_forecast
+    from smmdn.cycle.inputs import load_inputs
 
     log = common.logger()
     cfg = common.settings()

@@ -68,7 +68,6 @@ def ingest(now: str | None = None, since: str | None = None, per_site: bool = Tr
     """Fetch sensors and forcing; per-site fan-out for network sensor sources."""
     from smmdn.ingest import ingest_landing, load_sites
 
-    log = common.logger()
     cfg = common.settings()
     db = common.store(cfg)
     reg = common.registry(cfg)
@@ -86,19 +85,20 @@ def ingest(now: str | None = None, since: str | None = None, per_site: bool = Tr
         else:
             states = [sensor_task(None, now, since, return_state=True)]
         for state in states:
-            sensors += _outcome(state, "sensors", log)
+            sensors += _outcome(state, "sensors")
     forcing: list[dict[str, Any]] = []
     forcing_task = _retry_policy(ingest_forcing_task)
     for api, start in (("forecast", None), ("historical-forecast", since)):
         state = forcing_task(api, now, start, return_state=True)
-        forcing += _outcome(state, f"forcing {api}", log)
+        forcing += _outcome(state, f"forcing {api}")
     rows = landing + sensors + forcing
     common.table("ingest-summary", rows, f"ingest at {now}")
     return {"now": now, "summaries": rows, "failed": [r for r in rows if r["status"] == "failed"]}
 
 
-def _outcome(state: Any, what: str, log: Any) -> list[dict[str, Any]]:
-    if state.is_completed():
-        return state.result()
-    log.warning("%s failed after retries: %s", what, state.message)
-    return [{"source": what, "key": "", "status": "failed", "error": str(state.message)[:500]}]
+def _outcome(state: Any, what: str) -> list[dict[str, Any]]:
+    """A source's summaries, or one failed row when it still failed after its retries."""
+    step = common.outcome(state, what)
+    if step["status"] == "ok":
+        return step["result"]
+    return [{"source": what, "key": "", "status": "failed", "error": step["detail"]}]

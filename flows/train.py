@@ -14,14 +14,16 @@ from prefect import flow
 from flows import common
 
 TRAIN_TIMEOUT_S = 4 * 3600
+TRAIN_DEPLOYMENT = "train/train"
 
 
 @flow(name="train", timeout_seconds=TRAIN_TIMEOUT_S, persist_result=True)
 def train(day: str | None = None, kind: str = "fine-tune", history_days: int = 730, train_overrides: dict | None = None,
           replay: bool = False) -> dict[str, Any]:
     """Train a ``kind`` challenger for issue ``day`` and promote it only if it beats the champion."""
-    from smmdn.champion import train_and_judge
-    from smmdn.cycle import load_inputs, resolve_day
+    from smmdn.cycle.champion import train_and_judge
+    from smmdn.cycle.day import resolve_day
+    from smmdn.cycle.inputs import load_inputs
     from smmdn.model.train import pick_device
 
     log = common.logger()
@@ -39,3 +41,21 @@ def train(day: str | None = None, kind: str = "fine-tune", history_days: int = 7
     else:
         log.info("%s: %s", outcome["version"], outcome["reason"])
     return outcome
+
+
+def run_train(parameters: dict[str, Any], *, remote: bool | None = None,
+              deployment: str = TRAIN_DEPLOYMENT) -> dict[str, Any]:
+    """Train on the GPU pool (as a deployment) or in-process; returns the ``TrainOutcome`` dict."""
+    from prefect.runtime import deployment as runtime
+
+    remote = runtime.id is not None if remote is None else remote
+    if not remote:
+        return train(**parameters)
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(name=deployment, parameters=parameters, timeout=TRAIN_TIMEOUT_S)
+    state = flow_run.state
+    if state is None or not state.is_completed():
+        raise RuntimeError(f"train deployment run {flow_run.name} ended {state.type if state else 'unknown'}: "
+                           f"{state.message if state else ''}")
+    return state.result()

@@ -16,7 +16,7 @@ from flows import common
 
 @flow(name="validate", timeout_seconds=600, persist_result=True)
 def validate(after_id: int = 0) -> dict[str, Any]:
-    from smmdn.cycle import validation_status
+    from smmdn.cycle.inputs import validation_status
 
     log = common.logger()
     status = validation_status(common.store(), after_id)

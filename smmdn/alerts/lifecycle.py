@@ -2,15 +2,19 @@
 someone must hear about queued in the outbox *in the same transaction* as the transition itself.
 
 Transitions:
-- ``opened``: a key's condition held long enough (``smmdn.anomalies``); ``reopened``: it came back within
+- ``opened``: a key's condition held long enough (``smmdn.alerts.detect``); ``reopened``: it came back within
   the cooldown after a resolution (same alert, no new id: one story per episode).
 - ``resolved``: the condition cleared for ``SMMDN_ALERT_CLEAR_STEPS`` days (``auto``), an operator
   resolved it, or its sensor was replaced.
 - ``escalated``: open and unacknowledged for ``SMMDN_ALERT_ESCALATE_AFTER_HOURS`` → the teams'
   ``escalate_to``; ``reminder``: still open and unacknowledged, at most once per cooldown.
-- ``acked`` (operator, by name): no more reminders or escalation; the resolution is still announced.
-- silences and maintenance windows: deliveries are suppressed (``smmdn.notify``) and reminders not
-  queued while they last; maintenance also takes the site's days out of detection.
+- ``acked`` (operator, by name, ``smmdn.alerts.operator``): no more reminders or escalation; the resolution
+  is still announced.
+- silences and maintenance windows (``smmdn.alerts.silences``): deliveries are suppressed
+  (``smmdn.alerts.deliver``) and reminders not queued while they last; maintenance also takes the site's
+  days out of detection.
+
+Plots travel as a spec in the outbox row (``plot_spec``); the deliverer draws them for messages it sends.
 
 Idempotency: every event bumps the alert's ``revision``; its outbox rows are keyed
 ``alert:<id>:r<revision>:<event>:<target>``. A rerun that finds the state already advanced plans no
@@ -25,21 +29,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from smmdn.alerts import message
+from smmdn.alerts.detect import flags_of
 from smmdn.alerts.routing import Routes
-from smmdn.errors import InputError, SmmdnError
+from smmdn.alerts.silences import matching_silence
+from smmdn.errors import SmmdnError
+from smmdn.model.mixture import hdr_intervals, mixture_arrays
 from smmdn.store import alerts as db
-from smmdn.store import tables as T
+from smmdn.timeutil import DAY
 
 log = logging.getLogger(__name__)
 
-DAY = pd.Timedelta(days=1)
 KEY = ("site", "depth_cm", "sensor", "kind")
 SENSOR_KINDS = ("sensor_fault", "deviation", "flatline", "missing")
 PLOTTED = ("opened", "reopened", "reminder", "escalated", "resolved")
 DRIFT_KEY = ("*", 0.0, "*", "calibration_drift")
+DEFAULT_PLOT_DAYS = 21
 
 
 class ConcurrentChange(SmmdnError):
@@ -75,11 +81,7 @@ def key_of(row: dict[str, Any]) -> tuple:
 # ---------------------------------------------------------------------------------------------------
 def site_watermarks(store: Any) -> dict[str, pd.Timestamp]:
     """Last local day evaluated per site (watermarks ``alerts / detected_through:<site>``)."""
-    w = T.watermarks
-    with store._begin() as conn:
-        rows = conn.execute(sa.select(w.c.key, w.c.value).where(
-            w.c.source == "alerts", w.c.key.like("detected_through:%"))).all()
-    return {key.split(":", 1)[1]: db.aware(value) for key, value in rows}
+    return db.detected_through(store)
 
 
 def _set_watermarks(store: Any, marks: dict[str, pd.Timestamp], now: pd.Timestamp) -> None:
@@ -90,36 +92,13 @@ def _set_watermarks(store: Any, marks: dict[str, pd.Timestamp], now: pd.Timestam
         db.set_watermarks(store, "alerts", advanced, now)
 
 
-def drop_maintenance(store: Any, days: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame:
-    """Daily rows whose local day overlaps a maintenance window of their site are not evaluated."""
-    if days.empty:
-        return days
-    offset = pd.to_timedelta(days["site"].map(offsets).fillna(0.0).to_numpy(), unit="h")
-    start = days["time"] - offset
-    windows = db.read_silences(store, kind="maintenance", overlapping=(start.min(), (start + DAY).max()))
-    if windows.empty:
-        return days
-    hit = np.zeros(len(days), dtype=bool)
-    for w in windows.itertuples():
-        hit |= ((days["site"] == w.site) | (w.site == "*")).to_numpy() & (start < w.ends_at).to_numpy() & (
-            (start + DAY) > w.starts_at).to_numpy()
-    return days.loc[~hit]
-
-
 def last_readings(store: Any, since: pd.Timestamp, periods: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     """Series expected to report now, with their last reading since ``since`` (NaT: none in that window).
 
     Expected: series seen since ``since`` plus registry sensors active now, minus sensors whose active
     period (or recorded replacement) has ended.
     """
-    o = T.observations
-    with store._begin() as conn:
-        seen = pd.DataFrame(conn.execute(
-            sa.select(o.c.site, o.c.depth_cm, o.c.sensor, sa.func.max(o.c.time).label("last_reading"))
-            .where(o.c.time >= db._ts(since), o.c.time <= db._ts(now))
-            .group_by(o.c.site, o.c.depth_cm, o.c.sensor)).all(),
-            columns=["site", "depth_cm", "sensor", "last_reading"])
-    seen["last_reading"] = pd.to_datetime(seen["last_reading"], utc=True)
+    seen = db.last_reading_per_series(store, since, now)
     cols = ["site", "depth_cm", "sensor"]
     if periods is not None and not periods.empty:
         p = periods.copy()
@@ -135,25 +114,6 @@ def last_readings(store: Any, since: pd.Timestamp, periods: pd.DataFrame, now: p
         seen["active_from"] = pd.NaT
     seen["since"] = seen["active_from"].where(seen["active_from"] > since, since) if "active_from" in seen else since
     return seen.reset_index(drop=True)
-
-
-def matching_silence(alert: dict[str, Any], silences: pd.DataFrame) -> dict[str, Any] | None:
-    """The first silence or maintenance window (active at the time ``silences`` was read) covering ``alert``."""
-    if silences is None or silences.empty:
-        return None
-    for s in silences.to_dict("records"):
-        if s["site"] not in (alert["site"], "*"):
-            continue
-        if s["kind"] == "silence":
-            if s.get("depth_cm") is not None and not pd.isna(s["depth_cm"]) and float(s["depth_cm"]) != float(
-                    alert["depth_cm"]):
-                continue
-            if s.get("sensor") and s["sensor"] != alert["sensor"]:
-                continue
-            if s.get("alert_kind") and s["alert_kind"] != alert["kind"]:
-                continue
-        return s
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -303,17 +263,12 @@ class _DayContext:
 
     def basic(self, r: Any) -> dict[str, Any]:
         """Values known from the condition row alone (cheap; planning runs on these)."""
-        from smmdn.anomalies import flags_of
-
         details: dict[str, Any] = {"basis": r.basis, "days_outside": int(r.out_run), "severe": bool(r.severe),
                                    "level_pct": round(100 * (1 - self.rules.alpha), 1), "flags": flags_of(r)}
         return {"window_end": r.time, "observed": _float(r.observed), "pit": _float(r.pit), "details": details}
 
     def fill(self, actions: list[Action]) -> None:
         """Add the predicted HDR, forecast and sibling values to the actions that will be written (one batch)."""
-        from smmdn.anomalies import mixture_arrays
-        from smmdn.model.mixture import hdr_intervals
-
         firsts, todo = [], []
         for action in actions:
             r = action.source
@@ -351,18 +306,20 @@ def apply(store: Any, actions: list[Action], now: pd.Timestamp, settings: Any, r
     """Write every action and its outbox rows in one transaction (all or nothing); returns counts."""
     sites = site_info(store)
     pngs = dict(attachments or {})
-    pngs.update(_render_plots(store, [a for a in actions if a.event in PLOTTED and id(a) not in pngs], rules, now))
+    plot_days = rules.plot_days if rules is not None else DEFAULT_PLOT_DAYS
     counts = {"opened": 0, "reopened": 0, "resolved": 0, "escalated": 0, "reminders": 0, "messages_queued": 0,
               "events": []}
     names = {"opened": "opened", "reopened": "reopened", "resolved": "resolved", "escalated": "escalated",
              "reminder": "reminders"}
     with store.transaction() as tx:
         for action in actions:
-            row = _write(tx, action, now)
+            row = write_action(tx, action, now)
             if action.event is None:
                 continue
+            png = pngs.get(id(action))
+            spec = plot_spec(row, action, plot_days) if png is None else None
             queued = enqueue_event(tx, row, action.event, routes, sites.get(row["site"]), now,
-                                   attachment=pngs.get(id(action)), note=action.note)
+                                   attachment=png, plot=spec, note=action.note)
             counts[names[action.event]] += 1
             counts["messages_queued"] += queued
             counts["events"].append({"event": action.event, "alert": row["id"], "kind": row["kind"],
@@ -372,7 +329,8 @@ def apply(store: Any, actions: list[Action], now: pd.Timestamp, settings: Any, r
     return counts
 
 
-def _write(tx: Any, action: Action, now: pd.Timestamp) -> dict[str, Any]:
+def write_action(tx: Any, action: Action, now: pd.Timestamp) -> dict[str, Any]:
+    """Write one action's alert row (insert or revision-checked update); returns the row as written."""
     handle = action.handle
     values = dict(action.values)
     values["updated_at"] = now
@@ -402,8 +360,24 @@ def _write(tx: Any, action: Action, now: pd.Timestamp) -> dict[str, Any]:
     return handle.row
 
 
+def plot_spec(row: dict[str, Any], action: Action, plot_days: int) -> dict[str, Any] | None:
+    """What the deliverer needs to draw this event's plot if its message goes out (None: no plot).
+
+    Only the spec is queued: drawing is left to delivery, for messages that are actually sent, so the
+    detection loop renders nothing (``smmdn.alerts.deliver``).
+    """
+    if action.event not in PLOTTED or action.plot_day is None or row.get("site") in (None, "*"):
+        return None
+    since = row.get("window_start")
+    return {"site": str(row["site"]), "depth_cm": float(row["depth_cm"]), "sensor": str(row["sensor"]),
+            "day": pd.Timestamp(action.plot_day).isoformat(), "days": int(plot_days),
+            "since": None if since is None or pd.isna(since) else pd.Timestamp(since).isoformat(),
+            "title": message.subject(row, action.event).removeprefix("[smmdn] ")}
+
+
 def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, site: dict[str, Any] | None,
-                  now: pd.Timestamp, *, attachment: bytes | None = None, note: str | None = None) -> int:
+                  now: pd.Timestamp, *, attachment: bytes | None = None, plot: dict[str, Any] | None = None,
+                  note: str | None = None) -> int:
     """Queue one message per target of the teams that should hear about ``event`` of ``alert``."""
     if alert["kind"] == "calibration_drift":
         teams = routes.operator_teams()
@@ -419,201 +393,16 @@ def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, si
             rows.append({
                 "idempotency_key": f"alert:{alert['id']}:r{alert['revision']}:{event}:{target}",
                 "alert_id": int(alert["id"]), "event": event, "team": team, "target": target, "title": title,
-                "body": body, "attachment": attachment,
-                "attachment_name": f"alert-{alert['id']}-{event}.png" if attachment else None,
+                "body": body, "attachment": attachment, "attachment_spec": plot,
+                "attachment_name": f"alert-{alert['id']}-{event}.png" if attachment or plot else None,
                 "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
             })
     return db.enqueue(tx, rows)
 
 
 def site_info(store: Any) -> dict[str, dict[str, Any]]:
+    """Registry facts per site (name, coordinates, tags) for messages and routing."""
     sites = store.read_sites()
     return {str(r["site"]): r for r in sites.to_dict("records")} if not sites.empty else {}
 
 
-def _render_plots(store: Any, actions: list[Action], rules: Any, now: pd.Timestamp) -> dict[int, bytes]:
-    """One PNG per plotted event: recent daily observations at the alert's site and depth over the fan."""
-    from smmdn.alerts import plots
-    from smmdn.anomalies import daily_readings, latest_before
-    from smmdn.cycle import site_offsets
-
-    wanted = [a for a in actions if a.handle.row.get("site") not in (None, "*") and a.plot_day is not None]
-    if not wanted:
-        return {}
-    sites = sorted({str(a.handle.row["site"]) for a in wanted})
-    end = max(a.plot_day for a in wanted) + DAY
-    start = min(a.plot_day for a in wanted) - rules.plot_days * DAY
-    try:
-        raw = store.read_observations(sites=sites, start=start - DAY, end=end + DAY)
-        days = daily_readings(raw, site_offsets(store))
-        forecasts = store.read_forecasts(sites=sites, start=start, end=end + 16 * DAY)
-    except Exception as exc:  # a plot is a courtesy: never lose the alert for it
-        log.warning("alert plots skipped: %s", exc)
-        return {}
-    past = latest_before(forecasts)
-    out: dict[int, bytes] = {}
-    for a in wanted:
-        row = a.handle.row
-        site, depth = str(row["site"]), float(row["depth_cm"])
-        lo, hi = a.plot_day - rules.plot_days * DAY, a.plot_day + DAY
-        obs = days.loc[(days["site"] == site) & (days["depth_cm"] == depth) & (days["time"] >= lo)
-                       & (days["time"] < hi)]
-        fan = past.loc[(past["site"] == site) & (past["depth_cm"] == depth) & (past["valid_time"] >= lo)
-                       & (past["valid_time"] < hi)] if not past.empty else past
-        future = None
-        if not forecasts.empty:
-            mine = forecasts.loc[(forecasts["site"].astype(str) == site) & (forecasts["depth_cm"] == depth)
-                                 & (forecasts["issue_time"] <= a.plot_day)]
-            if not mine.empty:
-                latest = mine.loc[mine["issue_time"] == mine["issue_time"].max()]
-                future = latest.loc[latest["valid_time"] >= a.plot_day].rename(columns={"valid_time": "time"})
-        title = message.subject(row, a.event or "opened").removeprefix("[smmdn] ")
-        try:
-            out[id(a)] = plots.alert_png(
-                obs[["time", "sensor", "vwc"]].dropna(), fan.rename(columns={"valid_time": "time"}) if len(fan) else
-                fan, title, highlight=None if row["sensor"] == "*" else str(row["sensor"]), future=future,
-                since=pd.Timestamp(row["window_start"]) if row.get("window_start") is not None else None)
-        except Exception as exc:
-            log.warning("alert plot failed for %s: %s", title, exc)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# operator actions
-# ---------------------------------------------------------------------------------------------------
-def _require_name(by: str | None, what: str) -> str:
-    if not by or not by.strip():
-        raise InputError(f"{what} needs the name of the person doing it", where="--by",
-                         fix="pass --by <your name> (it is recorded with the alert)")
-    return by.strip()
-
-
-def _active(store: Any, alert_id: int) -> dict[str, Any]:
-    row = db.get_alert(store, alert_id)
-    if row is None:
-        raise InputError(f"no alert {alert_id}", where="alerts", column="id", fix="list alerts: smmdn alerts list")
-    if row["status"] == "resolved":
-        raise InputError(f"alert {alert_id} is already resolved", where="alerts", column="status",
-                         fix="a new anomaly opens a new alert; nothing to do")
-    return row
-
-
-def ack(store: Any, alert_id: int, by: str, now: pd.Timestamp, note: str | None = None) -> dict[str, Any]:
-    """Someone is on it: no more reminders or escalation for this alert (its resolution is still sent)."""
-    by = _require_name(by, "acknowledging")
-    row = _active(store, alert_id)
-    db.update_alert(store, alert_id, {"status": "acked", "acked_by": by, "acked_at": now, "ack_note": note,
-                                      "updated_at": now, "revision": int(row["revision"]) + 1},
-                    expect_revision=int(row["revision"]))
-    return db.get_alert(store, alert_id) or {}
-
-
-def resolve(store: Any, alert_id: int, by: str, now: pd.Timestamp, routes: Routes,
-            note: str | None = None) -> dict[str, Any]:
-    """Resolved by an operator: the resolution message goes out; a new anomaly later opens a new alert."""
-    by = _require_name(by, "resolving")
-    with store.transaction() as tx:
-        row = _active(tx, alert_id)
-        action = Action("resolve", Handle(alert_id, row), {"status": "resolved", "resolved_at": now,
-                                                           "resolved_by": by}, "resolved", now, note=note)
-        written = _write(tx, action, now)
-        enqueue_event(tx, written, "resolved", routes, site_info(tx).get(written["site"]), now, note=note)
-    return written
-
-
-def _site_known(store: Any, site: str) -> None:
-    if site == "*":
-        return
-    if site not in site_info(store):
-        raise InputError(f"unknown site {site!r}", where="alerts", column="site",
-                         fix="use a site id from the registry (smmdn sites list)")
-
-
-def silence(store: Any, site: str, *, by: str, now: pd.Timestamp, until: pd.Timestamp, depth_cm: float | None = None,
-            sensor: str | None = None, kind: str | None = None, reason: str | None = None) -> int:
-    """Suppress deliveries for matching alerts until ``until`` (alerts are still opened and listed)."""
-    by = _require_name(by, "silencing")
-    _site_known(store, site)
-    if until <= now:
-        raise InputError(f"silence ends {until.isoformat()}, not after now", where="--for/--until",
-                         fix="give a positive duration (--for 7d) or a future end time")
-    return db.add_silence(store, kind="silence", site=site, starts_at=now, ends_at=until, created_by=by,
-                          created_at=now, depth_cm=depth_cm, sensor=sensor, alert_kind=kind, reason=reason)
-
-
-def maintenance(store: Any, site: str, *, by: str, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp,
-                reason: str | None = None) -> int:
-    """Planned field work: the site's days in [start, end) raise no alerts and nothing is delivered meanwhile."""
-    by = _require_name(by, "planning maintenance")
-    _site_known(store, site)
-    if end <= start:
-        raise InputError("maintenance window ends before it starts", where="--start/--end", fix="give start < end")
-    return db.add_silence(store, kind="maintenance", site=site, starts_at=start, ends_at=end, created_by=by,
-                          created_at=now, reason=reason)
-
-
-def replace_sensor(store: Any, site: str, depth_cm: float, old: str, new: str | None, *, at: pd.Timestamp, by: str,
-                   now: pd.Timestamp, routes: Routes, note: str | None = None) -> list[int]:
-    """End ``old``'s active period at ``at``, start ``new`` there, close the old sensor's alerts (announced).
-
-    Recorded in ``sensor_replacements`` too, so a registry reload that still lists the old sensor without
-    an end date does not bring it (or its alerts) back. Returns the ids of the alerts closed.
-    """
-    by = _require_name(by, "replacing a sensor")
-    _site_known(store, site)
-    depth_cm = float(depth_cm)
-    sensors = store.read_sensors()
-    known = sensors.loc[(sensors["site"] == site) & (sensors["depth_cm"] == depth_cm) & (sensors["sensor"] == old)]
-    o = T.observations
-    with store._begin() as conn:
-        has_data = conn.execute(sa.select(o.c.time).where(o.c.site == site, o.c.depth_cm == depth_cm,
-                                                          o.c.sensor == old).limit(1)).first() is not None
-    if known.empty and not has_data:
-        raise InputError(f"no sensor {old!r} at {site} {depth_cm:g} cm", where="alerts replace-sensor",
-                         column="sensor", fix="check the sensor label (smmdn alerts list shows it)")
-    closed = []
-    with store.transaction() as tx:
-        if known.empty:
-            tx.upsert_sensors(pd.DataFrame({"site": [site], "depth_cm": [depth_cm], "sensor": [old]}))
-        tx.end_sensor(site, depth_cm, old, at)
-        if new:
-            tx.upsert_sensors(pd.DataFrame({"site": [site], "depth_cm": [depth_cm], "sensor": [new],
-                                            "active_from": [at]}))
-        db.record_replacement(tx, site, depth_cm, old, at, new_sensor=new, by=by, note=note)
-        info = site_info(tx).get(site)
-        for row in db.read_alerts(tx, status=db.ACTIVE, site=site).to_dict("records"):
-            if float(row["depth_cm"]) != depth_cm or row["sensor"] != old:
-                continue
-            why = f"sensor {old} replaced" + (f" by {new}" if new else "") + f" at {at.isoformat()}"
-            action = Action("resolve", Handle(int(row["id"]), row),
-                            {"status": "resolved", "resolved_at": now, "resolved_by": f"{by} ({why})"}, "resolved", now)
-            written = _write(tx, action, now)
-            enqueue_event(tx, written, "resolved", routes, info, now, note=why)
-            closed.append(int(row["id"]))
-    return closed
-
-
-# ---------------------------------------------------------------------------------------------------
-# calibration drift (from verification)
-# ---------------------------------------------------------------------------------------------------
-def drift_transition(store: Any, now: pd.Timestamp, drift: bool, details: dict[str, Any], routes: Routes,
-                     attachment: bytes | None = None) -> str | None:
-    """Open / update / resolve the network-wide calibration-drift alert; returns the event queued, if any."""
-    active = db.read_alerts(store, status=db.ACTIVE, kinds=["calibration_drift"])
-    handle = Handle(int(active.iloc[0]["id"]), active.iloc[0].to_dict()) if not active.empty else None
-    if drift and handle is None:
-        values = {"kind": "calibration_drift", "site": "*", "depth_cm": 0.0, "sensor": "*", "window_start": now,
-                  "window_end": now, "status": "open", "created_at": now, "details": details,
-                  "observed": details.get("coverage_90")}
-        action = Action("open", Handle(None, {}), values, "opened", now)
-    elif drift and handle is not None:
-        action = Action("update", handle, {"window_end": now, "details": details,
-                                           "observed": details.get("coverage_90")})
-    elif not drift and handle is not None:
-        action = Action("resolve", handle, {"status": "resolved", "resolved_at": now, "resolved_by": "auto",
-                                            "details": details}, "resolved", now,
-                        note="calibration back inside the limits (or too few scores since the last full retrain)")
-    else:
-        return None
-    apply(store, [action], now, None, None, routes, attachments={id(action): attachment} if attachment else None)
-    return action.event

@@ -1,16 +1,23 @@
 """PNG plots for alerts and verification (matplotlib's Agg canvas directly: no pyplot state, no GUI backend).
 
-Why PNG bytes and not files: an alert's plot travels inside its outbox rows (so a retry next week still
-attaches what the team would have seen), and artifacts are written where the caller decides.
+An alert's plot is queued as a spec (``smmdn.alerts.lifecycle.plot_spec``) and drawn by the deliverer
+(``spec_png``) only for a message that goes out; verification's plots are files where the caller decides.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from smmdn.alerts.detect import daily_readings, latest_before
+from smmdn.store.sites import site_offsets
+from smmdn.timeutil import DAY
+
+if TYPE_CHECKING:
+    from smmdn.store.store import Store
 
 BAND_COLOR = "#3b7dd8"
 
@@ -62,6 +69,32 @@ def alert_png(observations: pd.DataFrame, fan: pd.DataFrame, title: str, *, high
     for tick in ax.get_xticklabels():
         tick.set_rotation(20)
     return _png(fig)
+
+
+def spec_png(store: Store, spec: dict[str, Any]) -> bytes:
+    """Draw a queued plot spec: the daily observations at the alert's site and depth over the predicted fan
+    (the forecast issued before each day) and the latest forecast from the plotted day on."""
+    site, depth = str(spec["site"]), float(spec["depth_cm"])
+    day = pd.Timestamp(spec["day"])
+    lo, hi = day - int(spec["days"]) * DAY, day + DAY
+    raw = store.read_observations(sites=[site], start=lo - DAY, end=hi + DAY)
+    days = daily_readings(raw, site_offsets(store))
+    forecasts = store.read_forecasts(sites=[site], start=lo, end=hi + 16 * DAY)
+    obs = days.loc[(days["site"] == site) & (days["depth_cm"] == depth) & (days["time"] >= lo) & (days["time"] < hi)]
+    past = latest_before(forecasts)
+    fan = past.loc[(past["site"] == site) & (past["depth_cm"] == depth) & (past["valid_time"] >= lo)
+                   & (past["valid_time"] < hi)] if not past.empty else past
+    future = None
+    if not forecasts.empty:
+        mine = forecasts.loc[(forecasts["site"].astype(str) == site) & (forecasts["depth_cm"] == depth)
+                             & (forecasts["issue_time"] <= day)]
+        if not mine.empty:
+            latest = mine.loc[mine["issue_time"] == mine["issue_time"].max()]
+            future = latest.loc[latest["valid_time"] >= day].rename(columns={"valid_time": "time"})
+    return alert_png(obs[["time", "sensor", "vwc"]].dropna(),
+                     fan.rename(columns={"valid_time": "time"}) if len(fan) else fan, str(spec["title"]),
+                     highlight=None if spec["sensor"] == "*" else str(spec["sensor"]), future=future,
+                     since=pd.Timestamp(spec["since"]) if spec.get("since") else None)
 
 
 def reliability_png(pit: np.ndarray, coverage: pd.DataFrame | None = None, title: str = "reliability") -> bytes:

@@ -19,13 +19,16 @@ is listed; a route with neither tags nor sites matches every site. No match (or 
 ``default`` team, i.e. the URLs in ``SMMDN_APPRISE_URLS``.
 
 Messages store a *target* (``team#index``), never a URL: URLs (which carry tokens) are resolved at send
-time, so rotating a token needs no database change and no secret lands in the outbox.
+time, so rotating a token needs no database change and no secret lands in the outbox. ``secret:NAME``
+references are resolved by a ``SecretResolver`` the caller injects (the flows and the CLI pass one that
+reads Prefect Secret blocks, ``flows/secrets.py``): the library does not know where secrets live.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,9 @@ from smmdn.config import Settings
 from smmdn.errors import InputError, SmmdnError
 
 DEFAULT_TEAM = "default"
+
+SecretResolver = Callable[[str], str]
+"""Turns the NAME of a ``secret:NAME`` reference into its value (raises if it cannot)."""
 
 
 class DeliveryConfigError(SmmdnError):
@@ -94,6 +100,7 @@ class Routes:
     routes: tuple[Route, ...] = ()
     operators: tuple[str, ...] = ()
     default_urls: tuple[str, ...] = ()
+    secrets: SecretResolver | None = None
 
     def teams_for(self, site: str, tags: list[str] | tuple[str, ...] | None, kind: str | None) -> list[str]:
         found: list[str] = []
@@ -129,11 +136,11 @@ class Routes:
         i = int(index or 0)
         if i >= len(refs):
             raise DeliveryConfigError(f"team {team!r} has {len(refs)} URL(s); target {target} is gone")
-        return resolve_reference(refs[i])
+        return resolve_reference(refs[i], self.secrets)
 
 
-def resolve_reference(ref: str) -> str:
-    """``env:NAME`` → that environment variable; ``secret:BLOCK`` → a Prefect Secret block; else the URL itself."""
+def resolve_reference(ref: str, secrets: SecretResolver | None = None) -> str:
+    """``env:NAME`` → that environment variable; ``secret:NAME`` → ``secrets(NAME)``; else the URL itself."""
     if ref.startswith("env:"):
         name = ref[4:]
         value = os.environ.get(name)
@@ -142,12 +149,13 @@ def resolve_reference(ref: str) -> str:
         return value
     if ref.startswith("secret:"):
         name = ref[7:]
+        if secrets is None:
+            raise DeliveryConfigError(f"secret:{name} needs a secret resolver: deliver through the daily flow or "
+                                      f"the smmdn CLI, which read Prefect Secret blocks")
         try:
-            from prefect.blocks.system import Secret
-
-            return str(Secret.load(name).get())
+            return str(secrets(name))
         except Exception as exc:  # block missing, server unreachable
-            raise DeliveryConfigError(f"Prefect Secret block {name!r}: {exc}") from exc
+            raise DeliveryConfigError(f"secret {name!r}: {exc}") from exc
     return ref
 
 
@@ -155,7 +163,8 @@ def split_urls(value: str | None) -> tuple[str, ...]:
     return tuple(u.strip() for u in (value or "").split(",") if u.strip())
 
 
-def parse_routes(data: Any, where: str, default_urls: tuple[str, ...] = ()) -> Routes:
+def parse_routes(data: Any, where: str, default_urls: tuple[str, ...] = (),
+                 secrets: SecretResolver | None = None) -> Routes:
     try:
         spec = _File.model_validate(data or {})
     except ValidationError as exc:
@@ -176,17 +185,18 @@ def parse_routes(data: Any, where: str, default_urls: tuple[str, ...] = ()) -> R
         routes=tuple(Route(tuple(r.teams), tuple(r.tags), tuple(r.sites), tuple(r.kinds)) for r in spec.routes),
         operators=tuple(spec.operators),
         default_urls=default_urls,
+        secrets=secrets,
     )
 
 
-def load_routes(settings: Settings) -> Routes:
+def load_routes(settings: Settings, secrets: SecretResolver | None = None) -> Routes:
     """The configured routing table (default URLs only when no routes file is set)."""
     import yaml
 
     default = split_urls(settings.apprise_urls.get_secret_value() if settings.apprise_urls else None)
     path = settings.alert_routes_file
     if path is None:
-        return Routes(teams={}, escalate_to={}, default_urls=default)
+        return Routes(teams={}, escalate_to={}, default_urls=default, secrets=secrets)
     file = Path(path)
     if not file.exists():
         raise InputError(f"routes file {file} does not exist", where="SMMDN_ALERT_ROUTES_FILE",
@@ -196,4 +206,4 @@ def load_routes(settings: Settings) -> Routes:
     except yaml.YAMLError as exc:
         raise InputError(f"routes file is not valid YAML: {exc}", where=str(file),
                          fix="fix the YAML syntax") from exc
-    return parse_routes(data, str(file), default)
+    return parse_routes(data, str(file), default, secrets)

@@ -159,9 +159,10 @@ def _day(value) -> str:  # type: ignore[no-untyped-def]
 
 
 def _routes():  # type: ignore[no-untyped-def]
+    from flows.secrets import prefect_secret
     from smmdn.alerts.routing import load_routes
 
-    return load_routes(_settings())
+    return load_routes(_settings(), secrets=prefect_secret)
 
 
 # --- handlers -------------------------------------------------------------------------------------------
@@ -211,31 +212,31 @@ def show_alert(args: argparse.Namespace) -> int:
 
 
 def ack_alert(args: argparse.Namespace) -> int:
-    from smmdn.alerts import lifecycle
+    from smmdn.alerts import operator
 
-    row = lifecycle.ack(_store(args), args.id, args.by, _now(), note=args.note)
+    row = operator.ack(_store(args), args.id, args.by, _now(), note=args.note)
     print(f"alert {row['id']} acknowledged by {row['acked_by']}: no reminders or escalation until it resolves")
     return 0
 
 
 def resolve_alert(args: argparse.Namespace) -> int:
-    from smmdn import notify
-    from smmdn.alerts import lifecycle
+    from smmdn.alerts import operator
+    from smmdn.alerts.deliver import deliver_outbox
 
-    store = _store(args)
-    row = lifecycle.resolve(store, args.id, args.by, _now(), _routes(), note=args.note)
-    sent = notify.deliver_outbox(store, _settings())
+    store, table = _store(args), _routes()
+    row = operator.resolve(store, args.id, args.by, _now(), table, note=args.note)
+    sent = deliver_outbox(store, _settings(), routes=table)
     print(f"alert {row['id']} resolved by {row['resolved_by']}; messages sent {sent.sent}, waiting "
           f"{sent.retrying}")
     return 0
 
 
 def silence(args: argparse.Namespace) -> int:
-    from smmdn.alerts import lifecycle
+    from smmdn.alerts import operator
 
     now = _now()
     until = now + parse_duration(args.duration) if args.duration else parse_time(args.until, "--until")
-    sid = lifecycle.silence(_store(args), args.site, by=args.by, now=now, until=until, depth_cm=args.depth,
+    sid = operator.silence(_store(args), args.site, by=args.by, now=now, until=until, depth_cm=args.depth,
                             sensor=args.sensor, kind=args.kind, reason=args.reason)
     print(f"silence #{sid}: {args.site} until {until.isoformat()} (alerts still open and listed; not delivered)")
     return 0
@@ -266,24 +267,24 @@ def unsilence(args: argparse.Namespace) -> int:
 
 
 def maintenance(args: argparse.Namespace) -> int:
-    from smmdn.alerts import lifecycle
+    from smmdn.alerts import operator
 
     start, end = parse_time(args.start, "--start"), parse_time(args.end, "--end")
-    mid = lifecycle.maintenance(_store(args), args.site, by=args.by, start=start, end=end, now=_now(),
+    mid = operator.maintenance(_store(args), args.site, by=args.by, start=start, end=end, now=_now(),
                                 reason=args.reason)
     print(f"maintenance #{mid}: {args.site} {start.isoformat()} → {end.isoformat()} (no alerts, no deliveries)")
     return 0
 
 
 def replace_sensor(args: argparse.Namespace) -> int:
-    from smmdn import notify
-    from smmdn.alerts import lifecycle
+    from smmdn.alerts import operator
+    from smmdn.alerts.deliver import deliver_outbox
 
-    store = _store(args)
+    store, table = _store(args), _routes()
     at = parse_time(args.at, "--at")
-    closed = lifecycle.replace_sensor(store, args.site, args.depth, args.old, args.new, at=at, by=args.by,
-                                      now=_now(), routes=_routes(), note=args.note)
-    notify.deliver_outbox(store, _settings())
+    closed = operator.replace_sensor(store, args.site, args.depth, args.old, args.new, at=at, by=args.by,
+                                     now=_now(), routes=table, note=args.note)
+    deliver_outbox(store, _settings(), routes=table)
     print(f"{args.site} {args.depth:g} cm: sensor {args.old} ends {at.isoformat()}"
           + (f", {args.new} starts" if args.new else "") + f"; closed alert(s): {closed or 'none'}")
     print("also record it in the site registry (active_to / a new sensor entry) so the registry stays the truth")
@@ -303,20 +304,20 @@ def outbox(args: argparse.Namespace) -> int:
 
 
 def retry(args: argparse.Namespace) -> int:
-    from smmdn import notify
+    from smmdn.alerts.deliver import deliver_outbox
     from smmdn.store import alerts as db
 
     store = _store(args)
     n = db.requeue(store, args.ids, _now())
-    outcome = notify.deliver_outbox(store, _settings())
+    outcome = deliver_outbox(store, _settings(), routes=_routes())
     print(f"{n} message(s) requeued; sent {outcome.sent}, waiting {outcome.retrying}, failed {outcome.failed}")
     return 0 if not outcome.failed else 1
 
 
 def test_team(args: argparse.Namespace) -> int:
-    from smmdn import notify
+    from smmdn.alerts.deliver import send_test
 
-    outcome = notify.send_test(_store(args), _settings(), args.team, by=args.by)
+    outcome = send_test(_store(args), _settings(), args.team, by=args.by, routes=_routes())
     print(f"test to team {args.team}: sent {outcome.sent}, waiting {outcome.retrying}, failed {outcome.failed}")
     for error in outcome.errors:
         print(f"  {error}")
@@ -342,16 +343,23 @@ def routes(args: argparse.Namespace) -> int:
 
 
 def run_step(args: argparse.Namespace) -> int:
+    """One step of the daily cycle now, as the flow runs it; prints its summary as JSON."""
     import json
 
-    from smmdn import alerting
+    from flows.common import summarise
 
     store, settings, now = _store(args), _settings(), parse_time(args.now, "--now")
     if args.step == "detect":
-        result = alerting.detect(store, now, settings)
+        from smmdn.alerts.step import detect
+
+        result = summarise(detect(store, now, settings, routes=_routes()))
     elif args.step == "deliver":
-        result = alerting.deliver(store, settings, now)
+        from smmdn.alerts.deliver import deliver_outbox
+
+        result = summarise(deliver_outbox(store, settings, now, routes=_routes()))
     else:
-        result = alerting.verify(store, now, settings)
-    print(json.dumps(result, indent=2, default=str))
-    return 0 if result.get("status") == "ok" else 1
+        from smmdn.verify.verification import verify
+
+        result = summarise(verify(store, now, settings, routes=_routes()))
+    print(json.dumps({"status": "ok", "result": result}, indent=2, default=str))
+    return 0

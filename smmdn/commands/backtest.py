@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from smmdn.backtest import BacktestOptions, run_backtest_files
+    from smmdn.verify.backtest import BacktestOptions, run_backtest_files
 
     options = BacktestOptions(
         test_start=args.test_start, test_end=args.test_end,

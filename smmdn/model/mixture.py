@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.special import ndtr
 
-if TYPE_CHECKING:  # torch is imported lazily so numpy users (verification, anomalies) stay light
+if TYPE_CHECKING:  # torch is imported lazily so numpy users (verification, detection) stay light
+    import pandas as pd
     import torch
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -258,6 +259,18 @@ def summarise(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> dict[str, np.
     for name, p in QUANTILE_LEVELS.items():
         out[name] = mixture_quantile(p, w, mu, sigma)
     return out
+
+
+def mixture_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, K) weights, means, sigmas from canonical ``weight_k/mean_k/sigma_k`` columns (absent k → weight 0)."""
+    k = sum(1 for c in frame.columns if c.startswith("weight_") and c[7:].isdigit())
+    w = frame[[f"weight_{i}" for i in range(k)]].to_numpy(dtype=float)
+    mu = frame[[f"mean_{i}" for i in range(k)]].to_numpy(dtype=float)
+    sigma = frame[[f"sigma_{i}" for i in range(k)]].to_numpy(dtype=float)
+    missing = ~np.isfinite(w) | ~np.isfinite(mu) | ~np.isfinite(sigma) | (sigma <= 0)
+    w = np.where(missing, 0.0, w)
+    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    return w, np.where(missing, 0.0, mu), np.where(missing, 1.0, sigma)
 
 
 def affine(

@@ -5,7 +5,7 @@ transaction by ``Store.transaction()``) and works the same on PostgreSQL and SQL
 
 The outbox's state machine lives here because its safety is in the SQL: a row is *claimed* by one
 conditional ``UPDATE … WHERE status = 'pending'`` (or a ``sending`` row whose lease ran out), so two
-deliverers never both send it; see ``smmdn.notify`` for the delivery semantics built on it.
+deliverers never both send it; see ``smmdn.alerts.deliver`` for the delivery semantics built on it.
 """
 
 from __future__ import annotations
@@ -262,6 +262,15 @@ def set_watermarks(store: Store, source: str, values: dict[str, Timeish], now: T
                     ["updated_at"])
 
 
+def detected_through(store: Store) -> dict[str, pd.Timestamp]:
+    """Last local day detection evaluated, per site (watermarks ``alerts / detected_through:<site>``)."""
+    w = T.watermarks
+    with store._begin() as conn:
+        rows = conn.execute(sa.select(w.c.key, w.c.value).where(
+            w.c.source == "alerts", w.c.key.like("detected_through:%"))).all()
+    return {key.split(":", 1)[1]: aware(value) for key, value in rows}
+
+
 # --- sensors --------------------------------------------------------------------------------------------
 def record_replacement(store: Store, site: str, depth_cm: float, sensor: str, at: Timeish, *, new_sensor: str | None,
                        by: str, note: str | None = None) -> None:
@@ -284,6 +293,27 @@ def sensor_periods(store: Store) -> pd.DataFrame:
     ends = merged[["active_to", "replaced_at"]]
     merged["active_to"] = ends.min(axis=1, skipna=True)
     return merged.drop(columns=["replaced_at"])
+
+
+def last_reading_per_series(store: Store, since: Timeish, now: Timeish) -> pd.DataFrame:
+    """Per series seen in [since, now]: its last reading time (``site, depth_cm, sensor, last_reading``)."""
+    o = T.observations
+    with store._begin() as conn:
+        seen = pd.DataFrame(conn.execute(
+            sa.select(o.c.site, o.c.depth_cm, o.c.sensor, sa.func.max(o.c.time).label("last_reading"))
+            .where(o.c.time >= _ts(since), o.c.time <= _ts(now))
+            .group_by(o.c.site, o.c.depth_cm, o.c.sensor)).all(),
+            columns=["site", "depth_cm", "sensor", "last_reading"])
+    seen["last_reading"] = pd.to_datetime(seen["last_reading"], utc=True)
+    return seen
+
+
+def has_observations(store: Store, site: str, depth_cm: float, sensor: str) -> bool:
+    """Whether the series ever reported (a sensor unknown to the registry may still have data)."""
+    o = T.observations
+    with store._begin() as conn:
+        return conn.execute(sa.select(o.c.time).where(o.c.site == site, o.c.depth_cm == float(depth_cm),
+                                                      o.c.sensor == sensor).limit(1)).first() is not None
 
 
 # --- forecasts -----------------------------------------------------------------------------------------
@@ -326,6 +356,19 @@ def write_verification(store: Store, frame: pd.DataFrame) -> WriteResult:
     with store._begin() as conn:
         return upsert_rows(conn, T.verification, VERIFICATION_COLUMNS, rows_of(out, VERIFICATION_COLUMNS),
                            VERIFICATION_KEY, compare, ["scored_at"])
+
+
+def first_forecast_valid_time(store: Store) -> pd.Timestamp | None:
+    """The earliest valid time of any stored forecast (where scoring starts without a watermark)."""
+    with store._begin() as conn:
+        return aware(conn.execute(sa.select(sa.func.min(T.forecasts.c.valid_time))).scalar())
+
+
+def latest_scored_valid_time(store: Store, now: Timeish) -> pd.Timestamp | None:
+    """The latest valid time scored at or before ``now``."""
+    v = T.verification
+    with store._begin() as conn:
+        return aware(conn.execute(sa.select(sa.func.max(v.c.valid_time)).where(v.c.valid_time <= _ts(now))).scalar())
 
 
 def read_verification(store: Store, *, start: Timeish = None, end: Timeish = None, sites: Sequence[str] | None = None,

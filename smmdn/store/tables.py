@@ -167,4 +167,17 @@ alert_silences = _alerting["alert_silences"]
 sensor_replacements = _alerting["sensor_replacements"]
 verification = _alerting["verification"]
 
+
+
+# --- revision 0006: plots drawn at delivery --------------------------------------------------------------
+def outbox_plot_columns() -> list[sa.Column]:
+    """Revision 0006: an outbox row carries the *spec* of its plot; the deliverer draws it for messages it
+    sends (rows queued before keep their PNG in ``attachment``)."""
+    return [sa.Column("attachment_spec", Json, comment="Plot to draw at send time: site, depth, sensor, day, "
+                                                       "days, since, title.")]
+
+
+for _column in outbox_plot_columns():
+    alert_outbox.append_column(_column)
+
 HYPERTABLES = {**BASELINE_HYPERTABLES, **ALERTING_HYPERTABLES}

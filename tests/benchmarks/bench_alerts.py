@@ -31,11 +31,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from smmdn import anomalies, notify, verification
+from smmdn.alerts import deliver as notify
+from smmdn.alerts import step as anomalies
 from smmdn.config import Settings
 from smmdn.demo.receiver import AlertReceiver
 from smmdn.store import Store
 from smmdn.store import alerts as db
+from smmdn.verify import verification
 from tests.helpers import alert_world as W
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from smmdn.backtest import BacktestOptions, run_backtest
+from smmdn.verify.backtest import BacktestOptions, run_backtest
 
 SHARED = Path(__file__).resolve().parents[2] / "../shared/data"
 DATASETS = {

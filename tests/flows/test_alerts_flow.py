@@ -68,7 +68,8 @@ def test_cycle_detects_delivers_scores_and_retrains_after_drift(ops: Ops, tmp_pa
 
 
 def test_broken_detection_and_delivery_do_not_stop_the_forecast(ops: Ops, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from smmdn import anomalies, notify
+    from smmdn.alerts import deliver as notify
+    from smmdn.alerts import step as anomalies
 
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("detector on fire")

@@ -54,7 +54,7 @@ def test_forcing_down_retries_then_issues_flagged_stale(ops: Ops) -> None:
 
 def _poison(kind: str):  # type: ignore[no-untyped-def]
     """A training substitute: the real fine-tune, then weights made NaN / zeroed."""
-    from smmdn import champion
+    from smmdn.cycle import champion
 
     real = champion._fit
 
@@ -69,7 +69,7 @@ def _poison(kind: str):  # type: ignore[no-untyped-def]
 
 
 def test_nan_training_keeps_champion(ops: Ops, monkeypatch: pytest.MonkeyPatch) -> None:
-    from smmdn import champion
+    from smmdn.cycle import champion
 
     first = run_daily(ops, HISTORY)["training"]["version"]
     monkeypatch.setattr(champion, "_fit", _poison("nan"))
@@ -83,7 +83,7 @@ def test_nan_training_keeps_champion(ops: Ops, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_worse_challenger_is_not_promoted(ops: Ops, monkeypatch: pytest.MonkeyPatch) -> None:
-    from smmdn import champion
+    from smmdn.cycle import champion
 
     first = run_daily(ops, HISTORY)["training"]["version"]
     monkeypatch.setattr(champion, "_fit", _poison("noise"))

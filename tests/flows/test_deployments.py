@@ -72,8 +72,7 @@ def test_gpu_pool_worker_runs_train_for_the_parent(ops: Ops) -> None:
     from prefect import flow
     from prefect.settings import PREFECT_API_URL
 
-    from flows.daily import run_train
-    from flows.train import train
+    from flows.train import run_train, train
 
     ops.weather.today = ops.day(HISTORY + 1)
     from smmdn.config import get_settings

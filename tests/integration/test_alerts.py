@@ -16,8 +16,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from smmdn import anomalies, notify
-from smmdn.alerts import lifecycle
+from smmdn.alerts import deliver as notify
+from smmdn.alerts import operator
+from smmdn.alerts import step as anomalies
 from smmdn.alerts.routing import load_routes
 from smmdn.config import Settings
 from smmdn.demo.receiver import AlertReceiver
@@ -182,8 +183,8 @@ def test_ack_stops_reminders_and_escalation_but_not_the_resolution(store, tmp_pa
     assert [m["payload"]["title"].split(":")[0] for m in e.messages("north")] == ["[smmdn] NEW", "[smmdn] STILL OPEN"]
     alert_id = int(e.alerts().iloc[0]["id"])
     with pytest.raises(Exception, match="--by"):
-        lifecycle.ack(store, alert_id, " ", e.world.now_after(12))
-    lifecycle.ack(store, alert_id, "Alice", e.world.now_after(12), note="on my way")
+        operator.ack(store, alert_id, " ", e.world.now_after(12))
+    operator.ack(store, alert_id, "Alice", e.world.now_after(12), note="on my way")
     for day in (13, 14):  # past the cooldown and the escalation time: nothing, because Alice is on it
         outcome, delivery = e.cycle(day)
         assert outcome.reminders == outcome.escalated == 0 and delivery.sent == 0
@@ -211,8 +212,8 @@ def test_unacknowledged_alert_escalates_to_the_escalation_team(store, tmp_path) 
 def test_silence_suppresses_delivery_but_keeps_the_alert(env: Env) -> None:
     W.observe(env.world, range(13), bend=drift_c(env.world))
     with pytest.raises(Exception, match="unknown site"):
-        lifecycle.silence(env.store, "NOPE", by="bob", now=env.world.now_after(9), until=env.world.now_after(20))
-    sid = lifecycle.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
+        operator.silence(env.store, "NOPE", by="bob", now=env.world.now_after(9), until=env.world.now_after(20))
+    sid = operator.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
                             reason="probe c known broken")
     env.cycle(11)
     env.cycle(12)
@@ -225,9 +226,9 @@ def test_silence_suppresses_delivery_but_keeps_the_alert(env: Env) -> None:
 
 def test_silence_of_another_depth_or_kind_does_not_suppress(env: Env) -> None:
     W.observe(env.world, range(13), bend=drift_c(env.world))
-    lifecycle.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
+    operator.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
                       depth_cm=50.0)
-    lifecycle.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
+    operator.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
                       kind="missing")
     env.cycle(11)
     assert len(env.messages("north")) == 1
@@ -235,7 +236,7 @@ def test_silence_of_another_depth_or_kind_does_not_suppress(env: Env) -> None:
 
 def test_maintenance_window_suppresses_detection_and_delivery(env: Env) -> None:
     W.observe(env.world, range(16), bend=drift_c(env.world))
-    lifecycle.maintenance(env.store, "S1", by="carol", start=env.world.day(9), end=env.world.day(14),
+    operator.maintenance(env.store, "S1", by="carol", start=env.world.day(9), end=env.world.day(14),
                           now=env.world.now_after(8), reason="probe swap")
     for day in (9, 10, 11, 12, 13):
         outcome, _ = env.cycle(day)
@@ -336,7 +337,7 @@ def test_sensor_replacement_closes_the_old_sensors_alerts(env: Env) -> None:
     old = env.alerts(status=db.ACTIVE)
     assert list(old["sensor"]) == ["c"]
     at = env.world.day(12) + pd.Timedelta(hours=10)
-    closed = lifecycle.replace_sensor(env.store, "S1", 10.0, "c", "c2", at=at, by="dave", now=at,
+    closed = operator.replace_sensor(env.store, "S1", 10.0, "c", "c2", at=at, by="dave", now=at,
                                       routes=env.routes())
     assert closed == [int(old.iloc[0]["id"])]
     env.deliver(12, hours=12)
@@ -355,7 +356,7 @@ def test_sensor_replacement_closes_the_old_sensors_alerts(env: Env) -> None:
     active = env.alerts(status=db.ACTIVE)
     assert active.empty, active[["kind", "site", "depth_cm", "sensor", "window_start"]].to_dict("records")
     with pytest.raises(Exception, match="no sensor 'zz'"):
-        lifecycle.replace_sensor(env.store, "S1", 10.0, "zz", None, at=at, by="dave", now=at, routes=env.routes())
+        operator.replace_sensor(env.store, "S1", 10.0, "zz", None, at=at, by="dave", now=at, routes=env.routes())
 
 
 # --- delivery: outbox, retries, exactly once ---------------------------------------------------------------
@@ -469,11 +470,11 @@ def test_manual_resolve_is_announced_and_needs_a_name(env: Env) -> None:
     env.cycle(11)
     alert_id = int(env.alerts().iloc[0]["id"])
     with pytest.raises(Exception, match="--by"):
-        lifecycle.resolve(env.store, alert_id, "", env.world.now_after(11), env.routes())
-    lifecycle.resolve(env.store, alert_id, "frank", env.world.now_after(11), env.routes(), note="recalibrated")
+        operator.resolve(env.store, alert_id, "", env.world.now_after(11), env.routes())
+    operator.resolve(env.store, alert_id, "frank", env.world.now_after(11), env.routes(), note="recalibrated")
     env.deliver(11, hours=1)
     last = env.messages("north")[-1]["payload"]
     assert last["title"].startswith("[smmdn] RESOLVED") and "frank" in last["message"] and "recalibrated" in last[
         "message"]
     with pytest.raises(Exception, match="already resolved"):
-        lifecycle.ack(env.store, alert_id, "frank", env.world.now_after(11))
+        operator.ack(env.store, alert_id, "frank", env.world.now_after(11))

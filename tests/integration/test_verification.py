@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from smmdn import verification
 from smmdn.config import Settings
 from smmdn.demo.receiver import AlertReceiver
 from smmdn.store import alerts as db
+from smmdn.verify import verification
 from tests.helpers import alert_world as W
 
 DAY = pd.Timedelta(days=1)
@@ -77,7 +77,7 @@ def test_forced_miscalibration_triggers_drift_and_tells_the_operators(store, tmp
         report = out.report
         assert report["coverage_90"] < 0.6 and any("coverage_90" in r for r in report["reasons"])
         assert report["pit_p"] < 0.01 and report["independent"] == 6 * 14
-        from smmdn import notify
+        from smmdn.alerts import deliver as notify
 
         notify.deliver_outbox(store, cfg, world.now_after(14))
         [msg] = rx.messages()
@@ -88,7 +88,7 @@ def test_forced_miscalibration_triggers_drift_and_tells_the_operators(store, tmp
         assert {"reliability", "skill"} <= set(out.plots)
         assert out.retrain
         # a full retrain ran but was rejected (the champion stays): the drift stays, no second request
-        from smmdn.cycle import DRIFT_HANDLED
+        from smmdn.cycle.plan import DRIFT_HANDLED
 
         assert verification.verify(store, world.now_after(14), cfg).retrain  # not yet answered: still asking
         store.set_watermark(*DRIFT_HANDLED, world.now_after(14) + pd.Timedelta(hours=1))
@@ -114,7 +114,7 @@ def test_calibrated_forecasts_raise_no_drift(store, tmp_path) -> None:  # type: 
 
 
 def test_faulty_sensor_days_are_not_scored(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from smmdn import anomalies
+    from smmdn.alerts import step as anomalies
 
     world = W.build(store, days=14, tags={})
     W.write_forecasts(world, range(14))

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 from smmdn.alerts import message
+from smmdn.alerts.deliver import backoff, suppression, with_key
 from smmdn.alerts.routing import DEFAULT_TEAM, DeliveryConfigError, parse_routes
+from smmdn.alerts.silences import Silences
 from smmdn.config import Settings
 from smmdn.errors import InputError
-from smmdn.notify import backoff, suppression, with_key
 
 SPEC = {
     "teams": {"plains": {"urls": ["env:TEST_PLAINS_URL"], "escalate_to": "leads"},
@@ -99,11 +100,12 @@ def test_backoff_doubles_up_to_the_cap_and_keys_ride_on_http_receivers() -> None
 
 def test_suppression_reasons() -> None:
     now = pd.Timestamp("2024-05-12", tz="UTC")
-    silences = pd.DataFrame([{"id": 3, "kind": "silence", "site": "A", "depth_cm": None, "sensor": "c",
-                              "alert_kind": None, "created_by": "bob", "ends_at": now, "reason": "known"}])
+    silences = Silences(pd.DataFrame([{"id": 3, "kind": "silence", "site": "A", "depth_cm": None, "sensor": "c",
+                                       "alert_kind": None, "created_by": "bob", "ends_at": now, "reason": "known"}]))
+    nothing = Silences(silences.frame.iloc[0:0])
     assert "silence #3 by bob" in suppression({**ALERT, "status": "open"}, "opened", silences)
     assert suppression({**ALERT, "status": "open", "sensor": "a"}, "opened", silences) is None
-    assert suppression({**ALERT, "status": "acked", "acked_by": "Al"}, "reminder", silences.iloc[0:0]) == (
+    assert suppression({**ALERT, "status": "acked", "acked_by": "Al"}, "reminder", nothing) == (
         "acknowledged by Al")
-    assert suppression({**ALERT, "status": "acked"}, "resolved", silences.iloc[0:0]) is None
+    assert suppression({**ALERT, "status": "acked"}, "resolved", nothing) is None
     assert suppression(None, "test", silences) is None

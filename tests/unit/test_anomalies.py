@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from smmdn.anomalies import classify, exceedance, multimodal, runs
+from smmdn.alerts.detect import classify, exceedance, multimodal, runs
 
 ALPHA = 0.02
 

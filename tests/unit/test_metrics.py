@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from smmdn.metrics import (
+from smmdn.verify.metrics import (
     bias,
     climatology,
     gaussian_scores,

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from smmdn.errors import InputError, ModelError
-from smmdn.metrics import pit_histogram
 from smmdn.model import TrainConfig, fine_tune, fit, load_model, predict_forecast, score_window
 from smmdn.model.api import predict_simulation, validation_steps
 from smmdn.model.calibrate import distance_factors
 from smmdn.model.data import build_panel, fit_scalers
 from smmdn.model.mixture import central_interval, mixture_pit
 from smmdn.model.train import recommended_config
+from smmdn.verify.metrics import pit_histogram
 from tests.unit.synthetic import NOISE_SD, make_frames
 
 SMALL = dict(hidden=16, seq_len=60, warmup=20, batch_size=32, chunks_per_location=8, max_epochs=10,

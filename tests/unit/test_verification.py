@@ -8,7 +8,7 @@ import pandas as pd
 from scipy.integrate import quad
 from scipy.stats import norm
 
-from smmdn.verification import independent_count, pit_uniformity, score_pairs
+from smmdn.verify.verification import independent_count, pit_uniformity, score_pairs
 
 
 def crps_by_integration(x: float, cdf) -> float:  # type: ignore[no-untyped-def]

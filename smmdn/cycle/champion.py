@@ -23,7 +23,9 @@ from typing import Any
 import pandas as pd
 
 from smmdn.config import Settings
-from smmdn.cycle import CycleDay, CycleInputs, record_full_retrain
+from smmdn.cycle.day import CycleDay
+from smmdn.cycle.inputs import CycleInputs
+from smmdn.cycle.plan import record_full_retrain
 from smmdn.errors import InputError, ModelError
 
 log = logging.getLogger(__name__)

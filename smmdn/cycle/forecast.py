@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from smmdn.config import Settings
-from smmdn.cycle import CycleDay, CycleInputs, check_forcing_consistency, prepare_forecast_forcing
+from smmdn.cycle.day import CycleDay
+from smmdn.cycle.inputs import CycleInputs, check_forcing_consistency, prepare_forecast_forcing
 from smmdn.errors import InputError, ModelError
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,7 @@
-"""The daily cycle's decisions, as plain functions the Prefect flows call and the tests reach directly.
+"""What one daily cycle feeds the model: daily means of trusted observations, one forcing source, freshness.
 
-What lives here (and not in ``flows/``): which day a run is for, what the model sees (daily means of
-trusted observations, one forcing source), whether the weather forecast is fresh enough and what to do
-when it is not, and which kind of training a day gets.
+The cycle's other decisions live beside this module: which day a run is for (``smmdn.cycle.day``) and
+which kind of training a day gets (``smmdn.cycle.plan``).
 
 Forcing consistency: the model is trained and run on **Open-Meteo only** (``source="open-meteo"``):
 past days from the historical-forecast/archive API (kind ``archive``), future days from the forecast
@@ -25,60 +24,19 @@ import numpy as np
 import pandas as pd
 
 from smmdn.config import Settings
+from smmdn.cycle.day import CycleDay
 from smmdn.errors import InputError
 from smmdn.schema import DAILY_FORCING, OBSERVATION_COLUMNS
+from smmdn.store.sites import site_offsets
+from smmdn.timeutil import DAY
 
 log = logging.getLogger(__name__)
 
 FORCING_SOURCE = "open-meteo"
-DAY = pd.Timedelta(days=1)
 UNTRUSTED_FLAGS = ("spike", "flatline")  # flagged by validation: kept in the store, not fed to the model
-RUN_HOUR = pd.Timedelta(hours=6)  # nominal hour (UTC) after the issue day at which a replayed cycle "ran"
 CLIMATOLOGY_WINDOW_DAYS = 15  # +- days of year around the target day when a year of history exists
 RECENT_WINDOW_DAYS = 30  # otherwise: mean of the last 30 days known
 MAX_FORECAST_AGE = pd.Timedelta(hours=12)  # fetched by the same cycle is ~0 h old; yesterday's is stale
-
-
-@dataclass(frozen=True)
-class CycleDay:
-    """One daily cycle: forecasts issued for ``issue`` (a daily label, UTC midnight) at ``now``."""
-
-    issue: pd.Timestamp
-    now: pd.Timestamp
-    replay: bool = False
-
-    @property
-    def data_end(self) -> pd.Timestamp:
-        """Exclusive end of the observations the cycle may see (the issue day included)."""
-        return self.issue + DAY
-
-    def holdout_start(self, settings: Settings) -> pd.Timestamp:
-        """First day of the window held out from every training run and used to judge challengers."""
-        return self.data_end - settings.holdout_days * DAY
-
-
-def resolve_day(day: str | pd.Timestamp | None, settings: Settings, now: pd.Timestamp | None = None,
-                replay: bool = False) -> CycleDay:
-    """``day`` given: that issue day (``now`` = the nominal run time after it); else yesterday in the
-    configured timezone (the last complete day)."""
-    if day is not None:
-        issue = pd.Timestamp(day)
-        issue = (issue.tz_localize("UTC") if issue.tzinfo is None else issue.tz_convert("UTC")).normalize()
-        run_at = now if now is not None else issue + DAY + RUN_HOUR
-        return CycleDay(issue, run_at, replay)
-    now = now if now is not None else pd.Timestamp.now(tz="UTC")
-    local = now.tz_convert(settings.timezone)
-    issue = pd.Timestamp(local.date() - pd.Timedelta(days=1).to_pytimedelta(), tz="UTC")
-    return CycleDay(issue, now, replay)
-
-
-def day_range(start: str | pd.Timestamp, end: str | pd.Timestamp) -> list[pd.Timestamp]:
-    """Issue days from ``start`` to ``end`` inclusive (UTC midnights)."""
-    s, e = (pd.Timestamp(x).tz_localize("UTC") if pd.Timestamp(x).tzinfo is None else pd.Timestamp(x)
-            for x in (start, end))
-    if e < s:
-        raise InputError("backfill end before start", where="--start/--end", fix="give start <= end")
-    return list(pd.date_range(s.normalize(), e.normalize(), freq="D"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -93,16 +51,6 @@ class CycleInputs:
     sites: pd.DataFrame | None
     freshness: dict[str, Any] = field(default_factory=dict)
     stale_forcing: bool = False
-
-
-def site_offsets(store: Any) -> dict[str, float]:
-    """Local-standard-time offset per site (daily labels of observations and forcing use it)."""
-    sites = store.read_sites()
-    out: dict[str, float] = {}
-    for site, attrs in zip(sites["site"], sites["attributes"], strict=True):
-        value = (attrs or {}).get("lst_utc_offset_hours")
-        out[str(site)] = float(value) if value is not None else 0.0
-    return out
 
 
 def model_sites(store: Any) -> pd.DataFrame | None:
@@ -285,37 +233,6 @@ def prepare_forecast_forcing(inputs: CycleInputs, cycle: CycleDay, horizon: int,
     usable = [s for s in sites if s not in set(report.get("no_forcing_sites", []))]
     obs = inputs.observations.loc[inputs.observations["site"].astype(str).isin(usable)]
     return CycleInputs(obs, frame, inputs.sites, freshness, stale), usable
-
-
-# ---------------------------------------------------------------------------------------------------
-# which training today
-# ---------------------------------------------------------------------------------------------------
-DRIFT_WATERMARK = ("verification", "calibration_drift")
-DRIFT_HANDLED = ("verification", "drift_retrained")
-
-
-def record_drift(store: Any, at: pd.Timestamp) -> None:
-    """Remember that verification saw calibration drift (the next cycle retrains in full)."""
-    store.set_watermark(*DRIFT_WATERMARK, at)
-
-
-def record_full_retrain(store: Any, at: pd.Timestamp) -> None:
-    """A full retrain ran at ``at``: drift reported before it is dealt with."""
-    store.set_watermark(*DRIFT_HANDLED, at)
-
-
-def training_plan(store: Any, settings: Settings, cycle: CycleDay) -> tuple[str, str]:
-    """``(kind, why)``: ``full`` on cold start, on the weekly retrain day or after calibration drift
-    not yet answered by a full retrain; ``fine-tune`` otherwise."""
-    if store.champion() is None:
-        return "full", "cold start: no champion yet"
-    if cycle.issue.weekday() == settings.full_retrain_weekday:
-        return "full", f"weekly full retrain (weekday {settings.full_retrain_weekday})"
-    drift = store.get_watermark(*DRIFT_WATERMARK)
-    handled = store.get_watermark(*DRIFT_HANDLED)
-    if drift is not None and (handled is None or drift > handled):
-        return "full", f"verification reported calibration drift at {drift.isoformat()}"
-    return "fine-tune", "daily fine-tune of the champion"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,12 +18,18 @@ as the HTTP header ``X-Smmdn-Idempotency-Key`` for json/form/xml receivers and i
 the others, so a receiver that remembers keys makes the duplicate harmless (exactly-once in effect).
 
 Suppression is decided at send time, from the state then: an active silence or maintenance window
-covering the alert, or an acknowledgement / resolution that makes a reminder or escalation pointless,
-marks the row ``suppressed`` with the reason (kept, never silently dropped).
+covering the alert (seen through the ``Muter`` interface of ``smmdn.alerts.silences``), or an
+acknowledgement / resolution that makes a reminder or escalation pointless, marks the row ``suppressed``
+with the reason (kept, never silently dropped).
+
+Plots: a row carries either PNG bytes (the drift alert's reliability plot) or a plot spec; a spec is drawn
+here, once per spec and run, and only for a message that is about to be sent. A plot that cannot be drawn
+never holds a message back: it goes out without it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
@@ -32,9 +38,12 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from smmdn.alerts.routing import DeliveryConfigError, Routes, load_routes
+from smmdn.alerts.routing import DeliveryConfigError, Routes, SecretResolver, load_routes
+from smmdn.alerts.silences import Muter, Silences
 from smmdn.config import Settings
+from smmdn.errors import InputError
 from smmdn.store import alerts as db
+from smmdn.timeutil import utc
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +75,11 @@ def backoff(attempts: int, settings: Settings) -> pd.Timedelta:
     return pd.Timedelta(seconds=seconds)
 
 
-def suppression(alert: dict[str, Any] | None, event: str, silences: pd.DataFrame) -> str | None:
+def suppression(alert: dict[str, Any] | None, event: str, muter: Muter) -> str | None:
     """Why a message should not go out now (None: send it)."""
-    from smmdn.alerts.lifecycle import matching_silence
-
     if alert is None or event == "test":
         return None
-    hit = matching_silence(alert, silences)
+    hit = muter.muting(alert)
     if hit is not None:
         what = "maintenance window" if hit["kind"] == "maintenance" else "silence"
         return f"{what} #{hit['id']} by {hit['created_by']} until {pd.Timestamp(hit['ends_at']).isoformat()}" + (
@@ -97,8 +104,8 @@ def with_key(url: str, key: str, settings: Settings) -> str:
     return url + ("&" if "?" in url else "?") + "&".join(params)
 
 
-def send(url: str, row: dict[str, Any], settings: Settings) -> tuple[bool, str | None]:
-    """One apprise notification (attachment from memory); returns (ok, error text)."""
+def send(url: str, row: dict[str, Any], settings: Settings, attachment: bytes | None = None) -> tuple[bool, str | None]:
+    """One apprise notification (``attachment``, PNG bytes, from memory); returns (ok, error text)."""
     import apprise
     from apprise.attachment.memory import AttachMemory
 
@@ -106,9 +113,9 @@ def send(url: str, row: dict[str, Any], settings: Settings) -> tuple[bool, str |
     if not notifier.add(with_key(url, row["idempotency_key"], settings)):
         return False, f"apprise does not accept the URL of target {row['target']} (unknown scheme or malformed)"
     attach = None
-    if row.get("attachment"):
+    if attachment:
         attach = apprise.AppriseAttachment()
-        attach.add(AttachMemory(content=bytes(row["attachment"]), name=row.get("attachment_name") or "alert.png",
+        attach.add(AttachMemory(content=bytes(attachment), name=row.get("attachment_name") or "alert.png",
                                 mimetype="image/png"))
     body = f"{row['body']}\nref: {row['idempotency_key']}"
     with apprise.LogCapture(level=logging.WARNING) as captured:
@@ -117,31 +124,60 @@ def send(url: str, row: dict[str, Any], settings: Settings) -> tuple[bool, str |
     return ok, None if ok else (text or "apprise reported a failure without a message")
 
 
+class _Plots:
+    """Plot specs drawn at most once per delivery run (several targets share one event's plot)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.drawn: dict[str, bytes | None] = {}
+
+    def attachment(self, row: dict[str, Any]) -> bytes | None:
+        if row.get("attachment"):
+            return bytes(row["attachment"])
+        spec = row.get("attachment_spec")
+        if not spec:
+            return None
+        key = json.dumps(spec, sort_keys=True)
+        if key not in self.drawn:
+            from smmdn.alerts.plots import spec_png
+
+            try:
+                self.drawn[key] = spec_png(self.store, spec)
+            except Exception as exc:  # a plot is a courtesy: never hold the message back for it
+                log.warning("alert plot failed for %s: %s", spec.get("title"), exc)
+                self.drawn[key] = None
+        return self.drawn[key]
+
+
 def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | None = None, *,
-                   routes: Routes | None = None, limit: int | None = None,
-                   only: list[int] | None = None) -> DeliveryOutcome:
-    """Attempt every due outbox row once (``now`` injectable: tests move the clock instead of sleeping)."""
-    now = _utc(now)
-    routes = routes if routes is not None else load_routes(settings)
+                   routes: Routes | None = None, limit: int | None = None, only: list[int] | None = None,
+                   secrets: SecretResolver | None = None) -> DeliveryOutcome:
+    """Attempt every due outbox row once (``now`` injectable: tests move the clock instead of sleeping).
+
+    ``secrets`` resolves ``secret:NAME`` references of the routes file (injected by the flows or the CLI,
+    which know where secrets live; the library does not)."""
+    now = utc(now)
+    routes = routes if routes is not None else load_routes(settings, secrets=secrets)
     lease = pd.Timedelta(seconds=settings.alert_delivery_lease_s)
     outcome = DeliveryOutcome()
     ids = db.due_ids(store, now, lease, limit)
     if only is not None:
         ids = [i for i in ids if i in set(only)]
-    silences = db.read_silences(store, active_at=now)
+    muter = Silences.active(store, now)
+    plots = _Plots(store)
     for outbox_id in ids:
         row = db.claim(store, outbox_id, now, lease)
         if row is None:
             continue  # another deliverer claimed it
         outcome.attempted += 1
         alert = db.get_alert(store, row["alert_id"]) if row.get("alert_id") is not None else None
-        reason = suppression(alert, row["event"], silences)
+        reason = suppression(alert, row["event"], muter)
         if reason:
             db.finish(store, outbox_id, "suppressed", now, note=reason)
             outcome.suppressed += 1
             continue
         try:
-            ok, error = send(routes.resolve(row["target"]), row, settings)
+            ok, error = send(routes.resolve(row["target"]), row, settings, plots.attachment(row))
         except DeliveryConfigError as exc:
             ok, error = False, str(exc)
         except Exception as exc:  # a plugin blowing up must not stop the other messages
@@ -167,14 +203,13 @@ def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | Non
 
 
 def send_test(store: Any, settings: Settings, team: str, now: pd.Timestamp | str | None = None, *,
-              by: str = "operator", routes: Routes | None = None) -> DeliveryOutcome:
+              by: str = "operator", routes: Routes | None = None,
+              secrets: SecretResolver | None = None) -> DeliveryOutcome:
     """Queue and deliver a test message to every URL of ``team`` (checks a route without an anomaly)."""
     import uuid
 
-    from smmdn.errors import InputError
-
-    now = _utc(now)
-    routes = routes if routes is not None else load_routes(settings)
+    now = utc(now)
+    routes = routes if routes is not None else load_routes(settings, secrets=secrets)
     if team != "default" and team not in routes.teams:
         raise InputError(f"unknown team {team!r}", where="smmdn alerts test", column="team",
                          fix=f"one of: {', '.join(['default', *sorted(routes.teams)])}")
@@ -189,8 +224,3 @@ def send_test(store: Any, settings: Settings, team: str, now: pd.Timestamp | str
     mine = queued["idempotency_key"].str.startswith(f"test:{token}")
     ids = [int(i) for i in queued.loc[mine, "id"]]
     return deliver_outbox(store, settings, now, routes=routes, only=ids)
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp.now(tz="UTC") if value is None else pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -20,7 +20,7 @@ champion's lineage since its last full retrain (so one bad month triggers one re
   test on a few thousand pairs.
 No verdict with fewer than ``SMMDN_DRIFT_MIN_PAIRS`` independent scores (distinct site, depth, day).
 Drift opens a network-wide ``calibration_drift`` alert for the operators (routes ``operators:``); the
-daily flow records it and the next cycle retrains in full (``smmdn.cycle.training_plan``).
+daily flow records it and the next cycle retrains in full (``smmdn.cycle.plan``).
 """
 
 from __future__ import annotations
@@ -32,14 +32,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
+from smmdn.alerts.detect import complete, daily_readings, within_periods
+from smmdn.alerts.drift import drift_transition
+from smmdn.alerts.routing import Routes, load_routes
+from smmdn.alerts.silences import drop_maintenance
 from smmdn.config import Settings
-from smmdn.model.mixture import mixture_crps, mixture_pit
+from smmdn.cycle.plan import request_retrain
+from smmdn.model.mixture import mixture_arrays, mixture_crps, mixture_pit
+from smmdn.store import alerts as db
+from smmdn.store.sites import site_offsets
+from smmdn.timeutil import DAY, utc
 
 log = logging.getLogger(__name__)
 
-DAY = pd.Timedelta(days=1)
 WATERMARK = ("verification", "scored_through")
 FAULT_KINDS = ("sensor_fault", "flatline")
 
@@ -84,8 +90,6 @@ class VerificationOutcome:
 # ---------------------------------------------------------------------------------------------------
 def score_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     """Scores of forecast/observation pairs (canonical forecast columns + ``observed``)."""
-    from smmdn.anomalies import mixture_arrays
-
     out = pairs.copy()
     if out.empty:
         for c in ("crps", "pit", "in_50", "in_90", "width_50", "width_90"):
@@ -104,11 +108,6 @@ def score_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def trusted_days(store: Any, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
     """Daily trusted sensor values in [start, end) that verification may use (see the module docstring)."""
-    from smmdn.alerts.lifecycle import drop_maintenance
-    from smmdn.anomalies import complete, daily_readings, within_periods
-    from smmdn.cycle import site_offsets
-    from smmdn.store import alerts as db
-
     offsets = site_offsets(store)
     raw = store.read_observations(start=start - DAY, end=end + DAY)
     days = daily_readings(within_periods(raw, db.sensor_periods(store)), offsets)
@@ -127,22 +126,11 @@ def trusted_days(store: Any, start: pd.Timestamp, end: pd.Timestamp, now: pd.Tim
     return days
 
 
-def _first_valid_time(store: Any) -> pd.Timestamp | None:
-    from smmdn.store import alerts as db
-    from smmdn.store import tables as T
-
-    with store._begin() as conn:
-        value = conn.execute(sa.select(sa.func.min(T.forecasts.c.valid_time))).scalar()
-    return db.aware(value)
-
-
 def score(store: Any, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, int]:
     """Score every forecast whose valid day is complete and not yet scored (plus the rescoring window)."""
-    from smmdn.store import alerts as db
-
     mark = store.get_watermark(*WATERMARK)
     recent = now.floor("D") - settings.verification_lookback_days * DAY
-    start = _first_valid_time(store) if mark is None else min(mark + DAY, recent)
+    start = db.first_forecast_valid_time(store) if mark is None else min(mark + DAY, recent)
     if start is None:
         return pd.DataFrame(), 0
     start = start.floor("D")
@@ -223,12 +211,7 @@ def since_last_full_retrain(store: Any) -> tuple[str | None, set[str] | None]:
 def window_scores(store: Any, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp | None]:
     """Scores of the last ``drift_window_days`` scored valid days up to ``now`` (read once per run), and the
     latest scored valid day."""
-    from smmdn.store import alerts as db
-    from smmdn.store import tables as T
-
-    with store._begin() as conn:
-        latest = db.aware(conn.execute(sa.select(sa.func.max(T.verification.c.valid_time))
-                                       .where(T.verification.c.valid_time <= db._ts(now))).scalar())
+    latest = db.latest_scored_valid_time(store, now)
     if latest is None:
         return pd.DataFrame(), None
     end = latest + DAY
@@ -304,12 +287,9 @@ def write_plots(skill: dict[str, pd.DataFrame], directory: Path) -> dict[str, st
 # the verify step
 # ---------------------------------------------------------------------------------------------------
 def verify(store: Any, now: pd.Timestamp | str | None, settings: Settings, *,
-           routes: Any = None) -> VerificationOutcome:
+           routes: Routes | None = None) -> VerificationOutcome:
     """Score what became verifiable, judge calibration drift, tell operators, write the skill plots."""
-    from smmdn.alerts import lifecycle
-    from smmdn.alerts.routing import load_routes
-
-    now = _utc(now)
+    now = utc(now)
     scored, inserted = score(store, now, settings)
     outcome = VerificationOutcome(now=now.isoformat(), scored=len(scored), new_rows=inserted)
     if not scored.empty:
@@ -326,38 +306,10 @@ def verify(store: Any, now: pd.Timestamp | str | None, settings: Settings, *,
         log.warning("verification plots failed: %s", exc)
     try:
         png = Path(outcome.plots["reliability"]).read_bytes() if "reliability" in outcome.plots else None
-        outcome.notified = lifecycle.drift_transition(
+        outcome.notified = drift_transition(
             store, now, report.drift, report.to_dict(), routes if routes is not None else load_routes(settings), png)
     except Exception as exc:  # telling operators failed: the drift flag still reaches the flow
         log.warning("calibration-drift alert not queued: %s", exc)
     if report.drift:
         log.warning("calibration drift: %s", "; ".join(report.reasons))
     return outcome
-
-
-def request_retrain(store: Any, now: pd.Timestamp, report: DriftReport) -> bool:
-    """Whether this drift should schedule a full retrain.
-
-    Once per champion lineage: if a full retrain already ran after the request and the champion (hence
-    the lineage root) stayed the same — the challenger was rejected — asking again every day would only
-    burn GPU time; the drift alert stays open and the operators decide.
-    """
-    from smmdn.cycle import DRIFT_HANDLED
-
-    if not report.drift:
-        return False
-    key = ("verification", f"drift_retrain_for:{report.since_retrain or '-'}")
-    requested = store.get_watermark(*key)
-    handled = store.get_watermark(*DRIFT_HANDLED)
-    if requested is not None and handled is not None and handled > requested:
-        report.reasons.append(f"a full retrain ran after this drift was reported ({handled.isoformat()}) and the "
-                              f"champion's lineage ({report.since_retrain}) stayed: not asking again")
-        return False
-    if requested is None:
-        store.set_watermark(*key, now)
-    return True
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp.now(tz="UTC") if value is None else pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -1,4 +1,7 @@
-"""Detection: each new daily observation against the mixture predicted for it, classified, into alerts.
+"""Detection, pure: daily means of trusted readings, PIT/HDR against the mixture, classification, runs.
+
+No store, no clock: frames in, frames out. The detect step (``smmdn.alerts.step``) reads the store, calls
+these and hands the conditions to the lifecycle (``smmdn.alerts.lifecycle``).
 
 What is compared: the daily mean of a series' *trusted* readings (spike- and flatline-flagged readings are
 left out, as the model leaves them out) on the site's local-standard date, against the latest complete
@@ -36,18 +39,18 @@ Each site has a watermark (the last local day evaluated), so a rerun for the sam
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from smmdn.config import Settings
-from smmdn.model.mixture import hdr_intervals, in_hdr, mixture_pdf, mixture_pit
+from smmdn.model.mixture import hdr_intervals, in_hdr, mixture_arrays, mixture_pdf, mixture_pit
+from smmdn.timeutil import DAY
 
 log = logging.getLogger(__name__)
 
-DAY = pd.Timedelta(days=1)
 CLUSTER = "*"
 DAY_KINDS = ("sensor_fault", "cluster", "deviation", "flatline")
 KINDS = (*DAY_KINDS, "missing", "calibration_drift")
@@ -81,28 +84,6 @@ class Rules:
     @property
     def context_days(self) -> int:
         return max(self.persistence, self.clear_steps)
-
-
-@dataclass
-class DetectOutcome:
-    """What one detection run saw and did (the daily summary shows ``opened``)."""
-
-    now: str
-    days: list[str] = field(default_factory=list)
-    series: int = 0
-    observations: int = 0
-    outside: int = 0
-    opened: int = 0
-    reopened: int = 0
-    resolved: int = 0
-    escalated: int = 0
-    reminders: int = 0
-    messages_queued: int = 0
-    active_alerts: int = 0
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -153,18 +134,6 @@ def complete(days: pd.DataFrame, now: pd.Timestamp, offsets: dict[str, float]) -
 # ---------------------------------------------------------------------------------------------------
 # observation vs mixture
 # ---------------------------------------------------------------------------------------------------
-def mixture_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, K) weights, means, sigmas from canonical ``weight_k/mean_k/sigma_k`` columns (absent k → weight 0)."""
-    k = sum(1 for c in frame.columns if c.startswith("weight_") and c[7:].isdigit())
-    w = frame[[f"weight_{i}" for i in range(k)]].to_numpy(dtype=float)
-    mu = frame[[f"mean_{i}" for i in range(k)]].to_numpy(dtype=float)
-    sigma = frame[[f"sigma_{i}" for i in range(k)]].to_numpy(dtype=float)
-    missing = ~np.isfinite(w) | ~np.isfinite(mu) | ~np.isfinite(sigma) | (sigma <= 0)
-    w = np.where(missing, 0.0, w)
-    w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-    return w, np.where(missing, 0.0, mu), np.where(missing, 1.0, sigma)
-
-
 def multimodal(w: np.ndarray, mu: np.ndarray, sigma: np.ndarray, n_grid: int = 256, chunk: int = 4096) -> np.ndarray:
     """True where the mixture density has more than one local maximum.
 
@@ -383,70 +352,3 @@ def runs(conditions: pd.DataFrame) -> pd.DataFrame:
     c["clear_run"] = np.where(c["state"] == "clear", length, 0)
     c["run_start"] = c.groupby(change)["time"].transform("min")
     return c
-
-
-# ---------------------------------------------------------------------------------------------------
-# the detect step
-# ---------------------------------------------------------------------------------------------------
-def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
-           routes: Any = None) -> DetectOutcome:
-    """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
-    from smmdn.alerts import lifecycle
-    from smmdn.alerts.routing import load_routes
-    from smmdn.cycle import site_offsets
-    from smmdn.store import alerts as db
-
-    now = _utc(now)
-    rules = rules or Rules.from_settings(settings)
-    routes = routes if routes is not None else load_routes(settings)
-    offsets = site_offsets(store)
-    marks = lifecycle.site_watermarks(store)
-    default_from = (now - rules.lookback_days * DAY).floor("D")
-    first = min([m + DAY for m in marks.values()] + [default_from]) if marks else default_from
-    read_from = first - (rules.context_days + 1) * DAY
-    raw = store.read_observations(start=read_from - DAY, end=now + DAY)
-    periods = db.sensor_periods(store)
-    raw = within_periods(raw, periods)
-    days = daily_readings(raw, offsets)
-    outcome = DetectOutcome(now=now.isoformat())
-    if not days.empty:
-        days = days.loc[complete(days, now, offsets)]
-        days = days.loc[days["time"] >= read_from]
-        days = lifecycle.drop_maintenance(store, days, offsets)
-    fresh = pd.Series(False, index=days.index)
-    if not days.empty:
-        start_of = days["site"].map(lambda s: marks.get(s, default_from - DAY) + DAY)
-        fresh = days["time"] >= start_of
-    outcome.series = int(days.loc[fresh, SERIES].drop_duplicates().shape[0]) if not days.empty else 0
-    outcome.observations = int(fresh.sum())
-    outcome.days = sorted({t.date().isoformat() for t in days.loc[fresh, "time"]}) if not days.empty else []
-
-    conditions = pd.DataFrame(columns=["time", *KEY, "state"])
-    scored = pd.DataFrame()
-    if not days.empty and fresh.any():
-        forecasts = db.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
-                                               sites=sorted(days.loc[fresh, "site"].unique()))
-        scored = score_days(days, forecasts, rules)
-        conditions = runs(classify(scored))
-        conditions = conditions.merge(
-            days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
-        conditions["_fresh"] = conditions["_fresh"].eq(True)
-        outcome.outside = int(scored.loc[scored["time"].isin(days.loc[fresh, "time"]), "outside"].sum())
-    last = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
-    plan = lifecycle.plan(store, conditions, scored, last, now, rules, periods)
-    new_marks = {}
-    if not days.empty and fresh.any():
-        new_marks = days.loc[fresh].groupby("site")["time"].max().to_dict()
-    applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
-    for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
-        setattr(outcome, key, applied[key])
-    outcome.alerts = applied["events"][:50]
-    outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
-    if outcome.opened or outcome.reopened:
-        log.warning("alerts: %d opened, %d reopened (%s)", outcome.opened, outcome.reopened, now.date())
-    return outcome
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp.now(tz="UTC") if value is None else pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from smmdn.errors import InputError
-from smmdn.metrics import (
+from smmdn.model.mixture import central_interval
+from smmdn.schema import QUANTILE_LEVELS, format_times, mixture_columns, normalise_observations
+from smmdn.verify.metrics import (
     METRIC_KEYS,
     climatology,
     gaussian_scores,
@@ -29,8 +31,6 @@ from smmdn.metrics import (
     series_scores,
     summarise_scores,
 )
-from smmdn.model.mixture import central_interval
-from smmdn.schema import QUANTILE_LEVELS, format_times, mixture_columns, normalise_observations
 
 log = logging.getLogger(__name__)
 FORCING_LABEL = "observed weather"

@@ -1,0 +1,43 @@
+"""Alert tasks of the daily cycle: detect (new observations vs the predicted mixture → lifecycle → outbox)
+and deliver (drain the outbox through apprise). Each returns a JSON-able summary; the daily flow turns a
+failure into a ``failed`` step (``common.outcome``) so a broken detector or notifier never stops forecasts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import task
+
+from flows import common
+from flows.secrets import prefect_secret
+
+
+@task(name="detect-anomalies", timeout_seconds=900, persist_result=True)
+def detect_task(now: str) -> Any:
+    from smmdn.alerts.routing import load_routes
+    from smmdn.alerts.step import detect
+
+    cfg = common.settings()
+    routes = load_routes(cfg, secrets=prefect_secret)
+    return common.summarise(detect(common.store(cfg), pd.Timestamp(now), cfg, routes=routes))
+
+
+@task(name="deliver-alerts", timeout_seconds=600, persist_result=True)
+def deliver_task() -> Any:
+    """No task retries: the outbox is the retry (a row that failed stays pending with its backoff)."""
+    from smmdn.alerts.deliver import deliver_outbox
+
+    cfg = common.settings()
+    return common.summarise(deliver_outbox(common.store(cfg), cfg, secrets=prefect_secret))
+
+
+def detect(now: pd.Timestamp) -> dict[str, Any]:
+    """The detect step's summary (``status`` ok | failed)."""
+    return common.outcome(detect_task(now.isoformat(), return_state=True), "detection")
+
+
+def deliver() -> dict[str, Any]:
+    """The delivery step's summary (``status`` ok | failed)."""
+    return common.outcome(deliver_task(return_state=True), "alert delivery")

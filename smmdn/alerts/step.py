@@ -1,0 +1,113 @@
+"""The detect step of the daily cycle: read what each site completed since its watermark, score and classify
+it (``smmdn.alerts.detect``), and let the lifecycle turn the conditions into alert transitions and outbox rows
+(``smmdn.alerts.lifecycle``), in one transaction.
+
+Maintenance windows remove a site's days from detection; replaced sensors stop at their replacement.
+Each site has a watermark (the last local day evaluated), so a rerun for the same ``now`` changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from smmdn.alerts import lifecycle
+from smmdn.alerts.detect import (
+    KEY,
+    MISSING_WINDOW,
+    SERIES,
+    Rules,
+    classify,
+    complete,
+    daily_readings,
+    runs,
+    score_days,
+    within_periods,
+)
+from smmdn.alerts.routing import Routes, load_routes
+from smmdn.alerts.silences import drop_maintenance
+from smmdn.config import Settings
+from smmdn.store import alerts as db
+from smmdn.store.sites import site_offsets
+from smmdn.timeutil import DAY, utc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DetectOutcome:
+    """What one detection run saw and did (the daily summary shows ``opened``)."""
+
+    now: str
+    days: list[str] = field(default_factory=list)
+    series: int = 0
+    observations: int = 0
+    outside: int = 0
+    opened: int = 0
+    reopened: int = 0
+    resolved: int = 0
+    escalated: int = 0
+    reminders: int = 0
+    messages_queued: int = 0
+    active_alerts: int = 0
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
+           routes: Routes | None = None) -> DetectOutcome:
+    """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
+    now = utc(now)
+    rules = rules or Rules.from_settings(settings)
+    routes = routes if routes is not None else load_routes(settings)
+    offsets = site_offsets(store)
+    marks = lifecycle.site_watermarks(store)
+    default_from = (now - rules.lookback_days * DAY).floor("D")
+    first = min([m + DAY for m in marks.values()] + [default_from]) if marks else default_from
+    read_from = first - (rules.context_days + 1) * DAY
+    raw = store.read_observations(start=read_from - DAY, end=now + DAY)
+    periods = db.sensor_periods(store)
+    raw = within_periods(raw, periods)
+    days = daily_readings(raw, offsets)
+    outcome = DetectOutcome(now=now.isoformat())
+    if not days.empty:
+        days = days.loc[complete(days, now, offsets)]
+        days = days.loc[days["time"] >= read_from]
+        days = drop_maintenance(store, days, offsets)
+    fresh = pd.Series(False, index=days.index)
+    if not days.empty:
+        start_of = days["site"].map(lambda s: marks.get(s, default_from - DAY) + DAY)
+        fresh = days["time"] >= start_of
+    outcome.series = int(days.loc[fresh, SERIES].drop_duplicates().shape[0]) if not days.empty else 0
+    outcome.observations = int(fresh.sum())
+    outcome.days = sorted({t.date().isoformat() for t in days.loc[fresh, "time"]}) if not days.empty else []
+
+    conditions = pd.DataFrame(columns=["time", *KEY, "state"])
+    scored = pd.DataFrame()
+    if not days.empty and fresh.any():
+        forecasts = db.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
+                                               sites=sorted(days.loc[fresh, "site"].unique()))
+        scored = score_days(days, forecasts, rules)
+        conditions = runs(classify(scored))
+        conditions = conditions.merge(
+            days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
+        conditions["_fresh"] = conditions["_fresh"].eq(True)
+        outcome.outside = int(scored.loc[scored["time"].isin(days.loc[fresh, "time"]), "outside"].sum())
+    last = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
+    plan = lifecycle.plan(store, conditions, scored, last, now, rules, periods)
+    new_marks = {}
+    if not days.empty and fresh.any():
+        new_marks = days.loc[fresh].groupby("site")["time"].max().to_dict()
+    applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
+    for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
+        setattr(outcome, key, applied[key])
+    outcome.alerts = applied["events"][:50]
+    outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
+    if outcome.opened or outcome.reopened:
+        log.warning("alerts: %d opened, %d reopened (%s)", outcome.opened, outcome.reopened, now.date())
+    return outcome
