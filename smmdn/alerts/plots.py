@@ -65,7 +65,8 @@ def alert_png(observations: pd.DataFrame, fan: pd.DataFrame, title: str, *, high
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("vwc (m3/m3)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:  # nothing to label when the window holds no data
+        ax.legend(fontsize=7, loc="upper left")
     for tick in ax.get_xticklabels():
         tick.set_rotation(20)
     return _png(fig)

@@ -98,6 +98,16 @@ def test_backoff_doubles_up_to_the_cap_and_keys_ride_on_http_receivers() -> None
     assert "Idempotency" not in with_key("mailto://a@example.org", "k", cfg)
 
 
+def test_secret_references_go_through_the_injected_resolver() -> None:
+    spec = {"teams": {"ops": {"urls": ["secret:ops-webhook"]}}, "operators": ["ops"]}
+    with pytest.raises(DeliveryConfigError, match="needs a secret resolver"):
+        parse_routes(spec, "routes.yaml").resolve("ops#0")  # the library alone knows no secret store
+    store = {"ops-webhook": "json://127.0.0.1:9/ops"}
+    assert parse_routes(spec, "routes.yaml", secrets=store.__getitem__).resolve("ops#0") == store["ops-webhook"]
+    with pytest.raises(DeliveryConfigError, match="secret 'ops-webhook'"):
+        parse_routes(spec, "routes.yaml", secrets={}.__getitem__).resolve("ops#0")
+
+
 def test_suppression_reasons() -> None:
     now = pd.Timestamp("2024-05-12", tz="UTC")
     silences = Silences(pd.DataFrame([{"id": 3, "kind": "silence", "site": "A", "depth_cm": None, "sensor": "c",
