@@ -65,8 +65,31 @@ def daily(day: str | None = None, history_days: int = 365, train_overrides: dict
 
 
 def publish(summary: dict[str, Any]) -> None:
-    """The run's markdown summary and the keyed tables whose history the UI shows."""
+    """The run's markdown summary and the keyed tables whose history the UI shows, the network overview, and
+    a plot for each site with an open alert (not every site: that would not scale)."""
     from flows.report import cycle_markdown, cycle_row
 
     common.markdown("daily-summary", cycle_markdown(summary), f"daily cycle {summary['issue']}")
     common.table("daily-cycle", [cycle_row(summary)], f"daily cycle {summary['issue']}")
+    publish_views(summary["issue"], pd.Timestamp(summary["now"]))
+
+
+MAX_SITE_PLOTS = 50  # a bad day with more sites alerting lists them in the overview; the CLI plots any site
+
+
+def publish_views(issue: str, now: pd.Timestamp) -> None:
+    """Keyed artifacts (stable keys: the UI's history; the day in the description). For people: failing to
+    publish them never fails the cycle."""
+    from flows.report import site_markdown
+    from smmdn.views.overview import network_overview, sites_with_open_alerts
+
+    try:
+        db = common.store()
+        rows = network_overview(db, now)
+        common.table("network-overview", rows, f"network overview {issue}: {len(rows)} sites, "
+                                               f"{sum(r['open_alerts'] for r in rows)} open alerts")
+        for site in sites_with_open_alerts(db)[:MAX_SITE_PLOTS]:
+            common.markdown(common.artifact_key("site", site), site_markdown(db, site, now),
+                            f"{site} on {issue}: forecasts, observations and open alerts")
+    except Exception as exc:
+        common.logger().warning("forecast views not published: %s", exc)

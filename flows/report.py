@@ -157,3 +157,25 @@ def _inline_png(name: str, path: str) -> str:
     except OSError:
         return ""
     return f"\n![{name}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})\n"
+
+
+def site_markdown(store: Any, site: str, now: Any) -> str:
+    """A site with open alerts, for the UI: one plot per depth with an alert (inline PNG), and the alerts."""
+    import base64
+
+    from smmdn.views.fan import depth_png
+    from smmdn.views.site import site_view
+
+    view = site_view(store, site, days=21, now=now)
+    alerting = sorted({float(d) for d in view.alerts["depth_cm"] if float(d) in view.depths}) or view.depths[:1]
+    lines = [f"# {site}: open alerts", ""]
+    for a in view.alerts.itertuples():
+        who = "all sensors" if a.sensor == "*" else f"sensor {a.sensor}"
+        lines.append(f"- #{a.id} **{a.kind}** at {float(a.depth_cm):g} cm, {who}, since "
+                     f"{a.window_start:%Y-%m-%d} (`smmdn alerts show {a.id}`)")
+    lines.append("")
+    for depth in alerting:
+        png = base64.b64encode(depth_png(view, depth)).decode("ascii")
+        lines += [f"## {depth:g} cm", "", f"![{site} {depth:g} cm](data:image/png;base64,{png})", ""]
+    lines.append(f"All depths: `smmdn forecasts plot --site {site}` writes a self-contained page.")
+    return "\n".join(lines) + "\n"

@@ -122,6 +122,25 @@ def test_only_operator_ports_are_published_and_on_loopback_by_default() -> None:
     assert published == {"timescaledb": [("127.0.0.1", 5432)], "prefect-server": [("127.0.0.1", 4200)]}
 
 
+def test_grafana_reads_as_the_reader_login_and_publishes_on_loopback() -> None:
+    result = _compose("--env-file", str(REPO / ".env.example"), "-f", str(COMPOSE), "--profile", "dashboards",
+                      "config", "--format", "json", env=_clean_env(**SECRETS))
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    grafana = services["grafana"]
+    seen = {name for name, service in services.items() if SECRETS["SMMDN_READER_DB_PASSWORD"] in json.dumps(service)}
+    assert seen == {"db-users", "grafana"}  # the reader's password, and no other secret, reaches Grafana
+    assert not {k for k, v in SECRETS.items() if k != "SMMDN_READER_DB_PASSWORD" and v in json.dumps(grafana)}
+    assert [(p.get("host_ip"), p["target"]) for p in grafana["ports"]] == [("127.0.0.1", 3000)]
+    binds = {v["target"]: v for v in grafana["volumes"] if v["type"] == "bind"}
+    assert set(binds) == {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards/smmdn"}
+    for bind in binds.values():
+        assert bind["read_only"] and Path(bind["source"]).is_dir()
+    datasource = yaml.safe_load((REPO / "infra/grafana/provisioning/datasources/timescaledb.yaml").read_text())
+    assert datasource["datasources"][0]["user"] == "${SMMDN_READER_DB_USER}"
+    assert {"SMMDN_READER_DB_USER", "SMMDN_READER_DB_PASSWORD", "SMMDN_GRAFANA_DB_HOST"} <= set(grafana["environment"])
+
+
 def test_gpu_worker_reserves_a_gpu_and_workers_poll_the_two_pools() -> None:
     services = _resolved()["services"]
     devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
