@@ -6,6 +6,7 @@ f-string counts as an import of every module its constant prefix names). Only im
 - no cycle among smmdn modules;
 - Prefect and ``flows`` only in the faces: ``smmdn/commands/``, ``smmdn/demo/``, ``smmdn/cli.py``;
 - ``smmdn.model`` never imports ``smmdn.store``;
+- SQL only in ``smmdn.store``: sqlalchemy, psycopg and the table definitions are imported nowhere else;
 - the ground floor (config, errors, schema, registry, timeutil) imports nothing of smmdn above it.
 """
 
@@ -154,6 +155,12 @@ def test_prefect_and_flows_only_in_the_faces(graph: dict[str, Imports]) -> None:
 def test_model_never_imports_store(graph: dict[str, Imports]) -> None:
     offenders = sorted((m, t) for m, i in graph.items() if _under(m, ("smmdn.model",))
                        for t in i.all if _under(t, ("smmdn.store",)))
+    assert offenders == []
+
+
+def test_sql_only_in_the_store(graph: dict[str, Imports]) -> None:
+    offenders = sorted((m, t) for m, i in graph.items() if not _under(m, ("smmdn.store",))
+                       for t in i.all if _under(t, ("sqlalchemy", "smmdn.store.tables", "psycopg")))
     assert offenders == []
 
 
