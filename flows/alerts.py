@@ -28,14 +28,16 @@ def detect_task(now: str) -> Any:
 
 
 def alert_event(transition: dict[str, Any]) -> None:
-    """One Prefect event per alert transition (``smmdn.alert.opened`` …): automations and the event feed see
-    alerts, not only flow states. Telling Prefect is a courtesy: it never fails the step."""
+    """One Prefect event per alert transition (``smmdn.alert.opened`` …; the network-wide calibration drift as
+    ``smmdn.calibration-drift.opened`` …, so an automation needs no label filter): automations and the event
+    feed see alerts, not only flow states. Telling Prefect is a courtesy: it never fails the step."""
     from prefect.events import emit_event
 
     site, kind = str(transition["site"]), str(transition["kind"])
     where = "network" if site == "*" else f"{site} {float(transition['depth_cm']):g} cm {transition['sensor']}"
     try:
-        emit_event(event=f"smmdn.alert.{transition['event']}",
+        family = "calibration-drift" if kind == "calibration_drift" else "alert"
+        emit_event(event=f"smmdn.{family}.{transition['event']}",
                    resource={"prefect.resource.id": f"smmdn.alert.{transition['alert']}",
                              "prefect.resource.name": f"{kind} {where}", "smmdn.site": site, "smmdn.kind": kind},
                    payload={k: (v if isinstance(v, int | float | str | bool) or v is None else str(v))

@@ -69,6 +69,7 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
     from smmdn.demo.feeds import WeatherServer, registry_yaml, write_toa5_day
     from smmdn.demo.receiver import AlertReceiver
     from smmdn.demo.simulate import simulate_network
+    from smmdn.display import plain
 
     home = opts.home.resolve()
     if opts.fresh and home.exists():
@@ -99,7 +100,7 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
         write_toa5_day(landing, s.site, net.readings, START, days=opts.history)
     echo(f"simulated {opts.sites} sites x 3 depths x 3 sensors; {opts.history} days of logger files in {landing}")
     echo(f"weather (Open-Meteo format) at {weather.url}; alerts sink {receiver.url}; "
-         f"failing sensor {net.failing} from {net.failure_start.date()}")
+         f"failing sensor {plain(net.failing)} from {net.failure_start.date()}")
 
     from prefect.settings import temporary_settings
 

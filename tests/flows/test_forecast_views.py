@@ -66,7 +66,7 @@ def test_views_over_real_cycles(ops: Ops, tmp_path: Path, capsys: pytest.Capture
 
     # the runs tell the day's story: named after their issue day, with the library's own log lines
     runs, logs = flow_run_logs(f"daily-{ops.day(HISTORY + 3).date()}")
-    assert len(runs) == 1 and runs[0].state.is_completed()
+    assert runs and runs[0].state.is_completed()  # the newest: other tests of the session may replay that day
     steps = {r.name for r in logs if r.name.startswith("smmdn.")}
     assert {"smmdn.alerts.step", "smmdn.verify.verification", "smmdn.alerts.deliver"} <= steps, steps
     ingest_runs, ingest_logs = flow_run_logs(f"ingest-{ops.day(HISTORY + 4).date()}")  # runs the morning after
