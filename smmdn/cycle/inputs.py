@@ -33,7 +33,9 @@ from smmdn.timeutil import DAY
 log = logging.getLogger(__name__)
 
 FORCING_SOURCE = "open-meteo"
-UNTRUSTED_FLAGS = ("spike", "flatline")  # flagged by validation: kept in the store, not fed to the model
+# flagged by validation (spike, flatline) or by ISMN (ismn_C03, ismn_D06, …: quality/ismn_flags.py):
+# kept in the store, not fed to the model
+UNTRUSTED_FLAGS = ("spike", "flatline", "ismn_")
 CLIMATOLOGY_WINDOW_DAYS = 15  # +- days of year around the target day when a year of history exists
 RECENT_WINDOW_DAYS = 30  # otherwise: mean of the last 30 days known
 MAX_FORECAST_AGE = pd.Timedelta(hours=12)  # fetched by the same cycle is ~0 h old; yesterday's is stale
