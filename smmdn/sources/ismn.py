@@ -77,10 +77,21 @@ def read_ismn_archive(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     Unlike ingest (which quarantines them), a conversion refuses non-numeric values: a canonical CSV
     holds numbers.
     """
+    obs, forcing, sites, _ = convert_ismn_archive(path)
+    return obs, forcing, sites
+
+
+def convert_ismn_archive(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                                    dict[str, pd.DataFrame]]:
+    """``smmdn data convert ismn``: the three canonical frames and ``sensors`` (depth_from/to, instrument)."""
     data = read_ismn(path)
     _refuse_non_numeric(data, str(path))
-    forcing = pd.DataFrame({"time": pd.Series([], dtype=str), "site": pd.Series([], dtype=str)})
-    return data.observations, forcing, data.sites
+    obs, forcing, sites = data.observations, _no_forcing(), data.sites
+    return obs, forcing, sites, {"sensors": data.sensors}
+
+
+def _no_forcing() -> pd.DataFrame:
+    return pd.DataFrame({"time": pd.Series([], dtype=str), "site": pd.Series([], dtype=str)})
 
 
 def read_ismn(
@@ -114,11 +125,10 @@ def _quiet() -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
     stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    for name in ("ismn", "ismn_meta_collector", "root"):
+    for name in ("ismn", "ismn_meta_collector"):  # the package logs every file it reads, to the root's handlers
         logger = logging.getLogger(name)
-        previous = logger.level
-        logger.setLevel(logging.CRITICAL)
-        stack.callback(logger.setLevel, previous)
+        stack.callback(setattr, logger, "propagate", logger.propagate)
+        logger.propagate = False
     return stack
 
 
