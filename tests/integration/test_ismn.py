@@ -192,6 +192,11 @@ def test_ingest_twice_changes_nothing_and_keeps_flags(tmp_path: Path, settings: 
     spike = stored[stored["ismn_flag"] == "D06"]
     assert len(spike) == 1 and "ismn_D06" in spike.iloc[0]["quality_flag"]
     assert set(stored["provider_flag"]) == {"M"}
+    page = Path(first[0].data_docs or "").read_text(encoding="utf-8")  # Data Docs count ISMN's flags
+    for check in ("ismn_C01_C02_range", "ismn_C03_saturation", "ismn_D_geophysical"):
+        assert check in page
+    [run] = store.validation_runs("ismn:TESTNET_TWIN").to_dict("records")
+    assert run["summary"]["observations"]["ismn_flags"] == {"C01": 1, "C03": 1, "D06": 2, "G": 140}
     second = ingest_ismn(store, settings, registry, archive, now=NOW)
     assert [(s.status, s.inserted, s.updated, s.quarantined) for s in second] == [("empty", 0, 0, 0)]
     assert store.count("observations") == 142 and len(store.list_quarantine()) == 1
