@@ -125,10 +125,12 @@ def _quiet() -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
     stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    for name in ("ismn", "ismn_meta_collector"):  # the package logs every file it reads, to the root's handlers
+    # the package logs every file it reads: to the root's handlers and to its own stderr handler
+    for name in ("ismn", "ismn_meta_collector"):
         logger = logging.getLogger(name)
         stack.callback(setattr, logger, "propagate", logger.propagate)
-        logger.propagate = False
+        stack.callback(setattr, logger, "disabled", logger.disabled)
+        logger.propagate, logger.disabled = False, True
     return stack
 
 

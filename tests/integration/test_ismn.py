@@ -217,18 +217,29 @@ def test_ingest_skips_stations_not_in_the_registry_and_fails_cleanly(tmp_path: P
                                                "SCAN_AdamsRanch-1": "skipped"}
     bad = ingest_ismn(sqlite_store, settings, registry, tmp_path / "missing.zip", now=NOW)
     assert [s.status for s in bad] == ["failed"] and "not found" in (bad[0].error or "")
+    before = (sqlite_store.count("observations"), len(sqlite_store.list_quarantine()))
+    folder = _extract(_sample(HEADER_VALUES), tmp_path / "hv")
+    abrams = next(folder.glob("SCAN/Abrams/*.stm"))
+    abrams.write_bytes(abrams.read_bytes().replace(b"\r2010/01/01 00:00", b"\r2010/13/45 99:99", 1))
+    broken = ingest_ismn(sqlite_store, settings, registry, folder, since=pd.Timestamp("2000-01-01T00:00Z"),
+                         now=NOW)
+    assert [s.status for s in broken] == ["failed"] and abrams.name in (broken[0].error or "")
+    assert "line" in (broken[0].error or "")
+    assert (sqlite_store.count("observations"), len(sqlite_store.list_quarantine())) == before  # nothing written
 
 
 def test_ingest_cli_and_forcing_from_open_meteo_at_the_station(tmp_path: Path, sqlite_store,  # type: ignore[no-untyped-def]
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
     archive = own.write_folder(tmp_path / "own")
     reg = _import(tmp_path, archive)
     url = str(sqlite_store.engine.url)
     assert main(["sites", "--url", url, "load", str(reg)]) == 0
     assert main(["ingest", "--url", url, "--registry", str(reg), "ismn", str(archive)]) == 0
-    assert "ismn[TESTNET_TWIN] ok" in capsys.readouterr().out
+    out, err = capfd.readouterr()
+    assert "ismn[TESTNET_TWIN] ok" in out
+    assert "Collecting metadata" not in out + err and "Processed file" not in out + err  # the package is quiet
     assert main(["ingest", "--url", url, "--registry", str(reg), "ismn", str(archive)]) == 0
-    assert "ismn[TESTNET_TWIN] empty" in capsys.readouterr().out
+    assert "ismn[TESTNET_TWIN] empty" in capfd.readouterr().out
     payload = json.loads(shared_path("formats", "open-meteo", "archive-daily.json").read_text())
     with serve() as server:
         server.route("/v1/archive", Reply(json.dumps(payload)))
