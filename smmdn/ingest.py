@@ -651,7 +651,6 @@ def ingest_ismn(
         return out
     origin = data.origin if data.origin is not None else pd.DataFrame(index=data.observations.index)
     frame = data.observations.join(origin)
-    missing_by_site = data.missing
     for row in data.sites.to_dict("records"):
         site = mapped.get((row["network"], row["station"]))
         if site is None:
@@ -662,9 +661,8 @@ def ingest_ismn(
             continue
         obs = frame[frame["site"] == row["site"]].assign(site=site.id)
         report(_ingest_ismn_site(store, settings, registry, site, obs, since, now))
-    if missing_by_site:
-        head.notes.append(f"{missing_by_site} readings without a value (not kept)")
-        log.info("ismn[%s]: %s", head.key, head.notes[-1])
+    if data.missing:
+        log.info("ismn[%s]: %d readings without a value (not kept)", head.key, data.missing)
     return out
 
 

@@ -71,16 +71,6 @@ def site_id(network: str, station: str) -> str:
     return SITE_ID_BAD.sub("-", f"{network}_{station}").strip("-")
 
 
-def read_ismn_archive(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Converter entry point: (observations, forcing, sites); ISMN archives carry no forcing we use.
-
-    Unlike ingest (which quarantines them), a conversion refuses non-numeric values: a canonical CSV
-    holds numbers.
-    """
-    obs, forcing, sites, _ = convert_ismn_archive(path)
-    return obs, forcing, sites
-
-
 def convert_ismn_archive(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
                                                     dict[str, pd.DataFrame]]:
     """``smmdn data convert ismn``: the three canonical frames and ``sensors`` (depth_from/to, instrument)."""
@@ -277,7 +267,7 @@ def _read_sensor(se, source: Path, name: str) -> tuple[pd.DataFrame, int]:  # ty
         times = times.tz_localize("UTC")  # ISMN publishes UTC
     numeric = pd.to_numeric(values, errors="coerce")
     text = values.astype("string").str.strip()
-    absent = numeric.isna() & (text.isna() | text.str.fullmatch(r"(?i)nan|") .fillna(True))
+    absent = (numeric.isna() & (text.isna() | text.str.fullmatch(r"(?i)nan|").fillna(True))).to_numpy()
     frame = pd.DataFrame({
         "time": times.tz_convert("UTC"),
         "vwc": np.where(numeric.notna(), numeric, values.astype(object)),  # text kept: validation quarantines it
@@ -287,7 +277,7 @@ def _read_sensor(se, source: Path, name: str) -> tuple[pd.DataFrame, int]:  # ty
     frame["vwc"] = frame["vwc"].astype(np.float64) if numeric.notna().all() else frame["vwc"].astype(object)
     frame["line"] = np.arange(len(frame)) + 1 + header_lines
     frame["file"] = name
-    keep = ~absent.to_numpy()
+    keep = ~absent
     return frame[keep].reset_index(drop=True), int((~keep).sum())
 
 

@@ -18,7 +18,7 @@ from smmdn.cycle.inputs import UNTRUSTED_FLAGS
 from smmdn.errors import InputError
 from smmdn.ingest import ingest_forcing, ingest_ismn, load_sites
 from smmdn.registry import load_registry
-from smmdn.sources.ismn import read_ismn, site_id
+from smmdn.sources.ismn import convert_ismn_archive, read_ismn, site_id
 from tests.conftest import shared_path
 from tests.helpers import ismn_archive as own
 from tests.helpers.http_server import Reply, serve
@@ -179,6 +179,22 @@ def test_sites_import_writes_entries_with_filters_and_merges(tmp_path: Path) -> 
     assert arm.attributes["land_cover"] == "Grassland" and arm.sensors[0].depth_to_cm == 19.0
 
 
+def test_static_attributes_reach_the_model_inputs_and_text_stays_text(tmp_path: Path, sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    from smmdn.cycle.inputs import model_sites
+
+    registry = load_registry(_import(tmp_path, _sample(CEOP)))
+    load_sites(sqlite_store, registry)
+    frame = model_sites(sqlite_store)
+    assert frame is not None
+    row = frame.set_index("site").loc["COSMOS_ARM-1"]
+    assert row["clay_fraction"] == pytest.approx(0.23) and row["saturation"] == pytest.approx(0.46)
+    assert "land_cover" not in frame.columns  # text: stored (below), not fed as a number
+    stored = sqlite_store.read_sites().set_index("site").loc["COSMOS_ARM-1", "attributes"]["static"]
+    assert stored["land_cover"] == "Grassland" and stored["climate_class"] == "Cfa"
+    sensors = sqlite_store.read_sensors().set_index("site").loc["COSMOS_ARM-1", "attributes"]
+    assert sensors == {"depth_from_cm": 0.0, "depth_to_cm": 19.0}
+
+
 def test_ingest_twice_changes_nothing_and_keeps_flags(tmp_path: Path, settings: Settings, store) -> None:  # type: ignore[no-untyped-def]
     archive = own.write_zip(tmp_path / "own.zip")
     registry = load_registry(_import(tmp_path, archive))
@@ -256,3 +272,23 @@ def test_folder_input_of_convert_is_only_for_ismn(tmp_path: Path, capsys: pytest
     assert main(["data", "convert", "cosmos", "--input", str(tmp_path), "--out", str(tmp_path / "o")]) != 0
     assert "input file not found" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+def test_non_numeric_value_is_refused_by_convert_and_quarantined_by_ingest(tmp_path: Path, settings: Settings,
+                                                                          sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    folder = own.write_folder(tmp_path / "own")
+    stm = next(folder.glob("TESTNET/TWIN/*EC5_B*.stm"))
+    stm.write_bytes(stm.read_bytes().replace(b"0.2650 G", b"0.2x50 G", 1))
+    with pytest.raises(InputError) as err:
+        convert_ismn_archive(folder)
+    assert stm.name in str(err.value) and "line 7" in str(err.value) and "soil_moisture" in str(err.value)
+    out = tmp_path / "out"
+    assert main(["data", "convert", "ismn", "--input", str(folder), "--out", str(out)]) != 0
+    assert not out.exists()
+    registry = load_registry(_import(tmp_path, folder))
+    load_sites(sqlite_store, registry)
+    [s] = ingest_ismn(sqlite_store, settings, registry, folder, now=NOW)
+    assert (s.status, s.quarantined) == ("ok", 2)  # the C01 reading and the unreadable one
+    q = sqlite_store.list_quarantine()
+    bad = q[q["reason"].str.contains("vwc_not_numeric")]
+    assert len(bad) == 1 and bad.iloc[0]["row"]["line"] == 7 and bad.iloc[0]["row"]["file"].endswith(stm.name)
