@@ -76,6 +76,10 @@ def test_header_values_sample_reads_every_station_with_both_flags(tmp_path: Path
     assert set(soilscape["provider_flag"]) == {"0"}  # the provider's own flag, as text
     only = read_ismn(_sample(HEADER_VALUES), networks=["SCAN"], stations=["Abrams"], work_dir=tmp_path)
     assert list(only.sites["site"]) == ["SCAN_Abrams"]
+    folder = _extract(_sample(HEADER_VALUES), tmp_path / "hv")
+    before = _tree(folder)
+    pd.testing.assert_frame_equal(read_ismn(folder, work_dir=tmp_path).observations, data.observations)
+    assert _tree(folder) == before
 
 
 def test_read_only_source_folder_is_never_written(tmp_path: Path) -> None:
