@@ -53,7 +53,13 @@ def parse_cosmos_csv(text: str, source_name: str = "cosmos-uk csv") -> tuple[pd.
         raise InputError("empty site-id or repeated parameter ids in the header", where=source_name,
                          column="site-id / parameter-id", fix="give the CSV exported from the COSMOS-UK portal")
     units = dict(zip(params, [u.strip() for u in header.get("parameter-units", [])], strict=False))
-    try:  # index_col=False: a row with an extra field must not shift the date into the index
+    import csv
+
+    wide = [i + HEADER_ROWS + 1 for i, row in enumerate(csv.reader(lines[HEADER_ROWS:])) if len(row) > len(params) + 1]
+    if wide:  # pandas would drop the extra fields (or shift the date into the index): refuse instead
+        raise InputError(f"rows with more fields than the {len(params)} parameter ids", where=source_name,
+                         rows=wide[:20], fix="give the CSV exported from the COSMOS-UK portal, unedited")
+    try:  # index_col=False: belt and braces, the date stays a column
         body = pd.read_csv(io.StringIO("\n".join(lines[HEADER_ROWS:])), header=None, names=["date", *params],
                            dtype={"date": str}, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:

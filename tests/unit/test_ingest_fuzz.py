@@ -100,6 +100,16 @@ def test_cosmos_uk_garbage(text: str) -> None:
         assert {"time", "site"} <= set(forcing.columns)
 
 
+def test_cosmos_uk_row_with_an_extra_field_is_refused_not_cut() -> None:
+    """Found by the fuzzing above: pandas dropped the extra field (or moved the date into the index)."""
+    head = "timestamp,x\nsite-id,SPENF\nsite-name,S\nparameter-id,TDT1_VWC_LEVEL2_MEAN\nparameter-name,v\n" \
+           "parameter-units,%\n"
+    with pytest.raises(InputError, match=r"more fields.*rows: 8"):
+        cosmos.parse_cosmos_csv(head + "24/11/2016,28.2\n25/11/2016,28.1,9\n", "c.csv")
+    obs, _ = cosmos.parse_cosmos_csv(head + "24/11/2016,28.2\n", "c.csv")
+    assert obs["vwc"].tolist() == [pytest.approx(0.282)]
+
+
 def _ismn_stm() -> str:
     """One real "header + values" file of the sample archive (the first 60 lines), or our own writer's."""
     import zipfile
