@@ -13,7 +13,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from smmdn.errors import SmmdnError
+from smmdn.commands import exits
+
+DEBUG_FLAG = "--debug"
 
 COMMAND_MODULES = (
     "db",
@@ -34,6 +36,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smmdn", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help="print the traceback of an error (accepted anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -47,8 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; every error ends as one line and an exit code of ``smmdn.commands.exits``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv  # the same switch for every command, wherever it is written
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help 0
+        return int(exc.code or 0) if isinstance(exc.code, int) else exits.BAD_INPUT
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -61,9 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result = args.handler(args)
-    except SmmdnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return exits.report(exc, debug=debug)
     return int(result or 0)
 
 

@@ -127,18 +127,9 @@ def _now():  # type: ignore[no-untyped-def]
 
 def parse_time(value: str | None, what: str):  # type: ignore[no-untyped-def]
     """ISO 8601 → UTC timestamp (naive is UTC); None → now."""
-    import pandas as pd
+    from smmdn.commands.args import parse_time as parse
 
-    from smmdn.errors import InputError
-
-    if value is None:
-        return _now()
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"cannot read {value!r} as a time", where=what,
-                         fix="use ISO 8601, e.g. 2024-05-01T08:00") from exc
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return _now() if value is None else parse(value, what)
 
 
 def parse_duration(value: str):  # type: ignore[no-untyped-def]
