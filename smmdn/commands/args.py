@@ -7,7 +7,12 @@ from typing import Any
 
 def parse_time(value: str | None, flag: str) -> Any:
     """ISO 8601 → UTC ``pd.Timestamp`` (naive is UTC); ``None`` stays ``None``; anything else is an
-    ``InputError`` naming the flag (exit 2), never a traceback."""
+    ``InputError`` naming the flag (exit 2), never a traceback.
+
+    Strict ISO (``datetime.fromisoformat``): '03/04/2024' would be a guess between March and April.
+    """
+    from datetime import datetime
+
     import pandas as pd
 
     from smmdn.errors import InputError
@@ -15,7 +20,7 @@ def parse_time(value: str | None, flag: str) -> Any:
     if value is None:
         return None
     try:
-        stamp = pd.Timestamp(value)
+        stamp = pd.Timestamp(datetime.fromisoformat(value.strip()))
     except (ValueError, TypeError, OverflowError) as exc:
         stamp, cause = pd.NaT, exc
     else:

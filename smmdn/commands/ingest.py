@@ -45,11 +45,11 @@ def _ingest(args: argparse.Namespace) -> int:
     from smmdn.registry import load_registry
     from smmdn.store import Store
 
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     settings = get_settings()
     path = args.registry or settings.registry_file
     if not path:
         raise InputError("no registry", where="ingest", fix="pass --registry or set SMMDN_REGISTRY_FILE")
-    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     registry = load_registry(path)
     store = Store(args.url or settings.resolved_database_url)
     store.init()
