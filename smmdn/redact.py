@@ -26,7 +26,7 @@ SECRET_QUERY_KEYS = ("apikey", "api_key", "api-key", "access_token", "token", "k
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words; no real secret is this short
 
 _QUERY = re.compile(
-    r"(?P<lead>[?&;]|%3[fF]|%26)(?P<key>(?:" + "|".join(re.escape(k) for k in SECRET_QUERY_KEYS)
+    r"(?P<lead>[?&;\s\[(,]|^|%3[fF]|%26)(?P<key>(?:" + "|".join(re.escape(k) for k in SECRET_QUERY_KEYS)
     + r"))(?P<eq>=|%3[dD])(?P<value>[^&;#\s'\"<>)\]]+)",
     re.IGNORECASE,
 )
@@ -42,9 +42,27 @@ def remember(values: Iterable[str | None]) -> None:
             if not value:
                 continue
             for part in {value, *value.split(",")}:
-                part = part.strip()
-                if len(part) >= MIN_SECRET_LENGTH:
-                    _secrets.add(part)
+                for piece in _pieces(part.strip()):
+                    if len(piece) >= MIN_SECRET_LENGTH:
+                        _secrets.add(piece)
+
+
+def _pieces(secret: str) -> list[str]:
+    """A secret and, for an URL (apprise), the parts that carry its credentials: a library that prints the
+    URL its own way (host and token, no scheme) still prints them."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    out = [secret]
+    if "://" not in secret:
+        return out
+    try:
+        url = urlsplit(secret)
+        out += [p for p in (url.username, url.password) if p]
+    except ValueError:  # not parseable as an URL after all: the whole value is still masked
+        return out
+    out += [seg for seg in url.path.split("/") if len(seg) >= 8]
+    out += [v for _, v in parse_qsl(url.query) if len(v) >= 8]
+    return out
 
 
 def remember_settings(settings: Any) -> None:

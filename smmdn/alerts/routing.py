@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from smmdn.config import Settings
 from smmdn.errors import InputError, SmmdnError
+from smmdn.redact import remember
 
 DEFAULT_TEAM = "default"
 
@@ -136,7 +137,10 @@ class Routes:
         i = int(index or 0)
         if i >= len(refs):
             raise DeliveryConfigError(f"team {team!r} has {len(refs)} URL(s); target {target} is gone")
-        return resolve_reference(refs[i], self.secrets)
+        url = resolve_reference(refs[i], self.secrets)
+        if refs[i] != url or "://" in url:  # a resolved secret, or a URL carrying its own token
+            remember([url])
+        return url
 
 
 def resolve_reference(ref: str, secrets: SecretResolver | None = None) -> str:

@@ -233,7 +233,7 @@ def test_retry_moves_rejected_files_back_and_processes_them(tmp_path, sqlite_sto
     (landing / "b.dat").write_text((landing / "b.dat").read_text().replace("2014-", "2015-"))
     os.utime(landing / "b.dat", (time.time() - 3600,) * 2)
     assert [s.status for s in ingest_landing(sqlite_store, settings, unmapped, now=NOW)] == ["rejected"] * 2
-    with pytest.raises(InputError, match="nope.dat"):
+    with pytest.raises(InputError, match=r"nope\.dat"):
         retry_rejected(sqlite_store, settings, registry, ["nope.dat"])
     [one] = retry_rejected(sqlite_store, settings, registry, ["a.dat"], now=NOW)
     assert one.status == "ok" and (landing / "processed" / "a.dat").exists()
