@@ -650,7 +650,7 @@ def _reject(store: Any, landing: Path, path: Path, sha: str, summary: IngestSumm
 
 
 def _move(path: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / path.name
     n = 1
     while target.exists():

@@ -172,8 +172,7 @@ def list_alerts(args: argparse.Namespace) -> int:
     print(f"{'id':>5} {'status':<8} {'kind':<17} {'site':<20} {'depth':>6} {'sensor':<7} {'since':<16} "
           f"{'last seen':<16} {'team':<14} ack")
     for r in frame.sort_values("id", ascending=False).head(args.limit).itertuples():
-        teams = ",".join(routes.operator_teams() if r.kind == "calibration_drift" else routes.teams_for(
-            r.site, (sites.get(r.site) or {}).get("tags") or [], r.kind))
+        teams = ",".join(routes.teams_for_alert(r.kind, r.site, (sites.get(r.site) or {}).get("tags") or []))
         print(f"{r.id:>5} {r.status:<8} {r.kind:<17} {r.site:<20} {r.depth_cm:>6g} {r.sensor:<7} "
               f"{_day(r.window_start):<16} {_day(r.window_end):<16} {teams:<14} {r.acked_by or ''}")
     return 0

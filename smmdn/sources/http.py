@@ -110,10 +110,7 @@ def _read_body(response: requests.Response, deadline: float, settings: Settings,
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise SourceUnreachable(
-                    f"{redact(response.url)} did not finish answering within {settings.http_deadline_s:g} s "
-                    f"({sum(map(len, chunks))} bytes so far); retry later, raise SMMDN_HTTP_DEADLINE_S or "
-                    f"point SMMDN_{setting.upper()} at a mirror")
+                raise _past_deadline(response, settings, setting, sum(map(len, chunks)))
             sock = getattr(getattr(raw, "_connection", None), "sock", None)
             if sock is not None:
                 sock.settimeout(min(left, settings.http_read_timeout_s))
@@ -126,14 +123,20 @@ def _read_body(response: requests.Response, deadline: float, settings: Settings,
         raise
     except Exception as exc:  # urllib3 protocol/timeout errors, socket errors
         response.close()
-        left = deadline - time.monotonic()
-        why = f"no answer within {settings.http_deadline_s:g} s" if left <= 0 else f"{type(exc).__name__}: {exc}"
+        if deadline - time.monotonic() <= 0:
+            raise _past_deadline(response, settings, setting, sum(map(len, chunks))) from exc
         raise SourceUnreachable(
-            f"truncated or broken response from {redact(response.url)}: {redact(why)}; "
+            f"truncated or broken response from {redact(response.url)}: {type(exc).__name__}: {redact(str(exc))}; "
             f"retry later or check SMMDN_{setting.upper()}"
         ) from exc
     response._content = b"".join(chunks)
     response._content_consumed = True
+
+
+def _past_deadline(response: requests.Response, settings: Settings, setting: str, got: int) -> SourceUnreachable:
+    return SourceUnreachable(
+        f"{redact(response.url)} did not finish answering within {settings.http_deadline_s:g} s ({got} bytes so "
+        f"far); retry later, raise SMMDN_HTTP_DEADLINE_S or point SMMDN_{setting.upper()} at a mirror")
 
 
 def read_text(response: requests.Response, *, setting: str) -> str:
