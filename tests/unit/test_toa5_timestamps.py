@@ -6,7 +6,7 @@ import pytest
 
 from smmdn.errors import InputError
 from smmdn.registry import parse_registry
-from smmdn.sources.toa5 import parse_toa5, parse_timestamp, to_observations
+from smmdn.sources.toa5 import parse_timestamp, parse_toa5, to_observations
 
 HEADER = ('"TOA5","Station","CR1000","1","os","prog","sig","Daily"\n"TIMESTAMP","RECORD","VWC"\n"TS","RN","%"\n'
           '"","","Smp"\n')
