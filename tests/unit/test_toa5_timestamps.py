@@ -53,7 +53,8 @@ def test_a_station_may_configure_its_own_format() -> None:
 
 
 def test_formats_are_exact() -> None:
-    assert str(parse_timestamp("2014-04-11 00:00:00.5", ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"])).endswith(".500000")
+    formats = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"]
+    assert str(parse_timestamp("2014-04-11 00:00:00.5", formats)).endswith(".500000")
     for text in ("2014-04-11", "2014-04-11T00:00:00Z", "April 11 2014", "18/04/2024 02:00"):
         with pytest.raises(ValueError):
             parse_timestamp(text, ["%Y-%m-%d %H:%M:%S"])
