@@ -9,7 +9,7 @@ from prefect import flow
 from flows import common
 
 
-@flow(name="forecast", timeout_seconds=1800, persist_result=True)
+@flow(name="forecast", flow_run_name=common.run_name("forecast"), timeout_seconds=1800, persist_result=True)
 def forecast(day: str | None = None, history_days: int = 400, validation: dict | None = None,
              replay: bool = False, force: bool = False) -> dict[str, Any]:
     """Forecast issue ``day`` (default: yesterday); a stale-forcing run is flagged and logged at WARNING."""
@@ -50,6 +50,11 @@ def _tell_operators_about_the_model(db: Any, cfg: Any, now: Any, outcome: dict[s
     except Exception as exc:
         common.logger().warning("model-fallback alert not queued: %s", exc)
         return
+    if event:  # opened, updated or resolved today: automations and the event feed see it too
+        from flows.alerts import alert_event
+
+        alert_event({"event": event, "alert": "model-fallback", "kind": "model_fallback", "site": "*",
+                     "depth_cm": 0.0, "sensor": "*", **details})
     if fallback:
         common.logger().warning("champion %s cannot be loaded: forecast issued with %s (%s); operators alerted "
                                 "(%s)", fallback, outcome["model_version"], outcome.get("fallback_error"), event)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from smmdn.commands.output import add_json
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("sites", help="site registry: load the YAML file, list and show sites")
@@ -14,9 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--dry-run", action="store_true", help="only check the file")
     load.set_defaults(handler=_load)
     lst = actions.add_parser("list", help="sites in the database")
+    add_json(lst)
     lst.set_defaults(handler=_list)
-    show = actions.add_parser("show", help="one site with its sensors and sources")
+    show = actions.add_parser("show", help="one site with its sensors and sources (JSON)")
     show.add_argument("site")
+    add_json(show)
     show.set_defaults(handler=_show)
 
 
@@ -51,19 +55,23 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    sites = _store(args).read_sites()
-    if sites.empty:
+    from smmdn.commands.output import print_json, print_table
+    from smmdn.display import coordinates
+
+    records = _store(args).read_sites().to_dict("records")
+    if args.json:
+        print_json(records)
+        return 0
+    if not records:
         print("no sites (load a registry: smmdn sites load FILE)")
         return 0
-    for row in sites.itertuples():
-        tags = ",".join(row.tags or [])
-        print(f"{row.site:<24} {row.latitude:>8.3f} {row.longitude:>9.3f}  {row.source or '-':<14} {tags}")
+    print_table(records, [("site", lambda r: r["site"]), ("name", lambda r: r.get("name")),
+                          ("where", lambda r: coordinates(r["latitude"], r["longitude"])),
+                          ("source", lambda r: r.get("source")), ("tags", lambda r: r.get("tags"))])
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    import json
-
     from smmdn.errors import InputError
 
     store = _store(args)
@@ -75,5 +83,7 @@ def _show(args: argparse.Namespace) -> int:
     sensors = store.read_sensors()
     row["sensors"] = sensors[sensors["site"] == args.site][["depth_cm", "sensor", "active_from", "active_to"]] \
         .to_dict("records")
-    print(json.dumps(row, indent=2, default=str))
+    from smmdn.commands.output import print_json
+
+    print_json(row)  # one object, with or without --json: a site is nested data
     return 0

@@ -790,6 +790,20 @@ class Store:
             )
         return previous
 
+    def roll_back(self, target: str, note: str) -> str | None:
+        """Make ``target`` champion again and mark the champion it replaces rejected (an operator judged it
+        bad), in one transaction: a second rollback then walks further back instead of flipping back."""
+        mv = T.model_versions
+        with self._begin() as conn:
+            if not conn.execute(sa.select(mv.c.version).where(mv.c.version == target)).first():
+                raise InputError(f"unknown model version {target!r}", where="model_versions", column="version",
+                                 fix="list versions with `smmdn models list`")
+            previous = conn.execute(sa.select(mv.c.version).where(mv.c.status == "champion")).scalar()
+            conn.execute(mv.update().where(mv.c.status == "champion").values(status="rejected", note=note))
+            conn.execute(mv.update().where(mv.c.version == target).values(
+                status="champion", promoted_at=_now(), note=f"rolled back to (from {previous})"))
+        return previous
+
     def set_model_status(self, version: str, status: str, note: str | None = None) -> None:
         if status not in T.MODEL_STATUSES:
             raise ValueError(f"unknown model status {status!r}")
