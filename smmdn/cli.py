@@ -88,11 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv  # the same switch for every command, wherever it is written
     argv = [a for a in argv if a != DEBUG_FLAG]
-    try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: usage errors exit 2, --help 0
-        return int(exc.code or 0) if isinstance(exc.code, int) else exits.BAD_INPUT
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors: argparse's one line and SystemExit(2), the table's code
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

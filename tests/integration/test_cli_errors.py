@@ -99,9 +99,17 @@ def test_quarantine_release_of_a_missing_id_is_exit_2(home, capsys) -> None:  # 
     _one_line_error(capsys.readouterr().err, "99", "smmdn quarantine list")
 
 
-def test_bad_usage_is_exit_2(home, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["alerts", "--no-such-flag"]) == 2
-    assert main(["quarantine", "release", "not-a-number"]) == 2
+@pytest.mark.parametrize("argv", [["alerts", "--no-such-flag"], ["quarantine", "release", "not-a-number"],
+                                  ["ingest", "retry", "--no-such-flag", "--debug"]])
+def test_bad_usage_is_exit_2(home, capsys, argv) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as done:  # argparse's own exit, with its usage line
+        main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_no_command_is_exit_2(home, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main([]) == 2
 
 
