@@ -229,7 +229,7 @@ def write_batch(
     return summary
 
 
-def classify(exc: BaseException) -> SmmdnError:
+def classify(exc: BaseException, store: Any = None) -> SmmdnError:
     """Any exception as an smmdn error: the data's fault (``InputError``) or the environment's.
 
     Database exceptions are translated by the store (a refused value is the data's fault, a lost
@@ -241,7 +241,7 @@ def classify(exc: BaseException) -> SmmdnError:
 
     if isinstance(exc, SmmdnError):
         return exc
-    translated = translate(exc)
+    translated = translate(exc, getattr(store, "engine", None))  # names the database (password masked)
     if translated is not None:
         return translated
     if isinstance(exc, OSError):
@@ -471,7 +471,7 @@ def ingest_landing(
         try:
             seen = store.file_seen(sha)
         except Exception as exc:  # the database is gone: judge nothing, every file waits for the next run
-            error = classify(exc)
+            error = classify(exc, store)
             if not is_environment(error):
                 raise
             for rest in candidates[n:]:
@@ -488,7 +488,7 @@ def ingest_landing(
         except FileNotFoundError:
             continue
         except Exception as exc:
-            error = classify(exc)
+            error = classify(exc, store)
             if is_environment(error):
                 report(_failed(summary, error))
             else:
@@ -507,7 +507,7 @@ def ingest_landing(
         try:
             summaries = [_write_landing(store, settings, registry, group, now)]
         except Exception as exc:
-            error = classify(exc)
+            error = classify(exc, store)
             if is_environment(error):  # an outage judges no file: all stay in landing for the next run
                 for rest in groups[n:]:
                     for f in rest:
@@ -619,7 +619,7 @@ def _landing_one_by_one(store: Any, settings: Settings, registry: Registry, grou
         try:
             summary = _write_landing(store, settings, registry, [f], now)
         except Exception as exc:
-            error = classify(exc)
+            error = classify(exc, store)
             if is_environment(error):
                 out.extend(_failed(rest.summary, error) for rest in group[n:])
                 break

@@ -9,6 +9,7 @@ unreachable): nothing was judged, the next run retries.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +71,7 @@ def _ingest(args: argparse.Namespace) -> int:
     return _outcome(summaries)
 
 
-def _outcome(summaries: list) -> int:  # type: ignore[type-arg]
+def _outcome(summaries: list[Any]) -> int:
     """Print the tally and map it to the exit-code table (environment beats rejected beats ok)."""
     from smmdn.commands import exits
 

@@ -142,6 +142,28 @@ def test_ingest_retry_cli_brings_a_fixed_file_in(home, tmp_path, capsys) -> None
     assert (landing / "processed" / "day.dat").exists()
 
 
+def test_ingest_exits_3_when_the_database_refuses_writes_and_keeps_the_file(home, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A landing file meets a read-only database: nothing is rejected, the file waits, the exit code says 3."""
+    sample = shared_path("formats", "toa5", "Station_Daily.head.dat")
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("version: 1\nsites:\n  - id: station\n    name: Logger\n    lat: 45\n    lon: -93\n"
+                        "    sources:\n      toa5:\n        station: Station\n        table: Daily\n"
+                        "        utc_offset_hours: -6\n        columns:\n"
+                        "          RH_Min: {depth_cm: 10, sensor: a, unit: percent}\n")
+    assert main(["sites", "load", str(registry)]) == 0
+    landing = home / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    (landing / "day.dat").write_bytes(sample.read_bytes())
+    os.utime(landing / "day.dat", (time.time() - 3600,) * 2)
+    read_only = f"sqlite:///file:{home / 'data' / 'smmdn.db'}?mode=ro&uri=true"
+    capsys.readouterr()
+    assert main(["ingest", "--url", read_only, "--registry", str(registry), "sensors"]) == 3
+    out = capsys.readouterr().out
+    assert "toa5[station:day.dat] failed" in out and "refused access: attempt to write a readonly database" in out
+    assert "rerun once it is back" in out
+    assert (landing / "day.dat").exists() and not (landing / "rejected").exists()
+
+
 def test_the_installed_command_prints_no_traceback(home, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The real entry point in a fresh process: stderr is the one line, the exit status the table's."""
     env = {**os.environ, "SMMDN_HOME": str(home), "PYTHONPATH": str(REPO)}

@@ -242,3 +242,27 @@ def test_retry_moves_rejected_files_back_and_processes_them(tmp_path, sqlite_sto
     [rest] = retry_rejected(sqlite_store, settings, registry, all_rejected=True, now=NOW)
     assert rest.status == "ok" and not list((landing / "rejected").glob("*.dat"))
     assert len(sqlite_store.read_observations()) == 2 * stored_a > 0
+
+
+def test_a_network_source_whose_write_fails_on_the_environment_is_reported_not_raised(tmp_path, sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    """USCRN fetched fine, the database refuses the write (read-only): a failed, retryable, environment summary."""
+    from smmdn.ingest import ingest_sensors, load_sites
+    from smmdn.registry import example_registry_path, load_registry
+    from tests.helpers.http_server import Reply, serve
+    from tests.helpers.uscrn_render import hourly02_line
+
+    registry = load_registry(example_registry_path())
+    load_sites(sqlite_store, registry)
+    lines = [hourly02_line("94996", pd.Timestamp("2024-03-01T01:00Z") + pd.Timedelta(hours=i), -6,
+                           [0.2, 0.25, 0.3, 0.31, 0.32]) for i in range(6)]
+    path = make_url(str(sqlite_store.engine.url)).database
+    read_only = Store(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with serve() as server:
+        server.route("/u/hourly02/2024/CRNH0203-2024-NE_Lincoln_11_SW.txt", Reply("\n".join(lines) + "\n"))
+        settings = Settings(_env_file=None, home=tmp_path, uscrn_url=f"{server.url}/u", http_retries=0)
+        [summary] = ingest_sensors(read_only, settings, registry, sites=["NE_Lincoln_11_SW"],
+                                   since=pd.Timestamp("2024-01-01T00:00Z"), until=pd.Timestamp("2024-12-31T00:00Z"),
+                                   landing=False)
+    assert summary.status == "failed" and summary.environment and summary.retryable, summary.line()
+    assert "readonly" in summary.error
+    assert sqlite_store.get_watermark("uscrn", "NE_Lincoln_11_SW") is None  # nothing moved
