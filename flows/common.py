@@ -21,6 +21,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from smmdn.config import Settings, get_settings
+from smmdn.redact import redact, redact_value
 
 
 def run_name(flow: str, *keys: str) -> Callable[[], str]:
@@ -105,7 +106,7 @@ def outcome(state: Any, what: str) -> dict[str, Any]:
     with the reason."""
     if state.is_completed():
         return {"status": "ok", "result": state.result()}
-    detail = str(state.message or state.type)[:500]
+    detail = redact(str(state.message or state.type))[:500]
     logger().warning("%s failed: %s", what, detail)
     return {"status": "failed", "detail": detail}
 
@@ -138,11 +139,11 @@ def artifact_key(*parts: str) -> str:
 
 
 def table(key: str, rows: Sequence[dict[str, Any]], description: str) -> None:
-    """A keyed table artifact (same key every run, so the UI shows its history)."""
+    """A keyed table artifact (same key every run, so the UI shows its history); redacted like everything shown."""
     clean = [{k: (v if isinstance(v, int | float | str | bool) or v is None else str(v)) for k, v in r.items()}
              for r in rows]
-    create_table_artifact(key=artifact_key(key), table=clean, description=description)
+    create_table_artifact(key=artifact_key(key), table=redact_value(clean), description=redact(description))
 
 
 def markdown(key: str, text: str, description: str) -> None:
-    create_markdown_artifact(key=artifact_key(key), markdown=text, description=description)
+    create_markdown_artifact(key=artifact_key(key), markdown=redact(text), description=redact(description))

@@ -23,9 +23,38 @@ def forecast(day: str | None = None, history_days: int = 400, validation: dict |
     cycle = resolve_day(day, cfg, replay=replay)
     inputs = load_inputs(db, cfg, cycle, history_days=history_days)
     outcome = issue_forecast(db, cfg, inputs, cycle, validation=validation, force=force).to_dict()
+    _tell_operators_about_the_model(db, cfg, cycle.now, outcome)
     if outcome["stale_forcing"]:
         log.warning("forecast %s issued with STALE forcing: %s", outcome["run_id"],
                     outcome["freshness"].get("stale_forcing_reason"))
     else:
         log.info("forecast %s: %s (%d rows)", outcome["run_id"], outcome["status"], outcome["rows"])
     return outcome
+
+
+def _tell_operators_about_the_model(db: Any, cfg: Any, now: Any, outcome: dict[str, Any]) -> None:
+    """Open (or resolve) the operators' ``model_fallback`` alert; a failure to tell them never stops the day."""
+    from flows.secrets import prefect_secret
+    from smmdn.alerts.network import network_transition
+    from smmdn.alerts.routing import load_routes
+
+    if outcome["status"] != "complete":
+        return
+    fallback = outcome.get("fallback_from")
+    details = {"champion": fallback or outcome["model_version"], "serving": outcome["model_version"],
+               "error": outcome.get("fallback_error"), "run_id": outcome["run_id"]}
+    try:
+        event = network_transition(db, now, "model_fallback", bool(fallback), details,
+                                   load_routes(cfg, secrets=prefect_secret),
+                                   resolved_note=f"the champion {outcome['model_version']} loads again")
+    except Exception as exc:
+        common.logger().warning("model-fallback alert not queued: %s", exc)
+        return
+    if event:  # opened, updated or resolved today: automations and the event feed see it too
+        from flows.alerts import alert_event
+
+        alert_event({"event": event, "alert": "model-fallback", "kind": "model_fallback", "site": "*",
+                     "depth_cm": 0.0, "sensor": "*", **details})
+    if fallback:
+        common.logger().warning("champion %s cannot be loaded: forecast issued with %s (%s); operators alerted "
+                                "(%s)", fallback, outcome["model_version"], outcome.get("fallback_error"), event)

@@ -35,8 +35,8 @@ def ingest_sensors_task(site: str | None, now: str, since: str | None = None) ->
     db = common.store(cfg)
     out = ingest_sensors(db, cfg, common.registry(cfg), sites=[site] if site else None, now=pd.Timestamp(now),
                          since=pd.Timestamp(since) if since else None)
-    failed = [s for s in out if s.status == "failed"]
-    if failed:  # a network failure: let Prefect retry with backoff
+    failed = [s for s in out if s.status == "failed" and s.retryable]
+    if failed:  # a network or database failure: let Prefect retry with backoff (bad data would not heal)
         raise SourceError("; ".join(s.line() for s in failed))
     return _summaries(out)
 

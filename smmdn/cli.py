@@ -13,7 +13,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from smmdn.errors import SmmdnError
+from smmdn.commands import exits
+
+DEBUG_FLAG = "--debug"
 
 COMMAND_MODULES = (
     "db",
@@ -66,6 +68,8 @@ def find_demo_home(command: str | None) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smmdn", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help="print the traceback of an error (accepted anywhere on the command line)")
     parser.add_argument("--version", action="version", version=f"smmdn {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -80,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every error ends as one line and an exit code of ``smmdn.commands.exits``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv  # the same switch for every command, wherever it is written
+    argv = [a for a in argv if a != DEBUG_FLAG]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors: argparse's one line and SystemExit(2), the table's code
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -92,14 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    note = find_demo_home(args.command)
-    if note:
-        print(note, file=sys.stderr)
     try:
+        note = find_demo_home(args.command)
+        if note:
+            print(note, file=sys.stderr)
         result = args.handler(args)
-    except SmmdnError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        return exits.report(exc, debug=debug)
     return int(result or 0)
 
 

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from smmdn.redact import remember_settings
+
+STATE_DIR_MODE = 0o700  # state (database, weights, landing files) is readable by its owner only
 
 
 class Settings(BaseSettings):
@@ -52,6 +57,9 @@ class Settings(BaseSettings):
     open_meteo_api_key: SecretStr | None = None
     http_connect_timeout_s: float = 5.0
     http_read_timeout_s: float = 30.0
+    http_deadline_s: float = Field(
+        120.0, gt=0, description="Overall deadline of one HTTP request, body included (a trickling upstream "
+        "cannot hold a run longer than this, whatever the read timeout).")
     http_retries: int = 3
     http_backoff_s: float = 0.5
     user_agent: str = "smmdn/0.1 (soil-moisture forecasting; +https://github.com/smmdn)"
@@ -120,12 +128,19 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown timezone {value!r}: use an IANA name such as 'Europe/Berlin'") from exc
         return value
 
+    def model_post_init(self, context: Any, /) -> None:
+        """Tell the redaction function every secret this configuration holds."""
+        remember_settings(self)
+
     # --- derived ---------------------------------------------------------------------------------
     def path(self, name: str) -> Path:
-        """A configured directory, defaulting under ``home`` (created on first use)."""
+        """A configured directory, defaulting under ``home`` (created owner-only on first use)."""
         configured: Path | None = getattr(self, f"{name}_dir")
         directory = configured if configured is not None else self.home / name.replace("_", "-")
-        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            for parent in reversed([directory, *directory.parents]):
+                if not parent.exists():
+                    parent.mkdir(mode=STATE_DIR_MODE, exist_ok=True)
         return directory
 
     @property

@@ -19,7 +19,7 @@ import pandas as pd
 import requests
 
 from smmdn.config import Settings
-from smmdn.errors import InputError, SourceError
+from smmdn.errors import EnvironmentFault, InputError, SmmdnError, SourceError, SourceUnreachable
 from smmdn.quality.rules import ForcingRules, ObservationRules
 from smmdn.registry import Registry, Site
 
@@ -50,6 +50,7 @@ class IngestSummary:
     data_docs: str | None = None
     error: str | None = None
     retryable: bool = False  # True for source (network/upstream) failures; bad data will not heal by retrying
+    environment: bool = False  # the database, disk or permissions failed (CLI exit 3); the input was not judged
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -228,9 +229,37 @@ def write_batch(
     return summary
 
 
+def classify(exc: BaseException, store: Any = None) -> SmmdnError:
+    """Any exception as an smmdn error: the data's fault (``InputError``) or the environment's.
+
+    Database exceptions are translated by the store (a refused value is the data's fault, a lost
+    connection the environment's); ``OSError`` (permission, disk full) is the environment; anything
+    else raised while reading or checking one file is taken as that file's fault, so a parser bug
+    triggered by odd bytes rejects one file (retryable with ``smmdn ingest retry``) instead of the run.
+    """
+    from smmdn.store.errors import translate
+
+    if isinstance(exc, SmmdnError):
+        return exc
+    translated = translate(exc, getattr(store, "engine", None))  # names the database (password masked)
+    if translated is not None:
+        return translated
+    if isinstance(exc, OSError):
+        return EnvironmentFault(f"{type(exc).__name__}: {exc}",
+                                fix="check permissions and free space of the path named, then rerun")
+    return InputError(f"unexpected {type(exc).__name__} while reading: {exc}",
+                      fix="inspect the file; after a fix run `smmdn ingest retry`")
+
+
+def is_environment(exc: BaseException) -> bool:
+    """True when the failure is not the input's (nothing may be rejected because of it)."""
+    return isinstance(exc, EnvironmentFault | SourceUnreachable)
+
+
 def _failed(summary: IngestSummary, exc: Exception) -> IngestSummary:
     summary.status, summary.error = "failed", str(exc)
-    summary.retryable = isinstance(exc, SourceError)
+    summary.retryable = isinstance(exc, SourceError | EnvironmentFault)
+    summary.environment = isinstance(exc, EnvironmentFault | SourceUnreachable)
     log.warning("%s", summary.line())
     return summary
 
@@ -238,8 +267,13 @@ def _failed(summary: IngestSummary, exc: Exception) -> IngestSummary:
 def _run(summary: IngestSummary, progress: Progress | None, body: Callable[[], IngestSummary]) -> IngestSummary:
     try:
         summary = body()
-    except (SourceError, InputError) as exc:
+    except (SourceError, InputError, EnvironmentFault) as exc:
         summary = _failed(summary, exc)
+    except Exception as exc:  # a database or disk failure: say so, never a raw traceback
+        error = classify(exc)
+        if not is_environment(error):
+            raise
+        summary = _failed(summary, error)
     else:
         log.info("%s", summary.line())
     if progress:
@@ -393,14 +427,19 @@ def ingest_landing(
     now: pd.Timestamp | None = None,
     settle_s: float = 30.0,
     batch_rows: int = LANDING_BATCH_ROWS,
+    only: set[str] | None = None,
 ) -> list[IngestSummary]:
     """Process TOA5 files in the landing directory, each exactly once (by sha256).
 
     Files modified less than ``settle_s`` seconds ago are left for the next run (still uploading).
 
-    Good files → rows stored, bad records quarantined, files moved to ``processed/``. Unreadable file →
-    moved to ``rejected/`` with ``<name>.reason.txt``. A file already seen (same bytes) is moved to
-    ``processed/`` without being read again.
+    Good files → rows stored, bad records quarantined, files moved to ``processed/``. A *data* error in a
+    file (unreadable, fails validation, a value the database refuses) → that file moved to ``rejected/``
+    with ``<name>.reason.txt``, a WARNING and a ``rejected`` summary; the others go on. An *environment*
+    error (database down, permission, disk) judges nothing: the files stay in landing, their summaries
+    say ``failed`` with ``environment=True`` (the CLI exits 3) and the next run tries again. Only
+    successfully processed bytes count as seen: the same bytes dropped again after a rejection are read
+    again (``smmdn ingest retry`` moves rejected files back). ``only`` limits the run to these names.
 
     Why batches: a network drops one file per logger per day, and validating each alone costs a Great
     Expectations run (~1 s) per file. The readable files of a run are therefore validated and written
@@ -419,16 +458,26 @@ def ingest_landing(
         if progress:
             progress(summary.line())
 
-    for path in landing_files(landing, settle_s=settle_s):
+    candidates = [p for p in landing_files(landing, settle_s=settle_s) if only is None or p.name in only]
+    for n, path in enumerate(candidates):
         summary = IngestSummary("toa5", path.name)
         try:
             sha = sha256_bytes(path.read_bytes())
         except FileNotFoundError:  # taken by a concurrent run: not ours to report
             continue
-        except OSError as exc:  # unreadable now: try again next run
-            out.append(_failed(summary, SourceError(f"{path}: {exc}")))
+        except OSError as exc:  # unreadable now (permissions, I/O): leave it, try again next run
+            report(_failed(summary, classify(exc)))
             continue
-        if store.file_seen(sha) or any(f.sha256 == sha for f in pending):
+        try:
+            seen = store.file_seen(sha)
+        except Exception as exc:  # the database is gone: judge nothing, every file waits for the next run
+            error = classify(exc, store)
+            if not is_environment(error):
+                raise
+            for rest in candidates[n:]:
+                report(_failed(IngestSummary("toa5", rest.name), error))
+            return out
+        if seen or any(f.sha256 == sha for f in pending):
             summary.status = "skipped"
             summary.notes.append("already processed (same sha256)")
             _move(path, landing / "processed")
@@ -438,8 +487,12 @@ def ingest_landing(
             _, batch = read_logger_file(path, registry)
         except FileNotFoundError:
             continue
-        except (SourceError, InputError) as exc:
-            report(_reject(store, landing, path, sha, summary, exc))
+        except Exception as exc:
+            error = classify(exc, store)
+            if is_environment(error):
+                report(_failed(summary, error))
+            else:
+                report(_reject(store, landing, path, sha, summary, error))
             continue
         if sites and batch.site not in sites:
             summary.status = "skipped"
@@ -449,13 +502,20 @@ def ingest_landing(
         summary.key = f"{batch.site}:{path.name}"
         pending.append(_LandingFile(path, sha, batch, summary))
 
-    for group in _landing_groups(pending, batch_rows):
+    groups = _landing_groups(pending, batch_rows)
+    for n, group in enumerate(groups):
         try:
             summaries = [_write_landing(store, settings, registry, group, now)]
-        except (SourceError, InputError) as exc:
+        except Exception as exc:
+            error = classify(exc, store)
+            if is_environment(error):  # an outage judges no file: all stay in landing for the next run
+                for rest in groups[n:]:
+                    for f in rest:
+                        report(_failed(f.summary, error))
+                break
             if len(group) == 1:
                 f = group[0]
-                summaries = [_reject(store, landing, f.path, f.sha256, f.summary, exc)]
+                summaries = [_reject(store, landing, f.path, f.sha256, f.summary, error)]
             else:  # one file spoils the batch: find it, keep the others
                 summaries = _landing_one_by_one(store, settings, registry, group, now, landing)
         else:
@@ -464,6 +524,53 @@ def ingest_landing(
         for summary in summaries:
             report(summary)
     return out
+
+
+def rejected_files(settings: Settings) -> list[Path]:
+    """The files waiting in ``landing/rejected`` (their ``.reason.txt`` beside them)."""
+    folder = settings.path("landing") / "rejected"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith(".reason.txt"))
+
+
+def retry_rejected(
+    store: Any,
+    settings: Settings,
+    registry: Registry,
+    names: Sequence[str] = (),
+    *,
+    all_rejected: bool = False,
+    progress: Progress | None = None,
+    now: pd.Timestamp | None = None,
+) -> list[IngestSummary]:
+    """Move rejected files (by name, or all) back to landing and process them now.
+
+    Why: after the cause of a rejection is fixed (a registry mapping, a parser), the file must be
+    ingested like any other; its bytes never counted as seen. The last rejection's reason stays in
+    ``processed_files``; the stale ``.reason.txt`` goes, and a new one is written if it fails again.
+    """
+    available = {p.name: p for p in rejected_files(settings)}
+    if all_rejected:
+        chosen = list(available.values())
+    else:
+        if not names:
+            raise InputError("nothing to retry", where="ingest retry", fix="name rejected files or pass --all-rejected")
+        unknown = [n for n in names if Path(n).name not in available]
+        if unknown:
+            shown = ", ".join(sorted(available)[:10]) or "none"
+            raise InputError(f"not in {settings.path('landing') / 'rejected'}: {', '.join(unknown)}",
+                             where="ingest retry", rows=unknown, fix=f"name a rejected file (there: {shown})")
+        chosen = [available[Path(n).name] for n in names]
+    landing = settings.path("landing")
+    moved = set()
+    for path in chosen:
+        target = _move(path, landing)
+        path.with_name(path.name + ".reason.txt").unlink(missing_ok=True)
+        moved.add(target.name)
+    if not moved:
+        return []
+    return ingest_landing(store, settings, registry, progress=progress, now=now, settle_s=0.0, only=moved)
 
 
 def _landing_groups(files: list[_LandingFile], batch_rows: int) -> list[list[_LandingFile]]:
@@ -508,11 +615,15 @@ def _write_landing(store: Any, settings: Settings, registry: Registry, group: li
 def _landing_one_by_one(store: Any, settings: Settings, registry: Registry, group: list[_LandingFile],
                         now: pd.Timestamp | None, landing: Path) -> list[IngestSummary]:
     out = []
-    for f in group:
+    for n, f in enumerate(group):
         try:
             summary = _write_landing(store, settings, registry, [f], now)
-        except (SourceError, InputError) as exc:
-            out.append(_reject(store, landing, f.path, f.sha256, f.summary, exc))
+        except Exception as exc:
+            error = classify(exc, store)
+            if is_environment(error):
+                out.extend(_failed(rest.summary, error) for rest in group[n:])
+                break
+            out.append(_reject(store, landing, f.path, f.sha256, f.summary, error))
         else:
             _move(f.path, landing / "processed")
             out.append(summary)
@@ -521,17 +632,25 @@ def _landing_one_by_one(store: Any, settings: Settings, registry: Registry, grou
 
 def _reject(store: Any, landing: Path, path: Path, sha: str, summary: IngestSummary,
             exc: Exception) -> IngestSummary:
-    """Move an unusable file to ``rejected/`` with its reason beside it; record it so it is not retried."""
+    """Move an unusable file to ``rejected/`` with its reason beside it and in ``processed_files``.
+
+    The record keeps the reason (also after a later successful retry); it does not make the bytes
+    "seen": a fixed pipeline or ``smmdn ingest retry`` processes them again.
+    """
     summary.status, summary.error = "rejected", str(exc)
+    summary.notes.append("moved to rejected/; after a fix: smmdn ingest retry " + path.name)
     target = _move(path, landing / "rejected")
     target.with_name(target.name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
-    store.record_file("toa5", str(path), sha, "rejected", reason=str(exc))
+    try:
+        store.record_file("toa5", str(target), sha, "rejected", reason=str(exc))
+    except Exception as record_exc:  # the reason file beside it still tells the operator
+        log.warning("could not record the rejection of %s: %s", path.name, classify(record_exc))
     log.warning("%s", summary.line())
     return summary
 
 
 def _move(path: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / path.name
     n = 1
     while target.exists():
@@ -592,7 +711,7 @@ def ingest_forcing(
         issue_time = None
         if api == "forecast":
             issue_time = issue_time_now() if now is None else now.floor("h")
-            frame = fetch_open_meteo(session, settings, locations, api="forecast", resolution=resolution,  # type: ignore[arg-type]
+            frame = fetch_open_meteo(session, settings, locations, api="forecast", resolution=resolution,
                                      variables=variables, forecast_days=forecast_days, past_days=past_days)
         else:
             end = until if until is not None else now.normalize() - pd.Timedelta(days=1)
@@ -601,7 +720,7 @@ def ingest_forcing(
                 summary.status = "empty"
                 summary.notes.append("up to date")
                 return summary
-            frame = fetch_open_meteo(session, settings, locations, api=api, resolution=resolution,  # type: ignore[arg-type]
+            frame = fetch_open_meteo(session, settings, locations, api=api, resolution=resolution,
                                      variables=variables, start=start, end=end)
         return write_batch(store, settings, source=source, key=key, registry=registry, observations=None,
                            forcing=frame, forcing_kind=kind, issue_time=issue_time, watermark_before=wm,

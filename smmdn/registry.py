@@ -59,11 +59,18 @@ class Toa5Column(_Strict):
     unit: Literal["fraction", "percent"] = "fraction"
 
 
+TOA5_TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f")
+
+
 class Toa5Source(_Strict):
     station: str = Field(min_length=1, description="station name on the TOA5 environment line")
     table: str | None = Field(None, description="table name on the TOA5 environment line (any if empty)")
     utc_offset_hours: float = Field(ge=-14, le=14, description="logger clock offset: local = UTC + offset")
     columns: dict[str, Toa5Column] = Field(min_length=1)
+    timestamp_formats: list[str] = Field(
+        default_factory=lambda: list(TOA5_TIMESTAMP_FORMATS), min_length=1,
+        description="strptime formats a TIMESTAMP must match exactly (no guessing: '18/04/2024 02:00' is "
+        "ambiguous); the Campbell default is '%Y-%m-%d %H:%M:%S' with optional fractional seconds")
 
 
 class IsmnSource(_Strict):

@@ -43,6 +43,7 @@ from smmdn.alerts.routing import DeliveryConfigError, Routes, SecretResolver, lo
 from smmdn.alerts.silences import Muter, Silences
 from smmdn.config import Settings
 from smmdn.errors import InputError
+from smmdn.redact import redact
 from smmdn.store import alerts as db
 from smmdn.timeutil import utc
 
@@ -118,11 +119,11 @@ def send(url: str, row: dict[str, Any], settings: Settings, attachment: bytes | 
         attach = apprise.AppriseAttachment()
         attach.add(AttachMemory(content=bytes(attachment), name=row.get("attachment_name") or "alert.png",
                                 mimetype="image/png"))
-    body = f"{row['body']}\nref: {row['idempotency_key']}"
+    body = redact(f"{row['body']}\nref: {row['idempotency_key']}")  # a message never carries a secret
     with apprise.LogCapture(level=logging.WARNING) as captured:
-        ok = bool(notifier.notify(body=body, title=row["title"], attach=attach,
+        ok = bool(notifier.notify(body=body, title=redact(row["title"]), attach=attach,
                                   notify_type=apprise.NotifyType(severity(str(row.get("event") or "")))))
-    text = _LOG_PREFIX.sub("", captured.getvalue()).strip()
+    text = redact(_LOG_PREFIX.sub("", captured.getvalue()).strip())  # apprise names the URL it failed on
     return ok, None if ok else (text or "apprise reported a failure without a message")
 
 
@@ -183,7 +184,7 @@ def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | Non
         except DeliveryConfigError as exc:
             ok, error = False, str(exc)
         except Exception as exc:  # a plugin blowing up must not stop the other messages
-            ok, error = False, f"{type(exc).__name__}: {exc}"
+            ok, error = False, redact(f"{type(exc).__name__}: {exc}")
         if ok:
             db.finish(store, outbox_id, "sent", now)
             outcome.sent += 1

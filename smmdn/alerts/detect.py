@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 CLUSTER = "*"
 DAY_KINDS = ("sensor_fault", "cluster", "deviation", "flatline")
-KINDS = (*DAY_KINDS, "missing", "calibration_drift")
+KINDS = (*DAY_KINDS, "missing", "calibration_drift", "model_fallback")
 SERIES = ["site", "depth_cm", "sensor"]
 KEY = ["site", "depth_cm", "sensor", "kind"]
 WATERMARK_SOURCE = "alerts"

@@ -24,6 +24,7 @@ LABELS = {
     "flatline": "sensor stuck (flatline)",
     "missing": "no data",
     "calibration_drift": "forecast calibration drift",
+    "model_fallback": "champion model cannot be loaded",
 }
 CAUSES = {
     "sensor_fault": "this sensor deviates from the predicted mixture while the comparison sensors agree with "
@@ -37,6 +38,9 @@ CAUSES = {
     "missing": "no reading arrived: logger, telemetry, power or the upstream feed. Check the station link.",
     "calibration_drift": "the predicted intervals no longer match how often observations fall inside them; "
                          "a full retrain is scheduled for the next daily cycle.",
+    "model_fallback": "the champion's artifact could not be loaded (missing, truncated or unreadable storage); "
+                      "forecasts and detection run on the previous good model version until it loads again. "
+                      "Check the shared storage, then `smmdn models list` (promote or retrain).",
 }
 
 
@@ -98,11 +102,15 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
         lines.append(f"Since: {_day(alert['window_start'])}; window {details.get('window', '-')}")
         for reason in details.get("reasons", []):
             lines.append(f"Test: {reason}")
+    elif kind == "model_fallback":
+        lines.append(f"Since: {_day(alert['window_start'])}; champion {details.get('champion')}, serving "
+                     f"{details.get('serving')}")
+        lines.append(f"Error: {details.get('error', '-')}")
     else:
         days = details.get("days_outside")
         lines.append(f"Since: {_day(alert['window_start'])}; last seen {_day(alert['window_end'])}"
                      + (f" ({days} day(s) outside)" if days else ""))
-    if kind not in ("missing", "calibration_drift"):
+    if kind not in ("missing", "calibration_drift", "model_fallback"):
         level = details.get("level_pct", "")
         hdr = details.get("hdr") or []
         region = " ∪ ".join(f"{w(a)}–{w(b)}" for a, b in hdr) or (

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from smmdn.config import Settings
 from smmdn.display import DEFAULT_VWC_RESOLUTION
 from smmdn.errors import InputError, SmmdnError
+from smmdn.redact import remember
 
 DEFAULT_TEAM = "default"
 
@@ -122,6 +123,10 @@ class Routes:
     def operator_teams(self) -> list[str]:
         return list(self.operators) or [DEFAULT_TEAM]
 
+    def teams_for_alert(self, alert_kind: str, site: str, tags: list[str] | tuple[str, ...] | None) -> list[str]:
+        """The operators for the system's own alerts (``OPERATOR_KINDS``), else the site's routes."""
+        return self.operator_teams() if alert_kind in OPERATOR_KINDS else self.teams_for(site, tags, alert_kind)
+
     def targets(self, team: str) -> list[str]:
         """``team#index`` per configured URL (one for a team without URLs, so the message waits visibly)."""
         refs = self.default_urls if team == DEFAULT_TEAM else self.teams.get(team, ())
@@ -138,7 +143,13 @@ class Routes:
         i = int(index or 0)
         if i >= len(refs):
             raise DeliveryConfigError(f"team {team!r} has {len(refs)} URL(s); target {target} is gone")
-        return resolve_reference(refs[i], self.secrets)
+        url = resolve_reference(refs[i], self.secrets)
+        if refs[i] != url or "://" in url:  # a resolved secret, or a URL carrying its own token
+            remember([url])
+        return url
+
+
+OPERATOR_KINDS = ("calibration_drift", "model_fallback")  # the system's own problems: operators, not field teams
 
 
 def resolve_reference(ref: str, secrets: SecretResolver | None = None) -> str:

@@ -137,18 +137,9 @@ def _now():  # type: ignore[no-untyped-def]
 
 def parse_time(value: str | None, what: str):  # type: ignore[no-untyped-def]
     """ISO 8601 → UTC timestamp (naive is UTC); None → now."""
-    import pandas as pd
+    from smmdn.commands.args import parse_time as parse
 
-    from smmdn.errors import InputError
-
-    if value is None:
-        return _now()
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"cannot read {value!r} as a time", where=what,
-                         fix="use ISO 8601, e.g. 2024-05-01T08:00") from exc
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return _now() if value is None else parse(value, what)
 
 
 def parse_duration(value: str):  # type: ignore[no-untyped-def]
@@ -188,8 +179,7 @@ def list_alerts(args: argparse.Namespace) -> int:
     routes = _routes() if records else None
     sites = site_info(store) if records else {}
     for r in records:
-        r["teams"] = routes.operator_teams() if r["kind"] == "calibration_drift" else routes.teams_for(
-            r["site"], (sites.get(r["site"]) or {}).get("tags") or [], r["kind"])
+        r["teams"] = routes.teams_for_alert(r["kind"], r["site"], (sites.get(r["site"]) or {}).get("tags") or [])
     if args.json:
         print_json([{k: r.get(k) for k in LIST_FIELDS} for r in records])
         return 0

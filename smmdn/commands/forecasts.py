@@ -34,23 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def export(args: argparse.Namespace) -> int:
     import sys
 
-    import pandas as pd
-
+    from smmdn.commands.args import parse_time
     from smmdn.errors import InputError
     from smmdn.schema import format_times
     from smmdn.store import Store
 
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")  # bad input before any I/O
+    if not args.latest and since is None:
+        raise InputError("export needs --since (or --latest)", where="--since",
+                         fix="give an issue date, e.g. --since 2024-05-01, or use --latest")
     store = Store.from_settings()
     _known_sites(store, args.site)
     if args.latest:
         frame = store.latest_forecasts(sites=args.site)
     else:
-        if args.since is None:
-            raise InputError("export needs --since (or --latest)", where="--since",
-                             fix="give an issue date, e.g. --since 2024-05-01, or use --latest")
-        since = pd.Timestamp(args.since)
-        since = since.tz_localize("UTC") if since.tzinfo is None else since
-        frame = store.read_forecasts(sites=args.site, issued_before=args.until)
+        frame = store.read_forecasts(sites=args.site, issued_before=until)
         frame = frame.loc[frame["issue_time"] >= since]
     keep = [c for c in frame.columns if c not in ("weights", "means", "sigmas")]
     frame = frame[keep].reset_index(drop=True)

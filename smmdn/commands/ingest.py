@@ -1,9 +1,15 @@
-"""``smmdn ingest sensors|forcing [--since --until --site]`` and ``smmdn ingest ismn ARCHIVE``: fetch, validate and
-store new data."""
+"""``smmdn ingest sensors|forcing [--since --until --site]`` and ``smmdn ingest ismn ARCHIVE``: fetch, validate
+and store new data; ``smmdn ingest retry [FILE …|--all-rejected]``: process rejected landing files again.
+
+Exit codes (``smmdn.commands.exits``): 0 all stored, 1 some file or batch rejected (its data failed the
+checks; the others were stored), 3 the environment failed (database, disk, permissions, a source
+unreachable): nothing was judged, the next run retries.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,29 +38,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--station", action="append", help="only this station (repeatable)")
     p.add_argument("--since", help="re-read readings after this time (overrides the watermark)")
     p.set_defaults(handler=_ingest, what="ismn", site=None, until=None)
-
-
-def _ts(value: str | None):  # type: ignore[no-untyped-def]
-    import pandas as pd
-
-    from smmdn.errors import InputError
-
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except ValueError as exc:
-        raise InputError(f"bad time {value!r}", where="ingest", fix="use ISO 8601, e.g. 2024-05-01T00:00Z") from exc
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    retry = what.add_parser("retry", help="move rejected landing files back and process them now")
+    retry.add_argument("files", nargs="*", metavar="FILE", help="names in landing/rejected (see its .reason.txt)")
+    retry.add_argument("--all-rejected", action="store_true", help="every file in landing/rejected")
+    retry.set_defaults(handler=_retry, what="retry")
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from smmdn.commands.args import parse_time
     from smmdn.config import get_settings
     from smmdn.errors import InputError
     from smmdn.ingest import ingest_forcing, ingest_sensors
     from smmdn.registry import load_registry
     from smmdn.store import Store
 
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     settings = get_settings()
     path = args.registry or settings.registry_file
     if not path:
@@ -62,7 +60,6 @@ def _ingest(args: argparse.Namespace) -> int:
     registry = load_registry(path)
     store = Store(args.url or settings.resolved_database_url)
     store.init()
-    since, until = _ts(args.since), _ts(args.until)
 
     def progress(line: str) -> None:
         print(line, flush=True)
@@ -82,6 +79,38 @@ def _ingest(args: argparse.Namespace) -> int:
         summaries = ingest_forcing(store, settings, registry, since=since, until=until, sites=args.site,
                                    api=args.api, resolution=args.resolution, forecast_days=args.forecast_days,
                                    past_days=args.past_days, progress=progress)
+    return _outcome(summaries)
+
+
+def _outcome(summaries: list[Any]) -> int:
+    """Print the tally and map it to the exit-code table (environment beats rejected beats ok)."""
+    from smmdn.commands import exits
+
     failed = [s for s in summaries if s.status in ("failed", "rejected")]
     print(f"{len(summaries)} batch(es), {len(failed)} failed")
-    return 1 if failed else 0
+    if any(s.environment for s in failed):
+        print("the environment failed (see above): nothing was rejected because of it; rerun once it is back")
+        return exits.ENVIRONMENT
+    return exits.CHECK_FAILED if failed else exits.OK
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from smmdn.config import get_settings
+    from smmdn.errors import InputError
+    from smmdn.ingest import retry_rejected
+    from smmdn.registry import load_registry
+    from smmdn.store import Store
+
+    if bool(args.files) == bool(args.all_rejected):
+        raise InputError("name rejected files or pass --all-rejected (not both)", where="ingest retry",
+                         fix="smmdn ingest retry FILE … | smmdn ingest retry --all-rejected")
+    settings = get_settings()
+    path = args.registry or settings.registry_file
+    if not path:
+        raise InputError("no registry", where="ingest", fix="pass --registry or set SMMDN_REGISTRY_FILE")
+    registry = load_registry(path)
+    store = Store(args.url or settings.resolved_database_url)
+    store.init()
+    summaries = retry_rejected(store, settings, registry, args.files, all_rejected=args.all_rejected,
+                               progress=lambda line: print(line, flush=True))
+    return _outcome(summaries)

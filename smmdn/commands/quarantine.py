@@ -48,6 +48,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
+    from smmdn.commands import exits
     from smmdn.config import get_settings
     from smmdn.quality.release import release_rows
     from smmdn.quality.rules import ObservationRules
@@ -63,4 +64,4 @@ def _release(args: argparse.Namespace) -> int:
         rules = ObservationRules(vwc_max=args.vwc_max, vwc_max_by_site={})
     outcome = release_rows(_store(args), args.ids, rules=rules, released_by=args.by)
     print(outcome.line())
-    return 0 if not outcome.still_rejected else 1
+    return exits.OK if not outcome.still_rejected else exits.CHECK_FAILED

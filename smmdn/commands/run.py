@@ -28,7 +28,7 @@ def preflight(settings: object) -> None:
     """Reach each configured upstream once (short timeout) so an offline host fails in seconds."""
     import requests
 
-    from smmdn.errors import SourceError
+    from smmdn.errors import SourceUnreachable
 
     checks = [("open_meteo_url", settings.open_meteo_url)]  # type: ignore[attr-defined]
     reg = getattr(settings, "registry_file", None)
@@ -42,7 +42,7 @@ def preflight(settings: object) -> None:
         try:
             requests.head(url, timeout=(3, 5), allow_redirects=True)
         except requests.RequestException as exc:
-            raise SourceError(f"cannot reach {url} ({type(exc).__name__}); check the network or point "
+            raise SourceUnreachable(f"cannot reach {url} ({type(exc).__name__}); check the network or point "
                               f"SMMDN_{setting.upper()} at a mirror") from exc
 
 

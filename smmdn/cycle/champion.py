@@ -118,7 +118,8 @@ def _fit(kind: str, champion_model: Any, inputs: CycleInputs, train_end: pd.Time
 def train_and_judge(store: Any, settings: Settings, inputs: CycleInputs, cycle: CycleDay, kind: str,
                     overrides: dict | None = None) -> TrainOutcome:
     """Train a challenger of ``kind`` for ``cycle``, judge it against the champion, register the outcome."""
-    from smmdn.modelstore import load_model_uri, save_model
+    from smmdn.cycle.serving import serving_model
+    from smmdn.modelstore import save_model
 
     version = version_name(kind, cycle)
     champion = store.champion()
@@ -132,7 +133,7 @@ def train_and_judge(store: Any, settings: Settings, inputs: CycleInputs, cycle: 
         version, kind = row["version"], row["kind"]
         return TrainOutcome(version, kind, "exists", f"already trained ({row['status']}); not retrained",
                             champion_name, holdout=window, artifact_uri=row["artifact_uri"])
-    champion_model = load_model_uri(champion["artifact_uri"], settings) if champion else None
+    champion_model = serving_model(store, settings, champion).model if champion else None  # previous good if need be
     if kind == "fine-tune" and champion_model is None:
         kind, version = "full", version_name("full", cycle)
     config = train_config(settings, overrides)

@@ -34,6 +34,8 @@ class ForecastOutcome:
     stale_forcing: bool = False
     freshness: dict[str, Any] = field(default_factory=dict)
     message: str | None = None
+    fallback_from: str | None = None  # the champion that could not be loaded (the run used model_version)
+    fallback_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,8 +56,8 @@ def complete_run(store: Any, issue: pd.Timestamp) -> dict[str, Any] | None:
 def issue_forecast(store: Any, settings: Settings, inputs: CycleInputs, cycle: CycleDay, *,
                    validation: dict[str, Any] | None = None, force: bool = False) -> ForecastOutcome:
     """Forecast ``cycle.issue`` with the current champion; see the module docstring for the bookkeeping."""
+    from smmdn.cycle.serving import serving_model
     from smmdn.model import predict_forecast
-    from smmdn.modelstore import load_model_uri
 
     champion = store.champion()
     if champion is None:
@@ -64,8 +66,8 @@ def issue_forecast(store: Any, settings: Settings, inputs: CycleInputs, cycle: C
     if done is not None and not force:
         return ForecastOutcome(done["run_id"], cycle.issue.isoformat(), done["model_version"], "exists",
                                rows=int(done.get("n_rows") or 0), message="a complete run exists for this day")
-    version = champion["version"]
-    model = load_model_uri(champion["artifact_uri"], settings)
+    serving = serving_model(store, settings, champion)
+    version, model = serving.version, serving.model
     horizon = settings.forecast_horizon
     variables = list(model.scalers.forcing_names)
     check_forcing_consistency(variables, inputs.forcing)
@@ -83,12 +85,16 @@ def issue_forecast(store: Any, settings: Settings, inputs: CycleInputs, cycle: C
         store.finish_forecast_run(run_id, status="failed", message=str(exc)[:2000])
         raise
     message = "stale forcing: see input_freshness.stale_forcing_reason" if ready.stale_forcing else None
+    if serving.fallback_from:
+        message = "; ".join(m for m in (message, f"champion {serving.fallback_from} cannot be loaded: "
+                                                 f"served by {version}") if m)
     store.finish_forecast_run(run_id, status="complete", message=message)
     log.info("forecast %s: %d rows (%s new) for %d series", run_id, len(frame), getattr(written, "inserted", "?"),
              frame[["site", "depth_cm"]].drop_duplicates().shape[0])
     return ForecastOutcome(run_id, cycle.issue.isoformat(), version, "complete", rows=len(frame),
                            series=int(frame[["site", "depth_cm"]].drop_duplicates().shape[0]),
-                           stale_forcing=ready.stale_forcing, freshness=ready.freshness, message=message)
+                           stale_forcing=ready.stale_forcing, freshness=ready.freshness, message=message,
+                           fallback_from=serving.fallback_from, fallback_error=serving.error)
 
 
 def _jsonable(value: Any) -> Any:

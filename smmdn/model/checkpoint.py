@@ -64,7 +64,16 @@ class TrainedModel:
         _write_json(out / "scalers.json", self.scalers.to_dict())
         _write_json(out / "metrics.json", self.metrics)
         _write_json(out / "fingerprint.json", self.fingerprint)
+        _owner_only(out)
         return out
+
+
+def _owner_only(directory: Path) -> None:
+    """Weights and scalers are state: readable by their owner only (the directory 0700, files 0600)."""
+    directory.chmod(0o700)
+    for file in directory.iterdir():
+        if file.is_file():
+            file.chmod(0o600)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -49,6 +49,9 @@ def release_rows(
     open_rows = store.list_quarantine(released=False)
     open_rows = open_rows[open_rows["id"].isin(wanted)]
     outcome = ReleaseOutcome(unknown=sorted(set(wanted) - set(open_rows["id"].astype(int))))
+    if outcome.unknown:  # a typo must not release the other ids half-way: nothing is released
+        raise InputError(f"not open in quarantine: {', '.join(map(str, outcome.unknown))}", where="quarantine",
+                         rows=outcome.unknown, fix="pick ids from `smmdn quarantine list`; nothing was released")
     writes: list[tuple[str, str, pd.DataFrame, dict[str, Any]]] = []
     for (table, source), group in open_rows.groupby(["table_name", "source"]):
         qids = [int(i) for i in group["id"]]

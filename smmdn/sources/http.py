@@ -2,13 +2,17 @@
 
 Why shared: every adapter must behave the same when an upstream is slow, rate-limits (429 with
 Retry-After) or breaks; an operator reading a ``SourceError`` learns the URL and which setting points
-the system at a mirror.
+the system at a mirror. Every request has an overall deadline (``http_deadline_s``, body included):
+a read timeout alone is per socket read, so an upstream trickling one byte every few seconds would
+hold a run for ever. URLs and exception texts are redacted (``smmdn.redact``): an API key in a query
+never reaches an error message.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,11 +21,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from smmdn.config import Settings
-from smmdn.errors import SourceError
+from smmdn.errors import SourceError, SourceUnreachable
+from smmdn.redact import redact
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+BODY_CHUNK = 64 * 1024
 MAX_RETRY_AFTER_S = 120.0  # an upstream asking for longer is treated as down for this run
 
 
@@ -72,23 +78,65 @@ def get(
 ) -> requests.Response | None:
     """GET ``url``; raise ``SourceError`` naming the URL and ``setting`` on any failure.
 
-    Returns ``None`` for a 404 when ``allow_404`` (e.g. a USCRN year file not published yet).
+    The body is read here, within ``settings.http_deadline_s`` of the start (``SourceUnreachable``
+    when it runs out). Returns ``None`` for a 404 when ``allow_404`` (e.g. a USCRN year file not
+    published yet).
     """
+    deadline = time.monotonic() + settings.http_deadline_s
     try:
-        response = session.get(url, params=params, timeout=timeouts(settings))
+        response = session.get(url, params=params, timeout=timeouts(settings), stream=True)
     except requests.RequestException as exc:
-        raise SourceError(
-            f"cannot reach {url}: {type(exc).__name__}: {exc}; "
+        raise SourceUnreachable(
+            f"cannot reach {redact(url)}: {type(exc).__name__}: {redact(str(exc))}; "
             f"check the network or point SMMDN_{setting.upper()} at a mirror"
         ) from exc
+    _read_body(response, deadline, settings, setting)
     if allow_404 and response.status_code == 404:
         return None
     if response.status_code >= 400:
-        raise SourceError(
-            f"{response.url} answered HTTP {response.status_code} {response.reason}: "
-            f"{response.text[:200]!r}; check SMMDN_{setting.upper()} (or the request parameters)"
+        kind = SourceUnreachable if response.status_code in RETRY_STATUSES else SourceError
+        raise kind(
+            f"{redact(response.url)} answered HTTP {response.status_code} {response.reason}: "
+            f"{redact(response.text[:200])!r}; check SMMDN_{setting.upper()} (or the request parameters)"
         )
     return response
+
+
+def _read_body(response: requests.Response, deadline: float, settings: Settings, setting: str) -> None:
+    """Read the whole body before ``deadline`` (each socket read waits at most what is left)."""
+    raw = response.raw
+    chunks: list[bytes] = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _past_deadline(response, settings, setting, sum(map(len, chunks)))
+            sock = getattr(getattr(raw, "_connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(min(left, settings.http_read_timeout_s))
+            chunk = raw.read1(BODY_CHUNK, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except SourceError:
+        response.close()
+        raise
+    except Exception as exc:  # urllib3 protocol/timeout errors, socket errors
+        response.close()
+        if deadline - time.monotonic() <= 0:
+            raise _past_deadline(response, settings, setting, sum(map(len, chunks))) from exc
+        raise SourceUnreachable(
+            f"truncated or broken response from {redact(response.url)}: {type(exc).__name__}: {redact(str(exc))}; "
+            f"retry later or check SMMDN_{setting.upper()}"
+        ) from exc
+    response._content = b"".join(chunks)
+    response._content_consumed = True
+
+
+def _past_deadline(response: requests.Response, settings: Settings, setting: str, got: int) -> SourceUnreachable:
+    return SourceUnreachable(
+        f"{redact(response.url)} did not finish answering within {settings.http_deadline_s:g} s ({got} bytes so "
+        f"far); retry later, raise SMMDN_HTTP_DEADLINE_S or point SMMDN_{setting.upper()} at a mirror")
 
 
 def read_text(response: requests.Response, *, setting: str) -> str:
@@ -96,20 +144,20 @@ def read_text(response: requests.Response, *, setting: str) -> str:
     try:
         body = response.content
     except requests.RequestException as exc:
-        raise SourceError(
-            f"truncated or broken response from {response.url}: {exc}; check SMMDN_{setting.upper()}"
+        raise SourceUnreachable(
+            f"truncated or broken response from {redact(response.url)}: {exc}; check SMMDN_{setting.upper()}"
         ) from exc
     expected = response.headers.get("Content-Length")
     plain = "Content-Encoding" not in response.headers
     if expected and expected.isdigit() and plain and len(body) != int(expected):
-        raise SourceError(
-            f"truncated response from {response.url}: {len(body)} of {expected} bytes; "
+        raise SourceUnreachable(
+            f"truncated response from {redact(response.url)}: {len(body)} of {expected} bytes; "
             f"retry later or check SMMDN_{setting.upper()}"
         )
     try:
         return body.decode(response.encoding or "utf-8")
     except (UnicodeDecodeError, LookupError) as exc:
-        raise SourceError(f"undecodable response from {response.url}: {exc}") from exc
+        raise SourceError(f"undecodable response from {redact(response.url)}: {exc}") from exc
 
 
 def read_json(response: requests.Response, *, setting: str) -> Any:
@@ -119,5 +167,5 @@ def read_json(response: requests.Response, *, setting: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise SourceError(
-            f"malformed JSON from {response.url}: {exc}; check SMMDN_{setting.upper()}"
+            f"malformed JSON from {redact(response.url)}: {exc}; check SMMDN_{setting.upper()}"
         ) from exc

@@ -14,16 +14,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from smmdn.errors import SourceError
+from smmdn.errors import InputError, SourceError
 from smmdn.registry import Registry, Site, Toa5Source
 
-MISSING = {"NAN", "NaN", "nan", "-INF", "INF", "+INF", ""}
+MISSING = {"NAN", "NaN", "nan", ""}  # what a logger writes for "no value"; INF (over-range) is quarantined
 ENV_FIELDS = ("format", "station", "model", "serial", "os", "program", "signature", "table")
 
 
@@ -111,8 +114,27 @@ def find_site(file: Toa5File, registry: Registry, where: str) -> tuple[Site, Toa
     return matches[0]  # type: ignore[return-value]
 
 
+def parse_timestamp(text: str, formats: Sequence[str]) -> pd.Timestamp:
+    """The logger's local time, read by one of ``formats`` exactly (``ValueError`` otherwise).
+
+    Why strict: free-form parsing accepts '18/04/2024 02:00' and guesses day and month; a wrong guess is
+    silent. A zone in the text is refused too: the registry's ``utc_offset_hours`` says the zone.
+    """
+    for fmt in formats:
+        try:
+            return pd.Timestamp(datetime.strptime(text, fmt))
+        except ValueError:
+            continue
+    raise ValueError(text)
+
+
 def to_observations(file: Toa5File, site: str, spec: Toa5Source, where: str = "toa5") -> Toa5Batch:
-    """Map configured columns to canonical rows; broken records go to ``bad_rows`` with a reason."""
+    """Map configured columns to canonical rows; broken records go to ``bad_rows`` with a reason.
+
+    Non-finite values (INF, Infinity, 1e999) are broken records, not missing ones: a logger writes INF
+    for an over-range reading, and that must be seen in quarantine rather than silently dropped.
+    A file none of whose TIMESTAMPs matches the configured formats is rejected whole (``InputError``).
+    """
     absent = [c for c in spec.columns if c not in file.fields]
     if absent:
         raise SourceError(f"{where}: mapped column(s) {', '.join(absent)} not in the file header")
@@ -121,7 +143,7 @@ def to_observations(file: Toa5File, site: str, spec: Toa5Source, where: str = "t
     good_time: list[pd.Timestamp] = []
     good_vals: dict[str, list[float]] = {c: [] for c in spec.columns}
     bad: list[dict[str, object]] = []
-    missing = 0
+    missing = bad_times = 0
     for row, line in zip(file.records, file.line_numbers, strict=True):
         raw = ",".join(row)
         if len(row) != len(file.fields):
@@ -129,11 +151,11 @@ def to_observations(file: Toa5File, site: str, spec: Toa5Source, where: str = "t
                         "reason": f"record has {len(row)} fields, header has {len(file.fields)}"})
             continue
         try:
-            local = pd.Timestamp(row[0].strip())
-            if pd.isna(local) or local.tzinfo is not None:
-                raise ValueError(row[0])
+            local = parse_timestamp(row[0].strip(), spec.timestamp_formats)
         except (ValueError, TypeError):
-            bad.append({"site": site, "line": line, "raw": raw, "reason": f"unparseable TIMESTAMP {row[0]!r}"})
+            bad.append({"site": site, "line": line, "raw": raw,
+                        "reason": f"unparseable TIMESTAMP {row[0]!r} (expected {' or '.join(spec.timestamp_formats)})"})
+            bad_times += 1
             continue
         values: dict[str, float] = {}
         problem = None
@@ -147,6 +169,9 @@ def to_observations(file: Toa5File, site: str, spec: Toa5Source, where: str = "t
             except ValueError:
                 problem = f"non-numeric {col}={cell!r}"
                 break
+            if not math.isfinite(values[col]):
+                problem = f"non-finite {col}={cell!r}"
+                break
         if problem:
             bad.append({"site": site, "line": line, "raw": raw, "time": local - offset,
                         "reason": problem})
@@ -154,6 +179,12 @@ def to_observations(file: Toa5File, site: str, spec: Toa5Source, where: str = "t
         good_time.append(local - offset)
         for col, value in values.items():
             good_vals[col].append(value)
+    if file.records and bad_times == len(file.records):
+        raise InputError(
+            f"no TIMESTAMP matches the expected format (first: {file.records[0][0]!r})", where=where,
+            column="TIMESTAMP", rows=file.line_numbers[:10],
+            fix=f"write times as {spec.timestamp_formats[0]} at the logger, or set sources.toa5.timestamp_formats "
+                "for this station in the registry")
     parts = []
     times = pd.DatetimeIndex(good_time, tz=None)
     utc = times.tz_localize("UTC") if len(times) else pd.DatetimeIndex([], tz="UTC")

@@ -859,24 +859,30 @@ class Store:
             )
 
     def file_seen(self, sha256: str) -> bool:
+        """True when these bytes were processed successfully (a rejection does not count: retry works)."""
+        pf = T.processed_files
         with self._begin() as conn:
-            return (
-                conn.execute(sa.select(T.processed_files.c.sha256).where(T.processed_files.c.sha256 == sha256)).first()
-                is not None
-            )
+            return conn.execute(sa.select(pf.c.sha256).where(pf.c.sha256 == sha256,
+                                                             pf.c.status == "processed")).first() is not None
 
     def record_file(self, source: str, path: str, sha256: str, status: str, reason: str | None = None) -> None:
+        """Record a file's outcome; ``reason`` (the last rejection's) is kept when none is given."""
         rows = [(sha256, source, str(path), status, reason, _now())]
+        columns = ["sha256", "source", "path", "status", "reason", "processed_at"]
+        compare = ["source", "path", "status", "reason"]
+        if reason is None:
+            rows = [r[:4] + r[5:] for r in rows]
+            columns.remove("reason")
+            compare.remove("reason")
         with self._begin() as conn:
-            upsert_rows(
-                conn,
-                T.processed_files,
-                ["sha256", "source", "path", "status", "reason", "processed_at"],
-                rows,
-                ["sha256"],
-                ["source", "path", "status", "reason"],
-                ["processed_at"],
-            )
+            upsert_rows(conn, T.processed_files, columns, rows, ["sha256"], compare, ["processed_at"])
+
+    def file_record(self, sha256: str) -> dict[str, Any] | None:
+        """A file's ``processed_files`` row (status, path, last rejection reason), or None."""
+        pf = T.processed_files
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(pf).where(pf.c.sha256 == sha256)).mappings().first()
+        return dict(row) if row else None
 
     def write_validation_run(self, source: str, success: bool, summary: dict, data_docs: str | None = None) -> int:
         with self._begin() as conn:

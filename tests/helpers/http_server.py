@@ -21,6 +21,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     hang_s: float = 0.0  # wait this long before answering (read-timeout tests; released at shutdown)
     truncate_to: int | None = None  # send only this many bytes of body but the full Content-Length
+    trickle_s: float = 0.0  # send the body one byte every this many seconds (deadline tests; stops at shutdown)
 
 
 @dataclass
@@ -69,6 +70,14 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 if reply.truncate_to is not None:
                     self.send_header("Connection", "close")
                 self.end_headers()
+                if reply.trickle_s:
+                    self.wfile.flush()
+                    for i in range(len(body)):
+                        if server.release.wait(reply.trickle_s):
+                            return
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                    return
                 self.wfile.write(body if reply.truncate_to is None else body[: reply.truncate_to])
                 self.wfile.flush()
                 if reply.truncate_to is not None:
