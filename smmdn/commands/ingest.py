@@ -44,15 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     retry.set_defaults(handler=_retry, what="retry")
 
 
-def _ingest(args: argparse.Namespace) -> int:
-    from smmdn.commands.args import parse_time
+def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(settings, registry, a ready store) for an ingest command: the registry is required."""
     from smmdn.config import get_settings
     from smmdn.errors import InputError
-    from smmdn.ingest import ingest_forcing, ingest_sensors
     from smmdn.registry import load_registry
     from smmdn.store import Store
 
-    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     settings = get_settings()
     path = args.registry or settings.registry_file
     if not path:
@@ -60,6 +58,15 @@ def _ingest(args: argparse.Namespace) -> int:
     registry = load_registry(path)
     store = Store(args.url or settings.resolved_database_url)
     store.init()
+    return settings, registry, store
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from smmdn.commands.args import parse_time
+    from smmdn.ingest import ingest_forcing, ingest_sensors
+
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
+    settings, registry, store = _context(args)
 
     def progress(line: str) -> None:
         print(line, flush=True)
@@ -95,22 +102,13 @@ def _outcome(summaries: list[Any]) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from smmdn.config import get_settings
     from smmdn.errors import InputError
     from smmdn.ingest import retry_rejected
-    from smmdn.registry import load_registry
-    from smmdn.store import Store
 
     if bool(args.files) == bool(args.all_rejected):
         raise InputError("name rejected files or pass --all-rejected (not both)", where="ingest retry",
                          fix="smmdn ingest retry FILE … | smmdn ingest retry --all-rejected")
-    settings = get_settings()
-    path = args.registry or settings.registry_file
-    if not path:
-        raise InputError("no registry", where="ingest", fix="pass --registry or set SMMDN_REGISTRY_FILE")
-    registry = load_registry(path)
-    store = Store(args.url or settings.resolved_database_url)
-    store.init()
+    settings, registry, store = _context(args)
     summaries = retry_rejected(store, settings, registry, args.files, all_rejected=args.all_rejected,
                                progress=lambda line: print(line, flush=True))
     return _outcome(summaries)

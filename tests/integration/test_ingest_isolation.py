@@ -22,23 +22,12 @@ from smmdn.ingest import ingest_landing, retry_rejected
 from smmdn.registry import parse_registry
 from smmdn.store import Store
 from tests.conftest import shared_path
+from tests.integration.test_ingest_landing import REGISTRY as LANDING_REGISTRY
 
 NOW = pd.Timestamp("2024-06-10T00:00Z")
-REGISTRY = """
-version: 1
-sites:
-  - id: station
-    name: Logger site
-    lat: 45.0
-    lon: -93.0
-    sources:
-      toa5:
-        station: Station
-        table: Daily
-        utc_offset_hours: -6
-        columns:
-          RH_Min: {depth_cm: 10, sensor: a, unit: percent}
-"""
+# the landing tests' logger site with its first sensor only (one column to poison)
+REGISTRY = LANDING_REGISTRY.replace("          RH_Max: {depth_cm: 10, sensor: b, unit: percent}\n", "")
+assert REGISTRY != LANDING_REGISTRY
 OTHER = """
   - id: other
     name: Second logger
