@@ -22,25 +22,13 @@ from smmdn.ingest import ingest_landing, retry_rejected
 from smmdn.registry import parse_registry
 from smmdn.store import Store
 from tests.conftest import shared_path
+from tests.integration.test_ingest_landing import OTHER
 from tests.integration.test_ingest_landing import REGISTRY as LANDING_REGISTRY
 
 NOW = pd.Timestamp("2024-06-10T00:00Z")
 # the landing tests' logger site with its first sensor only (one column to poison)
 REGISTRY = LANDING_REGISTRY.replace("          RH_Max: {depth_cm: 10, sensor: b, unit: percent}\n", "")
 assert REGISTRY != LANDING_REGISTRY
-OTHER = """
-  - id: other
-    name: Second logger
-    lat: 45.5
-    lon: -93.5
-    sources:
-      toa5:
-        station: Other
-        table: Daily
-        utc_offset_hours: -6
-        columns:
-          RH_Min: {depth_cm: 10, sensor: a, unit: percent}
-"""
 
 
 def _sample(station: str = "Station") -> list[str]:

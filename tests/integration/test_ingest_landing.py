@@ -106,7 +106,7 @@ def test_ingest_sensors_includes_the_landing_directory(setup) -> None:  # type: 
     assert [s.source for s in summaries] == ["toa5"] and summaries[0].inserted > 0
 
 
-BATCH_REGISTRY = REGISTRY + """
+OTHER = """
   - id: other
     name: Second logger
     lat: 45.5
@@ -118,7 +118,8 @@ BATCH_REGISTRY = REGISTRY + """
         utc_offset_hours: -6
         columns:
           RH_Min: {depth_cm: 10, sensor: a, unit: percent}
-  - id: third
+"""
+BATCH_REGISTRY = REGISTRY + OTHER + """  - id: third
     name: Logger sending percent as if it were m3/m3
     lat: 46.0
     lon: -94.0
