@@ -1,0 +1,311 @@
+"""Benchmark: fault detection against planted ground truth — smmdn's real daily flow and two peers (SaQC,
+flagit) on the same readings, every cell of the pinned grid reported.
+
+Run on demand (prints figures and writes JSON; not part of the test suite):
+
+    python tests/benchmarks/bench_detection.py --out var/bench-detection          # 3 seeds, both datasets
+    python tests/benchmarks/bench_detection.py --seeds 1 --datasets demo --cycles 20 --out /tmp/bd   # smaller
+    python tests/benchmarks/bench_detection.py --score-only --out var/bench-detection   # re-score finished runs
+
+What runs, per seed (``tests/helpers/detection_truth.py`` plants, ``detection_score.py`` scores):
+- ``demo``: 3 runs of the demo simulator (4 sites × 3 depths × 3 replicates, hourly readings, ``--history``
+  days of logger history, ``--cycles`` daily cycles). The 26 fault cells (step 0.01/0.03/0.06; drift
+  0.0005/0.002/0.01 per day; stuck; spikes 0.1/0.2 every 3/12 h with noise; drop to ~0; disconnected — each
+  ending after 10 days and never ending), one rain event in the forcing and one irrigation event not in it,
+  at most one fault per site-depth cluster, and clean control clusters.
+- ``cosmos``: 2 runs of 11 virtual sites, each a copy of the real COSMOS-UK SPENF pair (TDT1/TDT2, 10 cm,
+  daily) over its own stretch of the record, faults planted into one of the two sensors; the same grid
+  without the sub-daily spike cells (the record is daily), the two events, and control sites.
+
+smmdn runs exactly as ``smmdn demo`` does: each run is a fresh home (SQLite, landing directory, model
+store), the loggers drop one TOA5 file per site and day, a local Open-Meteo server answers for the
+weather, and every cycle is the real Prefect ``daily`` flow (ingest → validate → train → forecast → detect →
+verify → deliver, the demo's tiny model) — one subprocess per run. Messages are what the local apprise
+receiver on 127.0.0.1 got, per route (its path), attributed to alerts by the idempotency key each carries.
+
+The peers run causally on the readings the run planted (``tests/helpers/detection_peers.py``): each cycle
+day, on the data up to its end; their flags are scored per sensor-day and as episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.helpers import detection_score as S  # noqa: E402
+from tests.helpers import detection_truth as T  # noqa: E402
+from tests.helpers import detection_worlds as W  # noqa: E402
+
+DEMO_DEPTHS, DEMO_SENSORS = (5.0, 20.0, 50.0), ("a", "b", "c")
+COSMOS_SITES_PER_RUN = 11
+
+
+# ---------------------------------------------------------------------------------------------------
+# plans
+# ---------------------------------------------------------------------------------------------------
+def _days(cycles: int) -> tuple[int, int]:
+    """Fault start days (cycle index): late enough for a settled model, early enough that a 10-day fault
+    ends and recovers inside the run."""
+    return max(2, cycles * 8 // 60), max(3, cycles * 25 // 60)
+
+
+def demo_plans(seed: int, history: int, cycles: int) -> list[T.RunPlan]:
+    names = W.demo_site_names()
+    lo, hi = _days(cycles)
+    return T.plan_runs(seed, [names] * 3, DEMO_DEPTHS, DEMO_SENSORS, W.DEMO_START + history * T.DAY, cycles,
+                       faults=T.grid(), controls_per_run=1, first_day=lo, last_day=hi, prefix=f"demo-s{seed}-r")
+
+
+def cosmos_plans(seed: int, history: int, cycles: int) -> list[T.RunPlan]:
+    names = W.cosmos_site_names(COSMOS_SITES_PER_RUN)
+    obs, _ = W.cosmos_record()
+    calendar, _ = W.cosmos_windows(seed, len(names), history + cycles + W.FORECAST_TAIL, obs)
+    lo, hi = _days(cycles)
+    faults = [f for f in T.grid() if f.kind != "spikes"]  # daily means: no sub-daily spikes to plant
+    return T.plan_runs(seed, [names] * 2, (W.COSMOS_DEPTH,), W.COSMOS_SENSORS, calendar + history * T.DAY, cycles,
+                       faults=faults, controls_per_run=1, first_day=lo, last_day=hi, prefix=f"cosmos-s{seed}-r")
+
+
+def world_of(spec: dict[str, Any]) -> W.World:
+    plan = T.RunPlan.from_dict(spec["plan"])
+    if spec["dataset"] == "demo":
+        return W.demo_world(plan, spec["sim_seed"], history=spec["history"], cycles=spec["cycles"])
+    names = W.cosmos_site_names(COSMOS_SITES_PER_RUN)
+    return W.cosmos_world(plan, spec["seed"], names, history=spec["history"], cycles=spec["cycles"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# one run of smmdn (a subprocess: a fresh environment, as `smmdn demo` has)
+# ---------------------------------------------------------------------------------------------------
+def worker(run_dir: Path) -> None:
+    """Run every cycle of one run through the real daily flow; write alerts, outbox and timings."""
+    spec = json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))
+    world = world_of(spec)
+    world.readings.to_parquet(run_dir / "readings.parquet")
+    world.weather.to_parquet(run_dir / "weather.parquet")
+    from smmdn.demo.feeds import WeatherServer
+    from smmdn.demo.receiver import AlertReceiver
+    from smmdn.demo.run import TINY_MODEL, _start_prefect_server, _torch_threads, _warm_imports, prepare_environment
+
+    home = run_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    weather = WeatherServer(world.sites, world.weather, seed=world.sim_seed).start()
+    receiver = AlertReceiver(run_dir / "received.jsonl").start()
+    (home / "registry.yaml").write_text(world.registry, encoding="utf-8")
+    routes = write_routes(home / "alert-routes.yaml", [s.site for s in world.sites], receiver, world.dataset)
+    prepare_environment(home, {**weather.settings_env(), "SMMDN_APPRISE_URLS": receiver.url,
+                               "SMMDN_ALERT_ROUTES_FILE": str(routes)})
+    server = _start_prefect_server()
+    from smmdn.config import get_settings
+    from smmdn.store import Store
+
+    settings = get_settings()
+    Store(settings.resolved_database_url).init()
+    landing = settings.path("landing")
+    for s in world.sites:
+        world.writer(landing, s.site, world.readings, world.start, world.history)
+    from prefect.settings import temporary_settings
+
+    from flows.daily import daily
+
+    _warm_imports()
+    if server is not None:
+        server.join()
+    threads = _torch_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
+    cycles = []
+    t_run = time.perf_counter()
+    try:
+        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+            for d in range(world.history, world.history + world.cycles):
+                day = world.start + d * T.DAY
+                for s in world.sites:
+                    world.writer(landing, s.site, world.readings, day, 1)
+                weather.today = day + T.DAY
+                t0 = time.perf_counter()
+                summary = daily(day=day.date().isoformat(), history_days=world.history + world.cycles,
+                                train_overrides=TINY_MODEL)
+                seconds = time.perf_counter() - t0
+                cycles.append({"issue": summary["issue"], "seconds": round(seconds, 2),
+                               "training": (summary.get("training") or {}).get("status"),
+                               "alerts": (summary.get("alerts") or {}).get("status")})
+                print(f"{spec['name']} {summary['issue']}: {seconds:.1f} s", flush=True)
+    finally:
+        weather.stop()
+        receiver.stop()
+        _torch_threads(threads)
+    from smmdn.store import alerts as db
+
+    store = Store(settings.resolved_database_url)
+    db.read_alerts(store).drop(columns=["details"], errors="ignore").to_csv(run_dir / "alerts.csv", index=False)
+    db.read_outbox(store).drop(columns=["body", "attachment_spec"], errors="ignore").to_csv(run_dir / "outbox.csv",
+                                                                                            index=False)
+    (run_dir / "cycles.json").write_text(json.dumps({"cycles": cycles, "seconds": time.perf_counter() - t_run}),
+                                         encoding="utf-8")
+
+
+def write_routes(path: Path, sites: list[str], receiver: Any, dataset: str) -> Path:
+    """One field team per site (its registry tag), operators apart; each team posts under its own path."""
+    import yaml
+
+    tag = (lambda s: f"field-{s[-1]}") if dataset == "demo" else (lambda s: f"field-{s}")
+    teams: dict[str, Any] = {tag(s): {"urls": [receiver.url_for(tag(s))], "escalate_to": "ops"} for s in sites}
+    teams["ops"] = {"urls": [receiver.url_for("ops")]}
+    spec = {"teams": teams, "operators": ["ops"], "routes": [{"tags": [f"team:{tag(s)}"], "teams": [tag(s)]}
+                                                             for s in sites]}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_smmdn(run_dir: Path, log: Path) -> bool:
+    """One run in a subprocess (environment and Prefect state of its own); True when it finished."""
+    if (run_dir / "alerts.csv").exists():
+        return True
+    env = {**os.environ, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "GX_ANALYTICS_ENABLED": "false"}
+    with log.open("a", encoding="utf-8") as fh:
+        done = subprocess.run([sys.executable, __file__, "--worker", str(run_dir)], cwd=REPO, env=env, stdout=fh,
+                              stderr=subprocess.STDOUT, check=False)
+    return done.returncode == 0 and (run_dir / "alerts.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# peers and scoring
+# ---------------------------------------------------------------------------------------------------
+def run_peers(run_dir: Path, plan: T.RunPlan, cadence: str) -> None:
+    from tests.helpers import detection_peers as P
+
+    if (run_dir / "peers.json").exists() or not (run_dir / "readings.parquet").exists():
+        return
+    readings = pd.read_parquet(run_dir / "readings.parquet")
+    weather = pd.read_parquet(run_dir / "weather.parquet")
+    days = list(pd.date_range(plan.start, plan.end - T.DAY, freq="D"))
+    t0 = time.perf_counter()
+    flags = P.run_peers(readings, weather, days, cadence)
+    for peer, frame in flags.items():
+        frame.to_csv(run_dir / f"flags-{peer}.csv", index=False)
+    rates = {peer: P.sensor_day_rates(frame, plan, days) for peer, frame in flags.items()}
+    (run_dir / "peers.json").write_text(json.dumps({"seconds": time.perf_counter() - t0, "rates": rates}),
+                                        encoding="utf-8")
+
+
+def score_dir(run_dir: Path) -> dict[str, S.RunScore]:
+    """Scores of every detector that finished on this run."""
+    plan = T.RunPlan.from_dict(json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))["plan"])
+    out: dict[str, S.RunScore] = {}
+    if (run_dir / "alerts.csv").exists():
+        alerts = pd.read_csv(run_dir / "alerts.csv")
+        lines = [json.loads(x) for x in (run_dir / "received.jsonl").read_text(encoding="utf-8").splitlines()
+                 if x.strip()] if (run_dir / "received.jsonl").exists() else []
+        out["smmdn"] = S.score_run(S.detections_from_alerts(alerts), plan, S.messages_from_receiver(lines))
+    for peer in ("saqc", "flagit"):
+        path = run_dir / f"flags-{peer}.csv"
+        if path.exists():
+            flags = pd.read_csv(path)
+            if len(flags):
+                flags["time"] = pd.to_datetime(flags["time"], utc=True)
+            out[peer] = S.score_run(S.detections_from_flags(flags), plan)
+    return out
+
+
+def report(out: Path, datasets: list[str]) -> dict[str, Any]:
+    """Print and write every grid cell and the totals per dataset and detector."""
+    result: dict[str, Any] = {}
+    for dataset in datasets:
+        per: dict[str, list[S.RunScore]] = {}
+        rates: dict[str, list[dict[str, float]]] = {}
+        runs = sorted(p for p in out.glob(f"{dataset}-s*-r*") if (p / "spec.json").exists())
+        timing = []
+        for run_dir in runs:
+            for detector, score in score_dir(run_dir).items():
+                per.setdefault(detector, []).append(score)
+            if (run_dir / "peers.json").exists():
+                for peer, r in json.loads((run_dir / "peers.json").read_text())["rates"].items():
+                    rates.setdefault(peer, []).append(r)
+            if (run_dir / "cycles.json").exists():
+                c = json.loads((run_dir / "cycles.json").read_text())
+                timing.append({"run": run_dir.name, "cycles": len(c["cycles"]), "seconds": round(c["seconds"], 1)})
+        result[dataset] = {"runs": [r.name for r in runs], "timing": timing, "detectors": {}}
+        for detector, scores in per.items():
+            faults = pd.concat([s.faults for s in scores], ignore_index=True)
+            events = pd.concat([s.events for s in scores], ignore_index=True)
+            cells = S.cell_table(faults)
+            total = S.summary(scores)
+            if detector in rates:
+                total["sensor_day_rates"] = {k: float(pd.Series([r[k] for r in rates[detector]]).mean())
+                                             for k in rates[detector][0]}
+            result[dataset]["detectors"][detector] = {"summary": total, "cells": cells.to_dict("records"),
+                                                      "events": events.to_dict("records"),
+                                                      "faults": faults.to_dict("records")}
+            print(f"\n== {dataset} / {detector}: {len(scores)} runs, {total['faults']} fault episodes")
+            with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 100):
+                print(cells.round(2).to_string(index=False))
+                if len(events):
+                    print(events[["run", "kind", "in_forcing", "site", "as_event", "as_fault", "messages"]]
+                          .to_string(index=False))
+            print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in total.items()})
+    (out / "results.json").write_text(S.to_json(result), encoding="utf-8")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "var" / "bench-detection")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--datasets", nargs="+", default=["demo", "cosmos"], choices=["demo", "cosmos"])
+    parser.add_argument("--history", type=int, default=60)
+    parser.add_argument("--cycles", type=int, default=60)
+    parser.add_argument("--runs", type=int, nargs="*", default=None, help="only these run indices per seed")
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--no-smmdn", action="store_true")
+    parser.add_argument("--score-only", action="store_true")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "runs.log"
+    if not args.score_only:
+        for dataset in args.datasets:
+            if dataset == "cosmos" and not W.cosmos_available():
+                print(f"cosmos: {W.COSMOS_CSV} not found, skipped")
+                continue
+            for seed in args.seeds:
+                plans = (demo_plans if dataset == "demo" else cosmos_plans)(seed, args.history, args.cycles)
+                for r, plan in enumerate(plans):
+                    if args.runs is not None and r not in args.runs:
+                        continue
+                    run_dir = args.out / plan.name
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    spec = {"name": plan.name, "dataset": dataset, "seed": seed, "sim_seed": 1000 * seed + r,
+                            "history": args.history, "cycles": args.cycles, "plan": plan.to_dict()}
+                    (run_dir / "spec.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+                    t0 = time.perf_counter()
+                    ok = True
+                    if not args.no_smmdn:
+                        ok = run_smmdn(run_dir, log)
+                    if not args.no_peers:
+                        if not (run_dir / "readings.parquet").exists():
+                            world = world_of(spec)
+                            world.readings.to_parquet(run_dir / "readings.parquet")
+                            world.weather.to_parquet(run_dir / "weather.parquet")
+                        run_peers(run_dir, plan, "hourly" if dataset == "demo" else "daily")
+                    print(f"{plan.name}: {'ok' if ok else 'FAILED (see runs.log)'} in {time.perf_counter() - t0:.0f} s",
+                          flush=True)
+    report(args.out, args.datasets)
+
+
+if __name__ == "__main__":
+    main()
