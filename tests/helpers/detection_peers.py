@@ -6,7 +6,8 @@
   its ancillary input (flags C01–C03, D04, D06–D10; a sensor-day counts as flagged with any flag but G).
 
 Causal: for each cycle day the peer sees the readings up to the end of that day (a trailing context of
-``CONTEXT_DAYS``) and only that day's flags count, so time to detect is what a daily run would have had.
+``CONTEXT_DAYS``, longer than every window of the chain) and only that day's flags count, so time to detect
+is what a daily run would have had.
 Parameters are fixed here once, per cadence (hourly simulator readings, daily COSMOS means), from the
 sensors' noise and the tools' documented examples; they were not tuned on the scored seeds.
 
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-CONTEXT_DAYS = 14
+CONTEXT_DAYS = {"hourly": 14, "daily": 30}  # trailing data each day's run sees (≥ every window of the chain)
 DAY = pd.Timedelta(days=1)
 
 
@@ -44,15 +45,23 @@ class SaqcParams:
     jump_thresh: float = 0.04
     jump_window: str = "6h"
     zscore_window: str = "24h"
-    zscore_thresh: float = 3.5
-    zscore_min_residuals: float = 0.01
+    zscore_thresh: float = 5.0
+    zscore_min_residuals: float = 0.03
     drift_window: str = "1D"
     drift_spread: float = 0.03
+    context_days: int = CONTEXT_DAYS["hourly"]
 
 
 SAQC_HOURLY = SaqcParams()
 SAQC_DAILY = SaqcParams(constants_window="3D", jump_thresh=0.04, jump_window="5D", zscore_window="15D",
-                        zscore_thresh=3.5, zscore_min_residuals=0.01, drift_window="7D", drift_spread=0.03)
+                        drift_window="7D", drift_spread=0.03,
+                        context_days=CONTEXT_DAYS["daily"])
+
+
+def mean_abs_difference(x: np.ndarray, y: np.ndarray) -> float:
+    """``flagDriftFromNorm``'s distance: mean absolute difference (m3/m3), as SaQC's own example divides the
+    cityblock distance by the window length — a plain cityblock sum grows with the number of readings."""
+    return float(np.nanmean(np.abs(np.asarray(x, dtype=float) - np.asarray(y, dtype=float))))
 
 
 def _day_flags(flagged: pd.Series, day: pd.Timestamp) -> bool:
@@ -65,7 +74,7 @@ def saqc_day(wide: pd.DataFrame, clusters: list[list[str]], day: pd.Timestamp, p
 
     ``wide``: one column per sensor on the network's time grid (a sensor that did not report is NaN there);
     ``clusters``: the columns of each site-depth (the replicates ``flagDriftFromNorm`` compares)."""
-    window = wide.loc[(wide.index >= day - CONTEXT_DAYS * DAY) & (wide.index < day + DAY)]
+    window = wide.loc[(wide.index >= day - p.context_days * DAY) & (wide.index < day + DAY)]
     if window.empty:
         return set()
     window = window.copy()
@@ -95,7 +104,8 @@ def saqc_chain(frame: pd.DataFrame, p: SaqcParams) -> pd.DataFrame:
         qc = qc.flagZScore(fields, method="modified", window=p.zscore_window, thresh=p.zscore_thresh,
                            min_residuals=p.zscore_min_residuals, center=False)
         if len(fields) >= 2:
-            qc = qc.flagDriftFromNorm(fields, window=p.drift_window, spread=p.drift_spread)
+            qc = qc.flagDriftFromNorm(fields, window=p.drift_window, spread=p.drift_spread,
+                                      metric=mean_abs_difference)
         return qc.flags.to_pandas()
 
 
@@ -116,10 +126,11 @@ def _flagit_interface() -> Any:
     return Interface
 
 
-def flagit_sensor_day(series: pd.Series, precip: pd.Series, day: pd.Timestamp, depth_cm: float) -> bool:
+def flagit_sensor_day(series: pd.Series, precip: pd.Series, day: pd.Timestamp, depth_cm: float,
+                      context_days: int = CONTEXT_DAYS["hourly"]) -> bool:
     """flagit's verdict for one sensor on ``day`` (any flag other than G on that day's readings)."""
     interface = _flagit_interface()
-    s = series.loc[(series.index >= day - CONTEXT_DAYS * DAY) & (series.index < day + DAY)].dropna()
+    s = series.loc[(series.index >= day - context_days * DAY) & (series.index < day + DAY)].dropna()
     if s.empty:
         return False
     data = pd.DataFrame({"soil_moisture": s.to_numpy() * 100.0,
@@ -165,7 +176,7 @@ def run_peers(readings: pd.DataFrame, weather: pd.DataFrame, days: list[pd.Times
                 add("saqc", day, field)
         if "flagit" in out:
             for field, k in keys.iterrows():
-                if flagit_sensor_day(wide[field], precip[k["site"]], day, float(k["depth_cm"])):
+                if flagit_sensor_day(wide[field], precip[k["site"]], day, float(k["depth_cm"]), params.context_days):
                     add("flagit", day, str(field))
     return {p: pd.DataFrame(v, columns=["time", "site", "depth_cm", "sensor"]) for p, v in out.items()}
 
