@@ -196,3 +196,33 @@ def test_peer_flags_become_episodes_raised_at_the_end_of_their_first_day() -> No
     score = S.score_run(det, plan([STEP]))
     assert score.faults.iloc[0]["days_to_detect"] == 1
     assert list(score.roles["role"]) == ["culprit", "culprit"]
+
+
+def test_cosmos_world_plants_into_one_of_the_two_real_sensors() -> None:
+    from tests.helpers import detection_worlds as W
+
+    if not W.cosmos_available():
+        pytest.skip("../shared/data (the COSMOS-UK export) is not here")
+    names = W.cosmos_site_names(3)
+    obs, _ = W.cosmos_record()
+    calendar, shifts = W.cosmos_windows(1, 3, 40, obs)
+    assert len({s.days for s in shifts}) == 3 and all(abs((s.days + 35) % 364) <= 70 for s in shifts)
+    start = calendar + 20 * DAY
+    step = T.Fault("step", 0.06, days=None, site=names[1], depth_cm=10.0, sensor="TDT2", start=start + 3 * DAY)
+    p = T.RunPlan("c0", 1, start, start + 10 * DAY, [step], [T.Event("rain", names[2], start + 2 * DAY, 50.0)],
+                  [(names[0], 10.0)], {(n, 10.0): ["TDT1", "TDT2"] for n in names})
+    world = W.cosmos_world(p, 1, names, history=20, cycles=10)
+    r = world.readings.set_index(["site", "sensor", "time"])["vwc"]
+    clean = W.cosmos_world(T.RunPlan("c0", 1, start, start + 10 * DAY, [], [], [], {}), 1, names, history=20,
+                           cycles=10).readings.set_index(["site", "sensor", "time"])["vwc"]
+    diff = (r - clean.reindex(r.index)).round(4)
+    planted = diff.loc[names[1], "TDT2"]
+    assert (planted.loc[step.start: p.end - DAY] == 0.06).all() and (planted.loc[: step.start - DAY] == 0).all()
+    assert (diff.loc[names[1], "TDT1"] == 0).all() and (diff.loc[names[0]] == 0).all()
+    wet = diff.loc[names[2]]
+    assert (wet.loc[:, start + 2 * DAY] == 0.1).all()  # both sensors of the event site wetted
+    w = world.weather.set_index(["site", "time"])["precipitation_sum"]
+    w0 = W.cosmos_world(T.RunPlan("c0", 1, start, start + 10 * DAY, [], [], [], {}), 1, names, history=20,
+                        cycles=10).weather.set_index(["site", "time"])["precipitation_sum"]
+    assert (w - w0).loc[names[2], start + 2 * DAY] == pytest.approx(50.0)
+    assert set(world.readings["depth_cm"]) == {10.0} and world.cadence == "daily"
