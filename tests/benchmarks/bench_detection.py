@@ -255,7 +255,101 @@ def report(out: Path, datasets: list[str]) -> dict[str, Any]:
                           .to_string(index=False))
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in total.items()})
     (out / "results.json").write_text(S.to_json(result), encoding="utf-8")
+    (out / "results.md").write_text(markdown(result), encoding="utf-8")
     return result
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _side_by_side(tables: dict[str, pd.DataFrame], key: str, cols: dict[str, str]) -> list[str]:
+    """One markdown table: a row per ``key``, for each detector the ``cols`` (column → header)."""
+    names = list(tables)
+    keys: list[str] = []
+    for t in tables.values():
+        keys += [k for k in t[key] if k not in keys]
+    head = [key, "episodes"] + [f"{n} {h}" for n in names for h in cols.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in keys:
+        first = next(t for t in tables.values() if k in set(t[key]))
+        row = [k, _fmt(int(first.loc[first[key] == k, "episodes"].iloc[0]))]
+        for n in names:
+            t = tables[n]
+            r = t.loc[t[key] == k]
+            for c in cols:
+                row.append(_fmt(r[c].iloc[0]) if len(r) else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The figures as markdown tables (pasted into docs/results-detection.md)."""
+    out: list[str] = []
+    for dataset, res in result.items():
+        dets = res["detectors"]
+        if not dets:
+            continue
+        faults = {n: pd.DataFrame(d["faults"]) for n, d in dets.items()}
+        out += [f"### {dataset}: {len(res['runs'])} runs ({', '.join(res['runs'])})", ""]
+        if res["timing"]:
+            secs = sum(t["seconds"] for t in res["timing"])
+            cyc = sum(t["cycles"] for t in res["timing"])
+            out += [f"smmdn: {cyc} daily cycles through the real `daily` flow, {secs / 60:.0f} min "
+                    f"({secs / max(cyc, 1):.1f} s per cycle).", ""]
+        out += ["Per fault type (all magnitudes and both durations):", ""]
+        out += _side_by_side({n: S.family_table(f) for n, f in faults.items()}, "kind",
+                             {"recall": "recall", "days_median": "days (median)", "siblings_blamed": "siblings"})
+        out += ["", "Every grid cell (days: daily cycles to the first culprit alert, median / max over seeds):", ""]
+        cells = {n: S.cell_table(f).assign(days=lambda t: [f"{_fmt(a, 0)} / {_fmt(b, 0)}" for a, b in
+                                                          zip(t["days_median"], t["days_max"], strict=True)])
+                 for n, f in faults.items()}
+        out += _side_by_side(cells, "cell", {"recall": "recall", "days": "days", "siblings_blamed": "siblings"})
+        if "smmdn" in cells:
+            out += ["", "smmdn per cell: faults read as cluster events, culprit alerts closed after a 10-day fault "
+                    "ended (share), alerts and messages per fault:", ""]
+            out += _side_by_side({"smmdn": cells["smmdn"]}, "cell",
+                                 {"as_event": "as event", "closed_after_end": "closed after end",
+                                  "alerts_per_fault": "alerts/fault", "messages_per_fault": "messages/fault"})
+        out += ["", "| totals | " + " | ".join(dets) + " |", "|---|" + "---|" * len(dets)]
+        keys = [("faults", "fault episodes"), ("recall", "recall"), ("alerts", "alerts / flag episodes (non-system)"),
+                ("system_alerts", "system alerts (calibration drift)"), ("precision", "precision"),
+                ("false_per_100_clean_sensor_months", "false alerts per 100 clean sensor-months"),
+                ("clean_sensor_months", "clean sensor-months"), ("event_vs_fault_accuracy", "event vs fault accuracy"),
+                ("messages", "messages received"), ("messages_per_fault", "messages per fault"),
+                ("reminders_share", "reminders share"), ("faults_one_incident_notified",
+                                                         "faults with exactly one notified incident (alert)")]
+        for k, label in keys:
+            out.append(f"| {label} | " + " | ".join(_fmt(d["summary"].get(k)) for d in dets.values()) + " |")
+        for k in ("clean_flagged_share", "event_flagged_share"):
+            out.append(f"| {k.replace('_', ' ')} (sensor-days) | " + " | ".join(
+                _fmt((d["summary"].get("sensor_day_rates") or {}).get(k)) for d in dets.values()) + " |")
+        out.append("| roles | " + " | ".join(", ".join(f"{a} {b}" for a, b in d["summary"]["roles"].items())
+                                            for d in dets.values()) + " |")
+        if "smmdn" in dets:
+            sm = dets["smmdn"]["summary"]
+            out += ["", f"smmdn messages per route: {sm['messages_per_route']}", ""]
+            ev = pd.DataFrame(dets["smmdn"]["events"])
+            if len(ev):
+                out += ["| event | run | site | in forcing | alerts as event | alerts as fault | messages |",
+                        "|---|---|---|---|---|---|---|"]
+                out += [f"| {r.kind} | {r.run} | {r.site} | {_fmt(bool(r.in_forcing))} | {r.as_event} | {r.as_fault} | "
+                        f"{r.messages} |" for r in ev.itertuples()]
+            peers = {n: f for n, f in faults.items() if n != "smmdn"}
+            rows = S.targets(faults["smmdn"], sm, peers, replicates=3 if dataset == "demo" else 2)
+            out += ["", "Issue 16 targets, today's detector:", "", "| target | value | goal | met | note |",
+                    "|---|---|---|---|---|"]
+            out += [f"| {r['target']} | {_fmt(r['value'])} | {r['goal']} | "
+                    f"{'n/a' if r['met'] is None else ('yes' if r['met'] else '**no**')} | {r['note']} |" for r in rows]
+            res["targets"] = rows
+        out.append("")
+    return "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -164,7 +164,8 @@ def fault_rows(roles: pd.DataFrame, plan: RunPlan, messages: pd.DataFrame | None
         rows.append({
             "run": plan.name, "seed": plan.seed, "cell": f.cell, "kind": f.kind, "magnitude": f.magnitude,
             "every_h": f.every_h, "ends": f.days is not None, "site": f.site, "depth_cm": f.depth_cm,
-            "sensor": f.sensor, "start": f.start, "detected": bool(len(culprit)), "days_to_detect": days,
+            "sensor": f.sensor, "start": f.start, "days_to_end": (end - f.start) / DAY,
+            "detected": bool(len(culprit)), "days_to_detect": days,
             "drift_at_detection": (f.magnitude or 0.0) * days if f.kind == "drift" and len(culprit) else np.nan,
             "siblings_blamed": int(mine.loc[mine["role"] == "sibling", "sensor"].nunique()),
             "as_event": int((mine["role"] == "fault_as_event").sum()), "closed_after_end": closed,
@@ -280,3 +281,76 @@ def to_json(obj: Any) -> str:
         return x
 
     return json.dumps(clean(obj), default=default, indent=1)
+
+
+def family_table(faults: pd.DataFrame) -> pd.DataFrame:
+    """Per fault type (all magnitudes and durations together): recall, days to detect, siblings blamed."""
+    if faults.empty:
+        return faults
+    g = faults.groupby("kind", sort=False)
+    return pd.DataFrame({"episodes": g.size(), "recall": g["detected"].mean(),
+                         "days_median": g["days_to_detect"].median(), "days_max": g["days_to_detect"].max(),
+                         "siblings_blamed": g["siblings_blamed"].sum(),
+                         "messages_per_fault": g["messages"].mean()}).reset_index()
+
+
+def _days_ok(faults: pd.DataFrame, rows: pd.Series, limit: float) -> tuple[float, str]:
+    sub = faults.loc[rows]
+    ok = sub["detected"] & (sub["days_to_detect"] <= limit)
+    return float(ok.mean()) if len(sub) else np.nan, f"{int(ok.sum())}/{len(sub)} episodes"
+
+
+def drift_reaching(faults: pd.DataFrame, size: float) -> pd.Series:
+    """Drift episodes whose planted offset reaches ``size`` before they end (only those can be late)."""
+    return (faults["kind"] == "drift") & (faults["magnitude"].fillna(0) * faults["days_to_end"] >= size)
+
+
+def targets(faults: pd.DataFrame, total: dict[str, Any], peers: dict[str, pd.DataFrame] | None = None,
+            replicates: int = 3) -> list[dict[str, Any]]:
+    """Issue 16's targets against one detector's figures: value, target, met."""
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, value: float, target: str, met: bool, note: str = "") -> None:
+        empty = value is None or (isinstance(value, float) and np.isnan(value))
+        rows.append({"target": name, "value": value, "goal": target, "met": None if empty else bool(met),
+                     "note": note or ("no such episodes" if empty else "")})
+
+    recall = float(faults["detected"].mean()) if len(faults) else np.nan
+    add("recall of fault episodes", recall, ">= 0.95", recall >= 0.95, f"{int(faults['detected'].sum())}/{len(faults)}")
+    fast = (faults["kind"].isin(["stuck", "drop", "disconnected"]) |
+            ((faults["kind"] == "step") & (faults["magnitude"].fillna(0) >= 0.03)))
+    share, note = _days_ok(faults, fast, 1)
+    add("detected within 1 day: step >= 0.03, stuck, drop, disconnected", share, "1.0", share == 1.0, note)
+    share, note = _days_ok(faults, faults["kind"] == "spikes", 3)
+    add("spikes/noise detected within 3 days", share, "1.0", share == 1.0, note)
+    reach = drift_reaching(faults, 0.03)
+    sub = faults.loc[reach]
+    early = sub["detected"] & (sub["drift_at_detection"] < 0.03)
+    share = float(early.mean()) if len(sub) else np.nan
+    add("drift caught before it reaches 0.03 m3/m3", share, "1.0", share == 1.0,
+        f"{int(early.sum())}/{len(sub)} drift episodes that reach 0.03")
+    blamed = int(faults["siblings_blamed"].sum())
+    if replicates >= 3:
+        add("healthy siblings blamed (>= 3 replicates)", blamed, "0", blamed == 0)
+    else:
+        rows.append({"target": "healthy siblings blamed", "value": blamed, "goal": "0 (target set for >= 3 "
+                     "replicates)", "met": None, "note": f"{replicates} replicates: the target does not apply"})
+    add("precision", total["precision"], ">= 0.90", total["precision"] >= 0.90)
+    add("false alerts per 100 clean sensor-months", total["false_per_100_clean_sensor_months"], "<= 1",
+        total["false_per_100_clean_sensor_months"] <= 1)
+    acc = total["event_vs_fault_accuracy"]
+    add("event vs fault accuracy", acc, ">= 0.95", acc >= 0.95)
+    for name, pf in (peers or {}).items():
+        if pf.empty:
+            continue
+        pair = faults.merge(pf, on=["run", "cell"], suffixes=("", "_peer"))  # the same episodes
+        both = pair["detected"] & pair["detected_peer"]
+        mine_days = float(pair.loc[both, "days_to_detect"].median())
+        their_days = float(pair.loc[both, "days_to_detect_peer"].median())
+        recall = float(pair["detected"].mean())
+        their_recall = float(pair["detected_peer"].mean())
+        add(f"recall ahead of {name}", recall, f"> {their_recall:.2f}", recall > their_recall,
+            f"on the {len(pair)} episodes both were run on")
+        add(f"median days to detect ahead of {name}", mine_days, f"< {their_days:.1f}",
+            bool(mine_days < their_days), f"on the {int(both.sum())} episodes both detected")
+    return rows

@@ -226,3 +226,19 @@ def test_cosmos_world_plants_into_one_of_the_two_real_sensors() -> None:
                         cycles=10).weather.set_index(["site", "time"])["precipitation_sum"]
     assert (w - w0).loc[names[2], start + 2 * DAY] == pytest.approx(50.0)
     assert set(world.readings["depth_cm"]) == {10.0} and world.cadence == "daily"
+
+
+def test_issue_16_targets_from_fault_rows() -> None:
+    drift = T.Fault("drift", 0.01, days=10, site="S1", depth_cm=5.0, sensor="a", start=START + 2 * DAY)
+    slow = T.Fault("drift", 0.0005, days=10, site="S1", depth_cm=20.0, sensor="a", start=START + 2 * DAY)
+    p = T.RunPlan("r0", 1, START, START + 20 * DAY, [STEP, drift, slow], [], [("S2", 5.0)],
+                  {("S1", 5.0): ["a", "b", "c"], ("S1", 20.0): ["a", "b", "c"], ("S2", 5.0): ["a", "b", "c"]})
+    det = S.detections_from_alerts(alerts((1, "S1", "b", "sensor_fault", 4), (2, "S1", "a", "sensor_fault", 6)))
+    score = S.score_run(det, p)
+    rows = {r["target"]: r for r in S.targets(score.faults, S.summary([score]))}
+    step = rows["detected within 1 day: step >= 0.03, stuck, drop, disconnected"]
+    assert step["value"] == 0.0 and step["met"] is False  # two cycles late
+    late = rows["drift caught before it reaches 0.03 m3/m3"]  # 0.01/d found after 4 cycles: 0.04
+    assert late["value"] == 0.0 and late["note"].startswith("0/1")  # 0.0005/d never reaches 0.03: not counted
+    assert rows["spikes/noise detected within 3 days"]["met"] is None
+    assert rows["recall of fault episodes"]["value"] == pytest.approx(1 / 3)
