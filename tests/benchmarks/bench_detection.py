@@ -325,8 +325,10 @@ def markdown(result: dict[str, Any]) -> str:
                 ("messages", "messages received"), ("messages_per_fault", "messages per fault"),
                 ("reminders_share", "reminders share"), ("faults_one_incident_notified",
                                                          "faults with exactly one notified incident (alert)")]
-        for k, label in keys:
-            out.append(f"| {label} | " + " | ".join(_fmt(d["summary"].get(k)) for d in dets.values()) + " |")
+        notify = {"messages", "messages_per_fault", "reminders_share", "faults_one_incident_notified", "system_alerts"}
+        for k, label in keys:  # the peers flag; they notify nobody
+            out.append(f"| {label} | " + " | ".join(_fmt(d["summary"].get(k)) if n == "smmdn" or k not in notify
+                                                    else "–" for n, d in dets.items()) + " |")
         for k in ("clean_flagged_share", "event_flagged_share"):
             out.append(f"| {k.replace('_', ' ')} (sensor-days) | " + " | ".join(
                 _fmt((d["summary"].get("sensor_day_rates") or {}).get(k)) for d in dets.values()) + " |")
