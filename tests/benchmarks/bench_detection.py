@@ -336,7 +336,9 @@ def markdown(result: dict[str, Any]) -> str:
                                             for d in dets.values()) + " |")
         if "smmdn" in dets:
             sm = dets["smmdn"]["summary"]
-            out += ["", f"smmdn messages per route: {sm['messages_per_route']}", ""]
+            out += ["", f"smmdn messages per route: {sm['messages_per_route']}; by event: {sm['messages_by_event']}; "
+                    f"{_fmt(sm['messages_per_notified_alert'], 1)} messages per alert that notified "
+                    "(every alert is its own incident today).", ""]
             ev = pd.DataFrame(dets["smmdn"]["events"])
             if len(ev):
                 out += ["| event | run | site | in forcing | alerts as event | alerts as fault | messages |",

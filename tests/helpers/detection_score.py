@@ -239,6 +239,9 @@ def summary(scores: Sequence[RunScore]) -> dict[str, Any]:
         "faults": len(faults), "messages": n_msgs,
         "reminders_share": float((msgs["event"] == "reminder").mean()) if n_msgs else np.nan,
         "messages_per_route": {k: int(v) for k, v in msgs["route"].value_counts().items()} if n_msgs else {},
+        "messages_by_event": {k: int(v) for k, v in msgs["event"].value_counts().items()} if n_msgs else {},
+        "messages_per_notified_alert": float(n_msgs / msgs["alert_id"].nunique()) if n_msgs and
+        msgs["alert_id"].notna().any() else np.nan,
         "messages_per_fault": float(faults["messages"].mean()) if len(faults) else np.nan,
         "faults_one_incident_notified": float((faults["incidents_notified"] == 1).mean()) if len(faults) else np.nan,
     }
