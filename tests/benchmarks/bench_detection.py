@@ -324,8 +324,10 @@ def markdown(result: dict[str, Any]) -> str:
                 ("clean_sensor_months", "clean sensor-months"), ("event_vs_fault_accuracy", "event vs fault accuracy"),
                 ("messages", "messages received"), ("messages_per_fault", "messages per fault"),
                 ("reminders_share", "reminders share"), ("faults_one_incident_notified",
-                                                         "faults with exactly one notified incident (alert)")]
-        notify = {"messages", "messages_per_fault", "reminders_share", "faults_one_incident_notified", "system_alerts"}
+                                                         "faults with exactly one notified incident (alert)"),
+                ("incidents_spanning_faults", "incidents (alerts) spanning two faults")]
+        notify = {"messages", "messages_per_fault", "reminders_share", "faults_one_incident_notified", "system_alerts",
+                  "incidents_spanning_faults"}
         for k, label in keys:  # the peers flag; they notify nobody
             out.append(f"| {label} | " + " | ".join(_fmt(d["summary"].get(k)) if n == "smmdn" or k not in notify
                                                     else "–" for n, d in dets.items()) + " |")

@@ -244,8 +244,18 @@ def summary(scores: Sequence[RunScore]) -> dict[str, Any]:
         msgs["alert_id"].notna().any() else np.nan,
         "messages_per_fault": float(faults["messages"].mean()) if len(faults) else np.nan,
         "faults_one_incident_notified": float((faults["incidents_notified"] == 1).mean()) if len(faults) else np.nan,
+        "incidents_spanning_faults": _spanning(scores),
     }
     return out
+
+
+def _spanning(scores: Sequence[RunScore]) -> int:
+    """Incidents (groups) whose alerts belong to more than one planted fault (issue 17: must be 0)."""
+    n = 0
+    for s in scores:
+        r = s.roles.loc[s.roles["fault"] >= 0]
+        n += int((r.groupby("group")["fault"].nunique() > 1).sum()) if len(r) else 0
+    return n
 
 
 def cell_table(faults: pd.DataFrame) -> pd.DataFrame:
