@@ -125,18 +125,16 @@ def cosmos_windows(seed: int, n_sites: int, days: int, obs: pd.DataFrame, min_co
     if len(good) < n_sites:
         raise ValueError("not enough well-covered stretches in the COSMOS record")
     calendar = pd.Timestamp("2019-03-01", tz="UTC") + pd.Timedelta(days=int(rng.integers(0, 120)))
-    shifts: list[pd.Timedelta] = []
-    candidates = [t for t in good if abs(((t - calendar).days % 364) - 182) > 182 - 35]  # within ±5 weeks
-    picks = rng.permutation(len(candidates))
-    for i in picks:
-        shift = candidates[int(i)] - calendar
-        if all(abs((shift - s).days) >= 21 for s in shifts):
-            shifts.append(shift)
-        if len(shifts) == n_sites:
-            break
-    if len(shifts) < n_sites:
-        raise ValueError("could not place every virtual COSMOS site")
-    return calendar, shifts
+    for season_days, apart_days in ((35, 21), (49, 14), (63, 7)):  # relaxed only when the record is short of room
+        candidates = [t for t in good if abs(((t - calendar).days % 364) - 182) > 182 - season_days]
+        shifts: list[pd.Timedelta] = []
+        for i in rng.permutation(len(candidates)):
+            shift = candidates[int(i)] - calendar
+            if all(abs((shift - s).days) >= apart_days for s in shifts):
+                shifts.append(shift)
+            if len(shifts) == n_sites:
+                return calendar, shifts
+    raise ValueError("could not place every virtual COSMOS site")
 
 
 def _open_meteo_forcing(forcing: pd.DataFrame) -> pd.DataFrame:
