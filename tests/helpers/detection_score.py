@@ -114,7 +114,7 @@ def assign_roles(det: pd.DataFrame, plan: RunPlan) -> pd.DataFrame:
         raised = pd.Timestamp(r["raised"])
         for j, f in enumerate(plan.faults):
             lo, hi = _window(f, plan.end)
-            if (f.site, float(f.depth_cm)) != cluster or not lo <= raised < hi:
+            if (f.site, float(f.depth_cm)) != cluster or not lo < raised < hi:  # raised on faulty data
                 continue
             if kind in EVENT_KINDS or sensor == CLUSTER:
                 role = "fault_as_event"
@@ -126,7 +126,7 @@ def assign_roles(det: pd.DataFrame, plan: RunPlan) -> pd.DataFrame:
             break
         else:
             for j, e in enumerate(plan.events):
-                if e.site != cluster[0] or not e.start <= raised < e.start + e.days * DAY:
+                if e.site != cluster[0] or not e.start < raised < e.start + e.days * DAY:
                     continue
                 role = "event" if kind in EVENT_KINDS else ("event_as_fault" if kind in FAULT_KINDS else "other")
                 d.at[i, "role"], d.at[i, "event"] = role, j
