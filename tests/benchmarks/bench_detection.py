@@ -15,7 +15,8 @@ What runs, per seed (``tests/helpers/detection_truth.py`` plants, ``detection_sc
   at most one fault per site-depth cluster, and clean control clusters.
 - ``cosmos``: 2 runs of 11 virtual sites, each a copy of the real COSMOS-UK SPENF pair (TDT1/TDT2, 10 cm,
   daily) over its own stretch of the record, faults planted into one of the two sensors; the same grid
-  without the sub-daily spike cells (the record is daily), the two events, and control sites.
+  without the sub-daily spike cells (the record is daily), the two events, and control sites. (The recorded
+  baseline ran COSMOS with ``--cycles 40``: see docs/results-detection.md.)
 
 smmdn runs exactly as ``smmdn demo`` does: each run is a fresh home (SQLite, landing directory, model
 store), the loggers drop one TOA5 file per site and day, a local Open-Meteo server answers for the
