@@ -21,7 +21,29 @@ def detect_task(now: str) -> Any:
 
     cfg = common.settings()
     routes = load_routes(cfg, secrets=prefect_secret)
-    return common.summarise(detect(common.store(cfg), pd.Timestamp(now), cfg, routes=routes))
+    outcome = detect(common.store(cfg), pd.Timestamp(now), cfg, routes=routes)
+    for transition in outcome.alerts:
+        alert_event(transition)
+    return common.summarise(outcome)
+
+
+def alert_event(transition: dict[str, Any]) -> None:
+    """One Prefect event per alert transition (``smmdn.alert.opened`` …; the network-wide calibration drift as
+    ``smmdn.calibration-drift.opened`` …, so an automation needs no label filter): automations and the event
+    feed see alerts, not only flow states. Telling Prefect is a courtesy: it never fails the step."""
+    from prefect.events import emit_event
+
+    site, kind = str(transition["site"]), str(transition["kind"])
+    where = "network" if site == "*" else f"{site} {float(transition['depth_cm']):g} cm {transition['sensor']}"
+    try:
+        family = "calibration-drift" if kind == "calibration_drift" else "alert"
+        emit_event(event=f"smmdn.{family}.{transition['event']}",
+                   resource={"prefect.resource.id": f"smmdn.alert.{transition['alert']}",
+                             "prefect.resource.name": f"{kind} {where}", "smmdn.site": site, "smmdn.kind": kind},
+                   payload={k: (v if isinstance(v, int | float | str | bool) or v is None else str(v))
+                            for k, v in transition.items()})
+    except Exception as exc:
+        common.logger().warning("alert event not emitted: %s", exc)
 
 
 @task(name="deliver-alerts", timeout_seconds=600, persist_result=True)

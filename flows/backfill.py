@@ -18,7 +18,8 @@ from flows.daily import daily
 from flows.ingest import ingest
 
 
-@flow(name="backfill", timeout_seconds=24 * 3600, persist_result=True)
+@flow(name="backfill", flow_run_name=common.run_name("backfill", "start", "end"), timeout_seconds=24 * 3600,
+      persist_result=True)
 def backfill(start: str, end: str, history_days: int = 365, train_overrides: dict | None = None,
              ingest_first: bool = True, skip_training: bool = False) -> dict[str, Any]:
     """Replay issue days ``start..end``; a day already complete (model version, forecast run) is not redone."""

@@ -11,8 +11,9 @@ WARNING, so forecasts are still issued and the daily summary says what failed.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -20,6 +21,63 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from smmdn.config import Settings, get_settings
+
+
+def run_name(flow: str, *keys: str) -> Callable[[], str]:
+    """A flow-run name from the run's parameters (``daily-2024-05-15``): the UI's run list reads as the days
+    it covers. A missing ``day`` is the day the run resolves to (yesterday in ``SMMDN_TIMEZONE``)."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        params = flow_run.parameters or {}
+        parts = [flow]
+        for key in keys or ("day",):
+            value = params.get(key)
+            if key == "day" and value is None:
+                from smmdn.cycle.day import resolve_day
+
+                value = resolve_day(None, settings()).issue
+            if value is None:
+                continue
+            text = str(value)
+            parts.append(text[:10] if re.match(r"\d{4}-\d{2}-\d{2}", text) else text)
+        return "-".join(parts)
+
+    return name
+
+
+class _RunLogHandler(logging.Handler):
+    """Library records (``smmdn.*``) into the Prefect run that is executing, so the UI shows what each step
+    did; outside a run (the CLI) nothing is sent and nothing is warned."""
+
+    def __init__(self, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self._api: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        if FlowRunContext.get() is None and TaskRunContext.get() is None:
+            return
+        if self._api is None:
+            from prefect.logging.handlers import APILogHandler
+
+            self._api = APILogHandler()
+        self._api.handle(record)
+
+
+def forward_library_logs() -> None:
+    """Attach the run-log handler to the ``smmdn`` logger once (INFO and above)."""
+    library = logging.getLogger("smmdn")
+    if not any(isinstance(h, _RunLogHandler) for h in library.handlers):
+        handler = _RunLogHandler(level=logging.INFO)
+        library.addHandler(handler)
+        if library.level == logging.NOTSET or library.level > logging.INFO:
+            library.setLevel(logging.INFO)
+
+
+forward_library_logs()
 
 
 def settings() -> Settings:

@@ -9,7 +9,7 @@ from prefect import flow
 from flows import common
 
 
-@flow(name="forecast", timeout_seconds=1800, persist_result=True)
+@flow(name="forecast", flow_run_name=common.run_name("forecast"), timeout_seconds=1800, persist_result=True)
 def forecast(day: str | None = None, history_days: int = 400, validation: dict | None = None,
              replay: bool = False, force: bool = False) -> dict[str, Any]:
     """Forecast issue ``day`` (default: yesterday); a stale-forcing run is flagged and logged at WARNING."""

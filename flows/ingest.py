@@ -63,7 +63,7 @@ def _retry_policy(task_fn: Any) -> Any:
     return task_fn.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
 
 
-@flow(name="ingest", timeout_seconds=3600, persist_result=True)
+@flow(name="ingest", flow_run_name=common.run_name("ingest", "now"), timeout_seconds=3600, persist_result=True)
 def ingest(now: str | None = None, since: str | None = None, per_site: bool = True) -> dict[str, Any]:
     """Fetch sensors and forcing; per-site fan-out for network sensor sources."""
     from smmdn.ingest import ingest_landing, load_sites

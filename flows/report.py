@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from smmdn.display import plain, score
+
 
 def _ingest_totals(summary: dict[str, Any]) -> dict[str, int]:
     rows = (summary.get("ingest") or {}).get("summaries", [])
@@ -59,7 +61,8 @@ def cycle_markdown(summary: dict[str, Any]) -> str:
         f"- training: {tr.get('kind', '-')} → **{tr.get('status', '-')}** {tr.get('version', '')}: "
         f"{tr.get('reason', '')} (why: {tr.get('why', '-')}; device {tr.get('device', '-')})",
         f"- champion: **{tr.get('champion') or fc.get('model_version')}**, held-out CRPS challenger "
-        f"{tr.get('challenger_crps')} vs champion {tr.get('champion_crps')} (window {tr.get('holdout')})",
+        f"{score(tr.get('challenger_crps'))} vs champion {score(tr.get('champion_crps'))} "
+        f"(window {plain(tr.get('holdout'))})",
         f"- forecast: run `{fc.get('run_id')}` **{fc.get('status')}**, {fc.get('rows', 0)} rows, "
         f"{fc.get('series', 0)} series" + (" — **STALE FORCING**: " + str(
             (fc.get("freshness") or {}).get("stale_forcing_reason")) if fc.get("stale_forcing") else ""),

@@ -17,7 +17,8 @@ TRAIN_TIMEOUT_S = 4 * 3600
 TRAIN_DEPLOYMENT = "train/train"
 
 
-@flow(name="train", timeout_seconds=TRAIN_TIMEOUT_S, persist_result=True)
+@flow(name="train", flow_run_name=common.run_name("train", "day", "kind"), timeout_seconds=TRAIN_TIMEOUT_S,
+      persist_result=True)
 def train(day: str | None = None, kind: str = "fine-tune", history_days: int = 730, train_overrides: dict | None = None,
           replay: bool = False) -> dict[str, Any]:
     """Train a ``kind`` challenger for issue ``day`` and promote it only if it beats the champion."""
@@ -36,10 +37,6 @@ def train(day: str | None = None, kind: str = "fine-tune", history_days: int = 7
              len(inputs.observations))
     outcome = train_and_judge(db, cfg, inputs, cycle, kind, train_overrides).to_dict()
     outcome["device"] = device
-    if outcome["status"] == "rejected":
-        log.warning("challenger %s rejected: %s", outcome["version"], outcome["reason"])
-    else:
-        log.info("%s: %s", outcome["version"], outcome["reason"])
     return outcome
 
 

@@ -37,6 +37,12 @@ def verify(now: pd.Timestamp) -> dict[str, Any]:
     out["retrain"] = bool(result.get("retrain", out["drift"]))
     if out["retrain"]:
         record_drift(db, now)
+    if result.get("notified"):  # the drift alert opened or resolved today
+        from flows.alerts import alert_event
+
+        alert_event({"event": result["notified"], "alert": "calibration-drift", "kind": "calibration_drift",
+                     "site": "*", "depth_cm": 0.0, "sensor": "*",
+                     "coverage_90": (result.get("report") or {}).get("coverage_90")})
     publish_verification(db, now, cfg, out)
     return out
 

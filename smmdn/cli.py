@@ -28,12 +28,45 @@ COMMAND_MODULES = (
     "alerts",
     "run",
     "demo",
+    "ui",
 )
+# commands that look at a home: after `smmdn demo` they find the demo's when no home of the user's exists
+LOOKING = ("alerts", "sites", "models", "forecasts", "quarantine", "ui")
+
+
+def _version() -> str:
+    from smmdn import __version__
+
+    return __version__
+
+
+def find_demo_home(command: str | None) -> str | None:
+    """The demo's home when the user has none yet: no ``SMMDN_HOME`` or database URL configured, no database
+    at the default home, and ``smmdn demo``'s default home (``var/demo``) beside it. Returns the note to print."""
+    import os
+    from pathlib import Path
+
+    from smmdn.config import get_settings
+
+    if command not in LOOKING:
+        return None
+    settings = get_settings()
+    if settings.database_url or "home" in settings.model_fields_set:
+        return None
+    default_db = Path(settings.resolved_database_url.removeprefix("sqlite:///"))
+    demo = settings.home / "demo"
+    if default_db.exists() or not (demo / "summary.json").exists():
+        return None
+    os.environ["SMMDN_HOME"] = str(demo)
+    get_settings.cache_clear()
+    return (f"note: no database at {default_db}; using the demo's home {demo} "
+            f"(set SMMDN_HOME to choose another)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smmdn", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"smmdn {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -59,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    note = find_demo_home(args.command)
+    if note:
+        print(note, file=sys.stderr)
     try:
         result = args.handler(args)
     except SmmdnError as exc:

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     forecast_horizon: int = Field(7, ge=1, le=16, description="Lead times issued per run (steps).")
     mixture_components: int = Field(3, ge=1, le=10)
     sigma_floor: float = Field(0.002, gt=0, description="Smallest mixture sigma in m3/m3 (sensor resolution).")
+    vwc_resolution: float = Field(0.001, gt=0, le=0.1, description=(
+        "Water contents in messages, artifacts and tables are rounded to this (m3/m3)."))
     holdout_days: int = Field(14, ge=1, description="Most recent days held out to judge challengers.")
     promotion_tolerance: float = Field(
         0.0, ge=0, description="Relative CRPS a challenger may lose against the champion and still win."

@@ -27,6 +27,8 @@ class SensorSpec(_Strict):
     sensor: str = Field(min_length=1)
     active_from: str | None = None
     active_to: str | None = None
+    depth_from_cm: float | None = Field(None, ge=0, description="top of the measured layer (ISMN depth_from)")
+    depth_to_cm: float | None = Field(None, ge=0, description="bottom of the measured layer (ISMN depth_to)")
 
 
 class UscrnSource(_Strict):
@@ -64,11 +66,20 @@ class Toa5Source(_Strict):
     columns: dict[str, Toa5Column] = Field(min_length=1)
 
 
+class IsmnSource(_Strict):
+    network: str = Field(min_length=1, description="ISMN network name (the archive's top folder)")
+    station: str = Field(min_length=1, description="ISMN station name (as in the archive)")
+
+
 class Sources(_Strict):
     uscrn: UscrnSource | None = None
     cosmos: CosmosSource | None = None
     sensorthings: SensorThingsSource | None = None
     toa5: Toa5Source | None = None
+    ismn: IsmnSource | None = None
+
+
+FEEDS = ("uscrn", "cosmos", "sensorthings", "toa5", "ismn")
 
 
 class OpenMeteoForcing(_Strict):
@@ -96,6 +107,8 @@ class Site(_Strict):
     sensors: list[SensorSpec] = Field(default_factory=list)
     sources: Sources = Field(default_factory=Sources)
     forcing: Forcing = Field(default_factory=Forcing)
+    attributes: dict[str, float | str | None] = Field(
+        default_factory=dict, description="static site attributes (ISMN: soil fractions, land cover, climate)")
 
     @model_validator(mode="after")
     def _sensors_unique(self) -> Site:
@@ -144,7 +157,7 @@ class Registry(_Strict):
     def sites_frame(self) -> pd.DataFrame:
         rows = []
         for s in self.sites:
-            feeds = [name for name in ("uscrn", "cosmos", "sensorthings", "toa5") if getattr(s.sources, name)]
+            feeds = [name for name in FEEDS if getattr(s.sources, name)]
             rows.append(
                 {
                     "site": s.id,
@@ -164,6 +177,7 @@ class Registry(_Strict):
                         "vwc_max": s.vwc_max if s.vwc_max is not None else self.defaults.vwc_max,
                         "sources": s.sources.model_dump(exclude_none=True),
                         "forcing": s.forcing.model_dump(exclude_none=True),
+                        **({"static": dict(s.attributes)} if s.attributes else {}),
                     },
                 }
             )
@@ -172,7 +186,7 @@ class Registry(_Strict):
     def sensors_frame(self) -> pd.DataFrame:
         rows = []
         for s in self.sites:
-            feeds = [name for name in ("uscrn", "cosmos", "sensorthings", "toa5") if getattr(s.sources, name)]
+            feeds = [name for name in FEEDS if getattr(s.sources, name)]
             for spec in s.sensors:
                 rows.append(
                     {
@@ -182,9 +196,11 @@ class Registry(_Strict):
                         "active_from": pd.Timestamp(spec.active_from, tz="UTC") if spec.active_from else None,
                         "active_to": pd.Timestamp(spec.active_to, tz="UTC") if spec.active_to else None,
                         "source": ",".join(feeds) or "manual",
+                        "attributes": {k: v for k in ("depth_from_cm", "depth_to_cm")
+                                       if (v := getattr(spec, k)) is not None},
                     }
                 )
-        cols = ["site", "depth_cm", "sensor", "active_from", "active_to", "source"]
+        cols = ["site", "depth_cm", "sensor", "active_from", "active_to", "source", "attributes"]
         return pd.DataFrame(rows, columns=cols)
 
 
@@ -216,6 +232,28 @@ def load_registry(path: str | Path) -> Registry:
     except OSError as exc:
         raise InputError(f"cannot read registry: {exc}", where=str(p), fix="check the path") from exc
     return parse_registry(text, where=str(p))
+
+
+def merge_sites(existing: str | None, entries: list[dict[str, object]], where: str = "registry") -> str:
+    """Registry YAML with ``entries`` (site mappings) added or replacing sites of the same id; the version
+    is bumped (an int by one; a text version gets ``+1`` appended).
+
+    Checked with ``parse_registry`` before it is returned, so a caller never writes an invalid file.
+    """
+    import yaml
+
+    raw: dict[str, object] = yaml.safe_load(existing) if existing else {}
+    if not isinstance(raw, dict):
+        raise InputError("registry must be a mapping with 'version' and 'sites'", where=where)
+    sites = [s for s in raw.get("sites") or [] if isinstance(s, dict)]  # type: ignore[union-attr]
+    new_ids = {str(e["id"]) for e in entries}
+    merged = [s for s in sites if str(s.get("id")) not in new_ids] + list(entries)
+    version = raw.get("version", 0)
+    raw["version"] = version + 1 if isinstance(version, int) else f"{version}+1"
+    raw["sites"] = merged
+    text = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+    parse_registry(text, where=where)
+    return text
 
 
 def example_registry_path() -> Path:

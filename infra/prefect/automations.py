@@ -21,7 +21,8 @@ def build(spec: dict) -> object:
     trig.pop("type", None)
     trigger = EventTrigger(
         posture=Posture(trig.pop("posture")), expect=set(trig.pop("expect", [])), after=set(trig.pop("after", [])),
-        match_related=trig.pop("match_related", {}), for_each=set(trig.pop("for_each", [])),
+        match=trig.pop("match", {}), match_related=trig.pop("match_related", {}),
+        for_each=set(trig.pop("for_each", [])),
         threshold=trig.pop("threshold", 1), within=trig.pop("within", 0),
     )
     block_id = _block_id(spec.get("block"))

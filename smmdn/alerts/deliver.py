@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from smmdn.alerts.message import severity
 from smmdn.alerts.routing import DeliveryConfigError, Routes, SecretResolver, load_routes
 from smmdn.alerts.silences import Muter, Silences
 from smmdn.config import Settings
@@ -119,7 +120,8 @@ def send(url: str, row: dict[str, Any], settings: Settings, attachment: bytes | 
                                 mimetype="image/png"))
     body = f"{row['body']}\nref: {row['idempotency_key']}"
     with apprise.LogCapture(level=logging.WARNING) as captured:
-        ok = bool(notifier.notify(body=body, title=row["title"], attach=attach))
+        ok = bool(notifier.notify(body=body, title=row["title"], attach=attach,
+                                  notify_type=apprise.NotifyType(severity(str(row.get("event") or "")))))
     text = _LOG_PREFIX.sub("", captured.getvalue()).strip()
     return ok, None if ok else (text or "apprise reported a failure without a message")
 
@@ -196,6 +198,8 @@ def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | Non
             outcome.errors.append(f"#{outbox_id} {row['target']}: {error}")
     outcome.errors = outcome.errors[:20]
     outcome.outbox = db.outbox_counts(store)
+    log.info("delivery: %d attempted, %d sent, %d suppressed, %d to retry, %d failed", outcome.attempted,
+             outcome.sent, outcome.suppressed, outcome.retrying, outcome.failed)
     if outcome.retrying or outcome.failed:
         log.warning("alert delivery: %d sent, %d to retry, %d failed (%s)", outcome.sent, outcome.retrying,
                     outcome.failed, "; ".join(outcome.errors[:3]))

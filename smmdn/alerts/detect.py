@@ -104,7 +104,8 @@ def within_periods(raw: pd.DataFrame, periods: pd.DataFrame | None) -> pd.DataFr
 
 def daily_readings(raw: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame:
     """Per series and local-standard day: trusted mean ``vwc`` (NaN if every reading was flagged), counts of
-    readings and of spike / flatline / gap flags, and the last reading time."""
+    readings and of spike / flatline / gap flags, and the last reading time (ISMN-flagged readings are not
+    trusted either)."""
     cols = ["time", *SERIES, "vwc", "n", "n_spike", "n_flatline", "n_gap", "last_reading"]
     if raw.empty:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
@@ -112,11 +113,13 @@ def daily_readings(raw: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame
     spike = flags.str.contains("spike", regex=False)
     flat = flags.str.contains("flatline", regex=False)
     gap = flags.str.contains("gap", regex=False)
+    ismn = flags.str.contains("ismn_", regex=False)  # ISMN found it suspect (quality/ismn_flags.py)
     shift = pd.to_timedelta(raw["site"].astype(str).map(offsets).fillna(0.0).to_numpy(), unit="h")
     frame = pd.DataFrame({
         "time": (raw["time"] + shift).dt.floor("D"), "site": raw["site"].astype(str),
         "depth_cm": raw["depth_cm"].astype(float), "sensor": raw["sensor"].astype(str),
-        "trusted": raw["vwc"].where(~(spike | flat)), "vwc": raw["vwc"], "spike": spike, "flat": flat, "gap": gap,
+        "trusted": raw["vwc"].where(~(spike | flat | ismn)), "vwc": raw["vwc"], "spike": spike, "flat": flat,
+        "gap": gap,
         "reading": raw["time"],
     })
     out = frame.groupby(["time", *SERIES], as_index=False, sort=True).agg(

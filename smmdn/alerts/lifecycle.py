@@ -385,7 +385,7 @@ def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, si
         teams = routes.teams_for(alert["site"], (site or {}).get("tags") or [], alert["kind"])
     if event == "escalated":
         teams = routes.escalation_teams(teams)
-    title, body = message.render(alert, event, site, teams, note)
+    title, body = message.render(alert, event, site, teams, note, routes.vwc_resolution)
     db.update_alert(tx, int(alert["id"]), {"message": body})  # the latest words, for `smmdn alerts show`
     rows = []
     for team in teams:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from smmdn.display import DEFAULT_VWC_RESOLUTION, coordinates, vwc
+
 EVENTS = {
     "opened": "NEW",
     "reopened": "BACK",
@@ -38,13 +40,24 @@ CAUSES = {
 }
 
 
+SEVERITY = {"test": "info", "resolved": "info", "opened": "warning", "reopened": "warning",
+            "reminder": "warning", "escalated": "failure"}
+
+
+def severity(event: str) -> str:
+    """The notification type a chat or mail client shows (apprise's info / warning / failure): an
+    escalation must not look like a routine note."""
+    return SEVERITY.get(event, "warning")
+
+
 def _day(value: Any) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "-"
     return pd.Timestamp(value).strftime("%Y-%m-%d")
 
 
-def _num(value: Any, digits: int = 3) -> str:
+def _num(value: Any, digits: int = 4) -> str:
+    """A unitless number (PIT); water contents go through ``vwc``."""
     if value is None or pd.isna(value):
         return "-"
     return f"{float(value):.{digits}f}"
@@ -54,7 +67,7 @@ def where_line(alert: dict[str, Any], site: dict[str, Any] | None) -> str:
     site = site or {}
     name = f" ({site['name']})" if site.get("name") else ""
     lat, lon = site.get("latitude"), site.get("longitude")
-    coords = f", {lat:.4f} N {lon:.4f} E" if lat is not None and lon is not None and not (
+    coords = f", {coordinates(lat, lon)}" if lat is not None and lon is not None and not (
         pd.isna(lat) or pd.isna(lon)) else ""
     if alert["site"] == "*":
         return "Where: the whole network"
@@ -69,8 +82,13 @@ def subject(alert: dict[str, Any], event: str) -> str:
 
 
 def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams: list[str],
-           note: str | None = None) -> tuple[str, str]:
-    """(title, body) of one lifecycle event of ``alert`` (a row of the alerts table)."""
+           note: str | None = None, resolution: float = DEFAULT_VWC_RESOLUTION) -> tuple[str, str]:
+    """(title, body) of one lifecycle event of ``alert`` (a row of the alerts table); water contents on the
+    ``resolution`` grid (``SMMDN_VWC_RESOLUTION``)."""
+
+    def w(value: Any) -> str:
+        return "-" if value is None or pd.isna(value) else vwc(value, resolution)
+
     details = alert.get("details") or {}
     kind = alert["kind"]
     lines = [subject(alert, event).removeprefix("[smmdn] "), where_line(alert, site)]
@@ -87,10 +105,10 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
     if kind not in ("missing", "calibration_drift"):
         level = details.get("level_pct", "")
         hdr = details.get("hdr") or []
-        region = " ∪ ".join(f"{_num(a)}–{_num(b)}" for a, b in hdr) or (
-            f"{_num(alert.get('predicted_low'))}–{_num(alert.get('predicted_high'))}")
+        region = " ∪ ".join(f"{w(a)}–{w(b)}" for a, b in hdr) or (
+            f"{w(alert.get('predicted_low'))}–{w(alert.get('predicted_high'))}")
         what = "cluster mean" if alert["sensor"] == "*" else "daily mean"
-        lines.append(f"Observed: {_num(alert.get('observed'))} m3/m3 ({what}); predicted {level} % "
+        lines.append(f"Observed: {w(alert.get('observed'))} m3/m3 ({what}); predicted {level} % "
                      f"highest-density region {region} m3/m3; PIT {_num(alert.get('pit'), 4)}")
         if details.get("issue_time"):
             lines.append(f"Forecast: issued {_day(details['issue_time'])}, lead {details.get('lead')} day(s), "
@@ -98,7 +116,7 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
         siblings = details.get("siblings") or {}
         if siblings:
             lines.append("Sensors that day: " + ", ".join(
-                f"{s} {_num(v.get('vwc'))}{' (outside)' if v.get('outside') else ''}" for s, v in siblings.items()))
+                f"{s} {w(v.get('vwc'))}{' (outside)' if v.get('outside') else ''}" for s, v in siblings.items()))
         flags = details.get("flags") or {}
         raised = {k: v for k, v in flags.items() if k != "readings" and v}
         if raised:

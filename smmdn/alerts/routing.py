@@ -29,13 +29,14 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from smmdn.config import Settings
+from smmdn.display import DEFAULT_VWC_RESOLUTION
 from smmdn.errors import InputError, SmmdnError
 
 DEFAULT_TEAM = "default"
@@ -101,6 +102,7 @@ class Routes:
     operators: tuple[str, ...] = ()
     default_urls: tuple[str, ...] = ()
     secrets: SecretResolver | None = None
+    vwc_resolution: float = DEFAULT_VWC_RESOLUTION  # how the messages round water contents
 
     def teams_for(self, site: str, tags: list[str] | tuple[str, ...] | None, kind: str | None) -> list[str]:
         found: list[str] = []
@@ -196,7 +198,8 @@ def load_routes(settings: Settings, secrets: SecretResolver | None = None) -> Ro
     default = split_urls(settings.apprise_urls.get_secret_value() if settings.apprise_urls else None)
     path = settings.alert_routes_file
     if path is None:
-        return Routes(teams={}, escalate_to={}, default_urls=default, secrets=secrets)
+        return Routes(teams={}, escalate_to={}, default_urls=default, secrets=secrets,
+                      vwc_resolution=settings.vwc_resolution)
     file = Path(path)
     if not file.exists():
         raise InputError(f"routes file {file} does not exist", where="SMMDN_ALERT_ROUTES_FILE",
@@ -206,4 +209,4 @@ def load_routes(settings: Settings, secrets: SecretResolver | None = None) -> Ro
     except yaml.YAMLError as exc:
         raise InputError(f"routes file is not valid YAML: {exc}", where=str(file),
                          fix="fix the YAML syntax") from exc
-    return parse_routes(data, str(file), default, secrets)
+    return replace(parse_routes(data, str(file), default, secrets), vwc_resolution=settings.vwc_resolution)

@@ -106,8 +106,10 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
     applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
     for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
         setattr(outcome, key, applied[key])
-    outcome.alerts = applied["events"][:50]
+    outcome.alerts = applied["events"]  # every transition (the flow emits each as an event; summaries cut to 50)
     outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
-    if outcome.opened or outcome.reopened:
-        log.warning("alerts: %d opened, %d reopened (%s)", outcome.opened, outcome.reopened, now.date())
+    log.info("detection at %s: %d series over %d day(s), %d outside; opened %d, reopened %d, resolved %d, "
+             "escalated %d, reminders %d; %d message(s) queued; %d alert(s) active", f"{now:%Y-%m-%d %H:%M} UTC",
+             outcome.series, len(outcome.days), outcome.outside, outcome.opened, outcome.reopened, outcome.resolved,
+             outcome.escalated, outcome.reminders, outcome.messages_queued, outcome.active_alerts)
     return outcome

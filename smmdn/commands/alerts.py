@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from smmdn.commands.output import add_json
+
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -21,10 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.add_argument("--site")
     ls.add_argument("--kind")
     ls.add_argument("--limit", type=int, default=100)
+    add_json(ls)
     ls.set_defaults(handler=list_alerts)
 
     show = sub.add_parser("show", help="one alert: its last message and every delivery of it")
     show.add_argument("id", type=int)
+    add_json(show)
     show.set_defaults(handler=show_alert)
 
     ack = sub.add_parser("ack", help="acknowledge: someone is on it (stops reminders and escalation)")
@@ -53,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     sls = sub.add_parser("silences", help="silences and maintenance windows in force (or all with --all)")
     sls.add_argument("--all", action="store_true")
+    add_json(sls)
     sls.set_defaults(handler=list_silences)
 
     uns = sub.add_parser("unsilence", help="end a silence or maintenance window now")
@@ -82,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     box.add_argument("--status", action="append", choices=["pending", "sending", "sent", "suppressed", "failed"],
                      help="repeatable; default: pending, sending, failed")
     box.add_argument("--limit", type=int, default=50)
+    add_json(box)
     box.set_defaults(handler=outbox)
 
     rty = sub.add_parser("retry", help="put failed (or suppressed) messages back in the queue, due now")
@@ -107,6 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # --- helpers --------------------------------------------------------------------------------------------
+LIST_FIELDS = ("id", "status", "kind", "site", "depth_cm", "sensor", "window_start", "window_end", "observed",
+               "predicted_low", "predicted_high", "teams", "acked_by", "created_at")
+
+
 def _settings():  # type: ignore[no-untyped-def]
     from smmdn.config import get_settings
 
@@ -168,27 +178,34 @@ def _routes():  # type: ignore[no-untyped-def]
 # --- handlers -------------------------------------------------------------------------------------------
 def list_alerts(args: argparse.Namespace) -> int:
     from smmdn.alerts.lifecycle import site_info
+    from smmdn.commands.output import print_json, print_table
     from smmdn.store import alerts as db
 
     store = _store(args)
     frame = db.read_alerts(store, status=None if args.all else db.ACTIVE, site=args.site,
                            kinds=[args.kind] if args.kind else None)
-    print(f"{len(frame)} {'alert(s)' if args.all else 'active alert(s)'}")
-    if frame.empty:
+    records = frame.sort_values("id", ascending=False).head(args.limit).to_dict("records") if len(frame) else []
+    routes = _routes() if records else None
+    sites = site_info(store) if records else {}
+    for r in records:
+        r["teams"] = routes.operator_teams() if r["kind"] == "calibration_drift" else routes.teams_for(
+            r["site"], (sites.get(r["site"]) or {}).get("tags") or [], r["kind"])
+    if args.json:
+        print_json([{k: r.get(k) for k in LIST_FIELDS} for r in records])
         return 0
-    routes = _routes()
-    sites = site_info(store)
-    print(f"{'id':>5} {'status':<8} {'kind':<17} {'site':<20} {'depth':>6} {'sensor':<7} {'since':<16} "
-          f"{'last seen':<16} {'team':<14} ack")
-    for r in frame.sort_values("id", ascending=False).head(args.limit).itertuples():
-        teams = ",".join(routes.operator_teams() if r.kind == "calibration_drift" else routes.teams_for(
-            r.site, (sites.get(r.site) or {}).get("tags") or [], r.kind))
-        print(f"{r.id:>5} {r.status:<8} {r.kind:<17} {r.site:<20} {r.depth_cm:>6g} {r.sensor:<7} "
-              f"{_day(r.window_start):<16} {_day(r.window_end):<16} {teams:<14} {r.acked_by or ''}")
+    print(f"{len(frame)} {'alert(s)' if args.all else 'active alert(s)'}")
+    if records:
+        print_table(records, [("id", lambda r: r["id"]), ("status", lambda r: r["status"]),
+                              ("kind", lambda r: r["kind"]), ("site", lambda r: r["site"]),
+                              ("depth", lambda r: f"{float(r['depth_cm']):g}"), ("sensor", lambda r: r["sensor"]),
+                              ("since", lambda r: _day(r["window_start"])),
+                              ("last seen", lambda r: _day(r["window_end"])), ("teams", lambda r: r["teams"]),
+                              ("ack", lambda r: r.get("acked_by"))])
     return 0
 
 
 def show_alert(args: argparse.Namespace) -> int:
+    from smmdn.commands.output import print_json
     from smmdn.errors import InputError
     from smmdn.store import alerts as db
 
@@ -196,12 +213,16 @@ def show_alert(args: argparse.Namespace) -> int:
     alert = db.get_alert(store, args.id)
     if alert is None:
         raise InputError(f"no alert {args.id}", where="alerts", fix="smmdn alerts list --all")
+    deliveries = db.read_outbox(store, alert_id=args.id)
+    if args.json:
+        print_json({**alert, "deliveries": deliveries.drop(columns=["attachment"], errors="ignore")
+                   .to_dict("records")})
+        return 0
     for key in ("id", "kind", "status", "site", "depth_cm", "sensor", "window_start", "window_end", "observed",
                 "predicted_low", "predicted_high", "pit", "created_at", "acked_by", "acked_at", "resolved_by",
                 "resolved_at", "escalated_at", "revision"):
         print(f"{key:<15} {alert.get(key)}")
     print(f"{'message':<15} {alert.get('message') or '-'}")
-    deliveries = db.read_outbox(store, alert_id=args.id)
     print(f"\n{len(deliveries)} message(s):")
     for r in deliveries.itertuples():
         print(f"  #{r.id} {r.event:<10} {r.target:<18} {r.status:<10} attempts {r.attempts} "
@@ -243,16 +264,27 @@ def silence(args: argparse.Namespace) -> int:
 
 
 def list_silences(args: argparse.Namespace) -> int:
+    from smmdn.commands.output import print_json, print_table
     from smmdn.store import alerts as db
 
     frame = db.read_silences(_store(args), include_cancelled=args.all, ending_after=None if args.all else _now())
+    records = frame.to_dict("records")
+    if args.json:
+        print_json(records)
+        return 0
     print(f"{len(frame)} silence(s) / maintenance window(s)")
-    for r in frame.itertuples():
-        scope = " ".join(x for x in (None if r.depth_cm is None or r.depth_cm != r.depth_cm else f"{r.depth_cm:g}cm",
-                                     r.sensor, r.alert_kind) if x)
-        print(f"{r.id:>5} {r.kind:<11} {r.site:<20} {scope:<18} {_day(r.starts_at)} → {_day(r.ends_at)} "
-              f"by {r.created_by}{' (ended)' if r.cancelled_at == r.cancelled_at and r.cancelled_at else ''} "
-              f"{r.reason or ''}")
+
+    def scope(r: dict) -> str:
+        depth = r.get("depth_cm")
+        return " ".join(x for x in (None if depth is None or depth != depth else f"{depth:g}cm", r.get("sensor"),
+                                    r.get("alert_kind")) if x) or "whole site"
+
+    if records:
+        print_table(records, [("id", lambda r: r["id"]), ("kind", lambda r: r["kind"]), ("site", lambda r: r["site"]),
+                              ("scope", scope), ("from", lambda r: _day(r["starts_at"])),
+                              ("until", lambda r: _day(r["ends_at"])), ("by", lambda r: r["created_by"]),
+                              ("ended", lambda r: "yes" if r.get("cancelled_at") == r.get("cancelled_at")
+                               and r.get("cancelled_at") else ""), ("reason", lambda r: r.get("reason"))])
     return 0
 
 
@@ -292,14 +324,25 @@ def replace_sensor(args: argparse.Namespace) -> int:
 
 
 def outbox(args: argparse.Namespace) -> int:
+    from smmdn.commands.output import print_json, print_table
+    from smmdn.display import plain
     from smmdn.store import alerts as db
 
     store = _store(args)
     frame = db.read_outbox(store, status=args.status or ["pending", "sending", "failed"])
-    print(f"{len(frame)} message(s); all: {db.outbox_counts(store)}")
-    for r in frame.tail(args.limit).itertuples():
-        print(f"{r.id:>6} {r.status:<10} {r.event:<10} alert {r.alert_id if r.alert_id == r.alert_id else '-'!s:<6} "
-              f"{r.target:<18} attempts {r.attempts:<3} next {_day(r.next_attempt_at)}  {r.note or r.last_error or ''}")
+    records = frame.drop(columns=["attachment"], errors="ignore").tail(args.limit).to_dict("records")
+    if args.json:
+        print_json(records)
+        return 0
+    print(f"{len(frame)} message(s); all: {plain(db.outbox_counts(store))}")
+    if records:
+        print_table(records, [("id", lambda r: r["id"]), ("status", lambda r: r["status"]),
+                              ("event", lambda r: r["event"]),
+                              ("alert", lambda r: int(r["alert_id"]) if r.get("alert_id") == r.get("alert_id")
+                               and r.get("alert_id") is not None else None),
+                              ("target", lambda r: r["target"]), ("attempts", lambda r: r["attempts"]),
+                              ("next", lambda r: _day(r["next_attempt_at"])),
+                              ("note", lambda r: r.get("note") or r.get("last_error"))])
     return 0
 
 

@@ -63,7 +63,9 @@ def export(args: argparse.Namespace) -> int:
         for col in ("issue_time", "valid_time"):
             if col in out and len(out):
                 out[col] = format_times(out[col])
-        out.to_csv(sys.stdout if args.output == "-" else args.output, index=False)
+        # six significant digits: the stored float32 values without their binary noise (0.30512872, not
+        # 0.30512871551513672); exports stay data — rounding to the probes' resolution is for people
+        out.to_csv(sys.stdout if args.output == "-" else args.output, index=False, float_format="%.6g")
     print(f"{len(frame)} forecast rows", file=sys.stderr)
     return 0
 
@@ -82,8 +84,11 @@ SHOW_COLUMNS = ["site", "depth_cm", "lead", "valid_time", "issue_time", "model_v
 def show(args: argparse.Namespace) -> int:
     import json
 
+    from smmdn.config import get_settings
+    from smmdn.display import round_vwc, vwc
     from smmdn.store import Store
 
+    resolution = get_settings().vwc_resolution
     store = Store.from_settings()
     _known_sites(store, args.site)
     frame = store.latest_forecasts(sites=args.site)
@@ -94,7 +99,9 @@ def show(args: argparse.Namespace) -> int:
         out = frame.copy()
         for col in ("valid_time", "issue_time"):
             out[col] = out[col].map(lambda t: t.isoformat())
-        print(json.dumps(out.round(4).to_dict("records"), indent=1))
+        for col in ("q05", "q50", "q95"):
+            out[col] = out[col].map(lambda v: round_vwc(v, resolution))
+        print(json.dumps(out.to_dict("records"), indent=1))
         return 0
     if frame.empty:
         print("no complete forecast yet (run the daily cycle: smmdn run, or smmdn demo)")
@@ -102,13 +109,14 @@ def show(args: argparse.Namespace) -> int:
     print(f"{'site':<24} {'depth':>6} {'lead':>4} {'valid':<10} {'issued':<10} {'q05':>6} {'median':>6} {'q95':>6}")
     for r in frame.itertuples():
         print(f"{r.site:<24} {r.depth_cm:>6g} {r.lead:>4} {r.valid_time.date()!s:<10} {r.issue_time.date()!s:<10} "
-              f"{r.q05:>6.3f} {r.q50:>6.3f} {r.q95:>6.3f}")
+              f"{vwc(r.q05, resolution):>6} {vwc(r.q50, resolution):>6} {vwc(r.q95, resolution):>6}")
     return 0
 
 
 def plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from smmdn.config import get_settings
     from smmdn.store import Store
     from smmdn.views.fan import depth_png
     from smmdn.views.page import site_page
@@ -122,6 +130,6 @@ def plot(args: argparse.Namespace) -> int:
         path.write_bytes(depth_png(view, depth))
         print(f"wrote {path}")
     page = out / f"{view.site}.html"
-    page.write_text(site_page(view), encoding="utf-8")
+    page.write_text(site_page(view, get_settings().vwc_resolution), encoding="utf-8")
     print(f"wrote {page} (self-contained: open it in a browser)")
     return 0

@@ -1,4 +1,5 @@
-"""``smmdn ingest sensors|forcing [--since --until --site]``: fetch, validate and store new data."""
+"""``smmdn ingest sensors|forcing [--since --until --site]`` and ``smmdn ingest ismn ARCHIVE``: fetch, validate and
+store new data."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--forecast-days", type=int)
             p.add_argument("--past-days", type=int)
         p.set_defaults(handler=_ingest, what=name)
+    p = what.add_parser("ismn", help="an ISMN archive (zip or folder) for the registry's sites with sources.ismn")
+    p.add_argument("archive", help="ISMN download: the zip or its extracted folder")
+    p.add_argument("--network", action="append", help="only this network (repeatable)")
+    p.add_argument("--station", action="append", help="only this station (repeatable)")
+    p.add_argument("--since", help="re-read readings after this time (overrides the watermark)")
+    p.set_defaults(handler=_ingest, what="ismn", site=None, until=None)
 
 
 def _ts(value: str | None):  # type: ignore[no-untyped-def]
@@ -66,6 +73,11 @@ def _ingest(args: argparse.Namespace) -> int:
         lookback = pd.Timedelta(hours=args.lookback_hours) if args.lookback_hours else None
         summaries = ingest_sensors(store, settings, registry, since=since, until=until, sites=args.site,
                                    progress=progress, lookback=lookback)
+    elif args.what == "ismn":
+        from smmdn.ingest import ingest_ismn
+
+        summaries = ingest_ismn(store, settings, registry, args.archive, networks=args.network,
+                                stations=args.station, since=since, progress=progress)
     else:
         summaries = ingest_forcing(store, settings, registry, since=since, until=until, sites=args.site,
                                    api=args.api, resolution=args.resolution, forecast_days=args.forecast_days,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from smmdn.commands.output import add_json
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("quarantine", help="rows rejected by validation: list and release")
@@ -13,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.add_argument("--table", choices=["observations", "forcing"])
     lst.add_argument("--released", action="store_true", help="show released rows instead")
     lst.add_argument("--limit", type=int, default=50)
+    add_json(lst)
     lst.set_defaults(handler=_list)
     rel = actions.add_parser("release", help="re-validate rows by id and write those that now pass")
     rel.add_argument("ids", nargs="+", type=int)
@@ -30,10 +33,17 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _list(args: argparse.Namespace) -> int:
+    from smmdn.commands.output import print_json, print_table
+
     rows = _store(args).list_quarantine(table=args.table, released=args.released)
+    records = rows.head(args.limit).to_dict("records")
+    if args.json:
+        print_json(records)
+        return 0
     print(f"{len(rows)} {'released' if args.released else 'open'} row(s)")
-    for r in rows.head(args.limit).itertuples():
-        print(f"{r.id:>7} {r.table_name:<12} {r.source:<13} {r.site or '-':<20} {r.time or '-'}  {r.reason}")
+    if records:
+        print_table(records, [(c, (lambda k: lambda r: r.get(k))(c))
+                              for c in ("id", "table_name", "source", "site", "time", "reason")])
     return 0
 
 

@@ -52,8 +52,9 @@ def judge(challenger_crps: float | None, champion_crps: float | None, tolerance:
     if challenger_crps <= limit:
         return Judgement(True, f"held-out CRPS {challenger_crps:.5f} <= champion {champion_crps:.5f}"
                                f" (tolerance {tolerance:.1%})")
+    change = challenger_crps / champion_crps - 1.0 if champion_crps else float("inf")
     return Judgement(False, f"held-out CRPS {challenger_crps:.5f} worse than champion {champion_crps:.5f}"
-                            f" (tolerance {tolerance:.1%}); champion kept")
+                            f" ({change:+.2%}, tolerance {tolerance:.1%}); champion kept")
 
 
 @dataclass
@@ -162,8 +163,8 @@ def train_and_judge(store: Any, settings: Settings, inputs: CycleInputs, cycle: 
         store.promote(version, note=verdict.reason)
         status = "promoted"
     else:
-        status = "rejected"
-        log.warning("challenger %s not promoted: %s", version, verdict.reason)
+        status = "rejected"  # routine, not a warning: most fine-tunes change little
+    log.info("challenger %s %s: %s", version, status, verdict.reason)
     if kind == "full":
         record_full_retrain(store, cycle.now)
     return TrainOutcome(version, kind, status, verdict.reason, store.champion()["version"] if store.champion()

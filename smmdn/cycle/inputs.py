@@ -33,7 +33,9 @@ from smmdn.timeutil import DAY
 log = logging.getLogger(__name__)
 
 FORCING_SOURCE = "open-meteo"
-UNTRUSTED_FLAGS = ("spike", "flatline")  # flagged by validation: kept in the store, not fed to the model
+# flagged by validation (spike, flatline) or by ISMN (ismn_C03, ismn_D06, …: quality/ismn_flags.py):
+# kept in the store, not fed to the model
+UNTRUSTED_FLAGS = ("spike", "flatline", "ismn_")
 CLIMATOLOGY_WINDOW_DAYS = 15  # +- days of year around the target day when a year of history exists
 RECENT_WINDOW_DAYS = 30  # otherwise: mean of the last 30 days known
 MAX_FORECAST_AGE = pd.Timedelta(hours=12)  # fetched by the same cycle is ~0 h old; yesterday's is stale
@@ -54,11 +56,19 @@ class CycleInputs:
 
 
 def model_sites(store: Any) -> pd.DataFrame | None:
-    """Static site attributes the model uses (numeric, complete columns only)."""
+    """Static site attributes the model uses (numeric, complete columns only): coordinates, elevation and the
+    registry's numeric ``attributes`` (ISMN: soil fractions, saturation). Text attributes (land cover,
+    climate class) stay text: the network takes numbers only and does not encode them."""
     sites = store.read_sites()
     if sites.empty:
         return None
     frame = sites[["site", "latitude", "longitude", "elevation_m"]].copy()
+    if "attributes" in sites:
+        static = pd.DataFrame([
+            {k: float(v) for k, v in ((a or {}).get("static") or {}).items()
+             if isinstance(v, int | float) and not isinstance(v, bool)}
+            for a in sites["attributes"]], index=sites.index)
+        frame = pd.concat([frame, static.drop(columns=[c for c in static if c in frame])], axis=1)
     frame = frame.dropna(axis=1, how="any")
     return frame if len(frame.columns) > 1 else None
 

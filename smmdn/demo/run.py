@@ -35,6 +35,7 @@ class DemoOptions:
     seed: int = 7
     fresh: bool = True
     model: dict[str, Any] | None = None
+    log_file: bool = True  # library and Prefect logs to <home>/demo.log instead of the terminal
 
 
 def prepare_environment(home: Path, extra: dict[str, str]) -> None:
@@ -68,12 +69,17 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
     from smmdn.demo.feeds import WeatherServer, registry_yaml, write_toa5_day
     from smmdn.demo.receiver import AlertReceiver
     from smmdn.demo.simulate import simulate_network
+    from smmdn.display import plain
 
     home = opts.home.resolve()
     if opts.fresh and home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if opts.log_file:
+        logs_to_file(home / "demo.log")
+    echo(f"smmdn demo in {home}: simulating the network, starting Prefect and loading the libraries "
+         "(about half a minute)…")
     total = opts.history + opts.days + 16
     net = simulate_network(opts.sites, START, total, failure_day=opts.history + opts.days // 2, seed=opts.seed)
     weather = WeatherServer(net.sites, net.weather, seed=opts.seed).start()
@@ -94,12 +100,14 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
         write_toa5_day(landing, s.site, net.readings, START, days=opts.history)
     echo(f"simulated {opts.sites} sites x 3 depths x 3 sensors; {opts.history} days of logger files in {landing}")
     echo(f"weather (Open-Meteo format) at {weather.url}; alerts sink {receiver.url}; "
-         f"failing sensor {net.failing} from {net.failure_start.date()}")
+         f"failing sensor {plain(net.failing)} from {net.failure_start.date()}")
 
     from prefect.settings import temporary_settings
 
     from flows.daily import daily
 
+    if opts.log_file:  # again: importing Prefect configured its own logging
+        logs_to_file(home / "demo.log")
     _warm_imports()
     if server is not None:
         server.join()
@@ -119,7 +127,7 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
                 summary = daily(day=day.date().isoformat(), history_days=opts.history + opts.days,
                                 train_overrides=opts.model or TINY_MODEL)
                 summaries.append(_line(summary, time.perf_counter() - t0))
-                echo(_echo(summaries[-1]))
+                echo(_echo(summaries[-1], len(summaries), opts.days, time.perf_counter() - started))
     finally:
         weather.stop()
         receiver.stop()
@@ -185,11 +193,56 @@ def _line(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {**cycle_row(summary), "seconds": round(seconds, 1)}
 
 
-def _echo(row: dict[str, Any]) -> str:
-    crps = row.get("holdout_crps")
-    return (f"{row['issue']}: +{row['inserted']} obs, training {row['training']}, model {row['model']}, "
-            f"crps {crps if crps is None else round(crps, 4)}, {row['forecast_rows']} forecast rows, "
-            f"alerts {row['alerts']} ({row['seconds']} s)")
+def logs_to_file(path: Path) -> None:
+    """Send every log record (library, Prefect, apprise) to ``path``: the terminal keeps the day lines."""
+    import logging
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in root.handlers):
+        file = logging.FileHandler(path, encoding="utf-8")
+        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(file)
+    root.setLevel(logging.INFO)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _echo(row: dict[str, Any], done: int, total: int, elapsed: float) -> str:
+    """``day 3/60 2024-05-03: …; 0:41 elapsed, about 13:10 left`` (the estimate from the mean cycle so far)."""
+    from smmdn.display import score
+
+    left = elapsed / done * (total - done) if done else 0.0
+    return (f"day {done}/{total} {row['issue']}: +{row['inserted']} obs, training {row['training']}, "
+            f"model {row['model']}, crps {score(row.get('holdout_crps'))}, {row['forecast_rows']} forecast rows, "
+            f"alerts {row['alerts']} ({row['seconds']} s; {_clock(elapsed)} elapsed"
+            + (f", about {_clock(left)} left)" if done < total else ")"))
+
+
+def received_messages(path: Path) -> dict[str, dict[str, int]]:
+    """What the local receiver got: messages per route (its URL path) and per event (NEW, STILL OPEN, …)."""
+    from smmdn.alerts.message import EVENTS
+
+    by_route: dict[str, int] = {}
+    by_event: dict[str, int] = {}
+    names = {v: k for k, v in EVENTS.items()}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            route = str(msg.get("path", "")).strip("/") or "default"
+            by_route[route] = by_route.get(route, 0) + 1
+            title = str((msg.get("payload") or {}).get("title", ""))
+            label = title.removeprefix("[smmdn] ").split(":", 1)[0]
+            event = names.get(label, label.lower() or "unknown")
+            by_event[event] = by_event.get(event, 0) + 1
+    return {"by_route": dict(sorted(by_route.items())), "by_event": dict(sorted(by_event.items()))}
 
 
 def _where(home: Path, settings: Any, days: list[dict[str, Any]], receiver: Any, seconds: float) -> dict[str, Any]:
@@ -213,6 +266,8 @@ def _where(home: Path, settings: Any, days: list[dict[str, Any]], receiver: Any,
         "data_docs": str(settings.path("artifact") / "data-docs"),
         "alerts_file": str(alerts_file),
         "alerts_delivered": delivered,
+        "messages": received_messages(alerts_file),
+        "log_file": str(home / "demo.log"),
         "alerts": [{"id": int(a.id), "kind": a.kind, "site": a.site, "depth_cm": a.depth_cm, "sensor": a.sensor,
                     "status": a.status, "since": str(a.window_start)} for a in alerts.itertuples()],
         "outbox": db.outbox_counts(store),

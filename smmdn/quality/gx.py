@@ -179,7 +179,8 @@ def _validator(suite_name: str, specs: list[Spec], docs_dir: Path | None) -> _Va
 def run_suite(
     frame: pd.DataFrame, suite_name: str, specs: list[Spec], docs_dir: Path | None
 ) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Validate ``frame`` against ``specs``; return {name: result} and the Data Docs index path.
+    """Validate ``frame`` against ``specs``; return {name: result} and this run's kept page (an offline page
+    under ``docs_dir.parent/runs/``, listed in ``docs_dir.parent/index.html``; GX's site stays in ``docs_dir``).
 
     Data Docs show the latest batch validated with the site (as with a fresh context per batch): the
     result is dropped from the context once its pages are built, so the next build cleans them up and
@@ -216,7 +217,12 @@ def run_suite(
             entry["error"] = str(r.exception_info.get("exception_message"))[:300]
             entry["success"] = False
         out[name] = entry
-    docs = str((docs_dir / "index.html").resolve()) if docs_dir is not None else None
+    docs = None
+    if docs_dir is not None:  # GX's pages readable offline, and a kept, self-contained page for this run
+        from smmdn.quality.docs_pages import strip_cdn, write_run_page
+
+        strip_cdn(docs_dir)
+        docs = str(write_run_page(docs_dir.parent, docs_dir.name, suite_name, out, rows=len(frame)).resolve())
     return out, docs
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from smmdn.errors import InputError
-from smmdn.quality import checks
+from smmdn.quality import checks, ismn_flags
 from smmdn.quality.coerce import add_reason, coerce_label, coerce_number, coerce_times
 from smmdn.quality.gx import Spec, run_suite
 from smmdn.quality.rules import ForcingRules, ObservationRules
@@ -29,6 +29,7 @@ from smmdn.schema import FORCING_KEY, OBSERVATION_COLUMNS, SERIES_KEY
 
 FLAG_OK = "ok"
 VWC_FRACTION_MEDIAN_MAX = 1.0  # a batch whose median vwc exceeds this is in percent: a unit error
+SOURCE_FLAG_COLUMNS = ("ismn_flag", "provider_flag")  # a source's own flags, carried through verbatim
 NON_VARIABLES = {"time", "site", "issue_time", "lead", "kind", "source", "quality_flag", "reason"}
 
 
@@ -135,6 +136,13 @@ def validate_observations(
     depth = depth.where(~bad_depth)
     data = pd.DataFrame({"time": time, "site": site.astype(object), "depth_cm": depth,
                          "sensor": sensor.astype(object), "vwc": vwc}, index=orig.index)
+    source_flags = [c for c in SOURCE_FLAG_COLUMNS if c in orig.columns]
+    ismn_tokens = None
+    if "ismn_flag" in source_flags:  # ISMN's verdict first: impossible there is impossible here
+        ismn_level, ismn_tokens = ismn_flags.classify(orig["ismn_flag"])
+        codes = orig["ismn_flag"].astype("string").fillna("").str.replace(" ", "", regex=False)
+        reasons = add_reason(reasons, ismn_level == ismn_flags.QUARANTINE, "ismn_flag(" + codes + ")")
+        reasons = add_reason(reasons, ismn_level == ismn_flags.MISSING, "ismn_value_missing(" + codes + ")")
     usable = reasons == ""
     if not usable.any():
         raise _no_usable(reasons, where)
@@ -163,8 +171,10 @@ def validate_observations(
     for col in dyn.columns:
         data[col] = dyn[col]
 
-    specs = _observation_specs(rules)
+    specs = _observation_specs(rules) + (_ismn_specs() if "ismn_flag" in source_flags else [])
     gx_frame = data.drop(columns=[]).copy()
+    for col in source_flags:
+        gx_frame[col] = orig[col].astype("string").fillna("").astype(object)
     summary_exp, docs = run_suite(gx_frame, "observations", specs, docs_dir)
     summary_exp["dtypes"] = _dtype_summary(orig, reasons)
     unit = summary_exp.get("vwc_unit_fraction", {})
@@ -178,8 +188,12 @@ def validate_observations(
     flags = add_reason(flags, dyn["spike_score"] > rules.spike_threshold, "spike")
     flags = add_reason(flags, dyn["flat_run_readings"] >= rules.flatline_min_readings, "flatline")
     flags = add_reason(flags, dyn["gap_steps"] > rules.max_gap_steps, "gap_before")
+    if ismn_tokens is not None:
+        flags = add_reason(flags, ismn_tokens[kept.index] != "", ismn_tokens[kept.index])
     flags = flags.str.replace(";", ",", regex=False).replace("", FLAG_OK)
     clean = kept.assign(quality_flag=flags)
+    for col in source_flags:  # kept verbatim beside smmdn's own flag
+        clean[col] = orig.loc[kept.index, col].astype("string").astype(object)
     clean = clean.sort_values([*SERIES_KEY, "time"], kind="stable").reset_index(drop=True)
     clean["site"] = clean["site"].astype("string")
     clean["sensor"] = clean["sensor"].astype("string")
@@ -197,7 +211,22 @@ def validate_observations(
         "success": quarantined.empty,
         "expectations": summary_exp,
     }
+    if "ismn_flag" in source_flags:
+        summary["ismn_flags"] = ismn_flags.counts(orig["ismn_flag"])
     return ValidationResult("observations", clean, quarantined, summary, docs)
+
+
+def _ismn_specs() -> list[Spec]:
+    """ISMN's flags counted per family in Data Docs (the decisions themselves are made above)."""
+    def not_matching(name: str, regex: str, outcome: str) -> Spec:
+        return Spec(name, "ExpectColumnValuesToNotMatchRegex", {"column": "ismn_flag", "regex": regex}, outcome)
+
+    return [
+        not_matching("ismn_C01_C02_range", r"C0[12]", "quarantine"),
+        not_matching("ismn_M_missing", r"(?:^|,)\s*M\s*(?:$|,)", "quarantine"),
+        not_matching("ismn_C03_saturation", r"C03", "flag"),
+        not_matching("ismn_D_geophysical", r"D(?:0[1-9]|10)", "flag"),
+    ]
 
 
 def _dynamics(kept: pd.DataFrame, history: pd.DataFrame | None, rules: ObservationRules) -> pd.DataFrame:

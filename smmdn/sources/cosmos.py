@@ -47,16 +47,29 @@ def parse_cosmos_csv(text: str, source_name: str = "cosmos-uk csv") -> tuple[pd.
     if "site-id" not in header or "parameter-id" not in header:
         raise InputError("missing site-id / parameter-id header rows", where=source_name, column="header",
                          fix="give the CSV exported from the COSMOS-UK portal (6 header rows)")
-    site = header["site-id"][0].strip()
+    site = header["site-id"][0].strip() if header["site-id"] else ""
     params = [p.strip() for p in header["parameter-id"]]
+    if not site or len(set(params)) != len(params) or "date" in params:
+        raise InputError("empty site-id or repeated parameter ids in the header", where=source_name,
+                         column="site-id / parameter-id", fix="give the CSV exported from the COSMOS-UK portal")
     units = dict(zip(params, [u.strip() for u in header.get("parameter-units", [])], strict=False))
-    body = pd.read_csv(io.StringIO("\n".join(lines[HEADER_ROWS:])), header=None, names=["date", *params],
-                       dtype={"date": str})
-    dates = pd.to_datetime(body["date"].str.strip(), format="%d/%m/%Y", errors="coerce")
+    import csv
+
+    wide = [i + HEADER_ROWS + 1 for i, row in enumerate(csv.reader(lines[HEADER_ROWS:])) if len(row) > len(params) + 1]
+    if wide:  # pandas would drop the extra fields (or shift the date into the index): refuse instead
+        raise InputError(f"rows with more fields than the {len(params)} parameter ids", where=source_name,
+                         rows=wide[:20], fix="give the CSV exported from the COSMOS-UK portal, unedited")
+    try:  # index_col=False: belt and braces, the date stays a column
+        body = pd.read_csv(io.StringIO("\n".join(lines[HEADER_ROWS:])), header=None, names=["date", *params],
+                           dtype={"date": str}, index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise InputError(f"data rows not readable as CSV: {str(exc).splitlines()[0] if str(exc) else exc}",
+                         where=source_name, fix="give the CSV exported from the COSMOS-UK portal") from exc
+    dates = pd.to_datetime(body["date"].astype("string").str.strip(), format="%d/%m/%Y", errors="coerce")
     bad = dates.isna()
     if bad.any():
         raise InputError("dates not in dd/mm/yyyy", where=source_name, column="date",
-                         rows=[int(i) + HEADER_ROWS + 1 for i in body.index[bad][:20]],
+                         rows=[int(i) + HEADER_ROWS + 1 for i in np.flatnonzero(bad.to_numpy())[:20]],
                          fix="keep the portal's dd/mm/yyyy date column")
     time = dates.dt.strftime("%Y-%m-%d")
     present = [c for c in REPLICATES if c in body.columns]

@@ -97,6 +97,10 @@ def observations_for_write(frame: pd.DataFrame) -> pd.DataFrame:
     if "quality_flag" not in out.columns:
         out["quality_flag"] = "ok"
     out["quality_flag"] = out["quality_flag"].fillna("ok").astype(str)
+    for column in ("ismn_flag", "provider_flag"):  # the source's own flags: text, NULL where absent
+        if column in out.columns:
+            text = out[column].astype("string").str.strip()
+            out[column] = text.where(text.notna() & (text != ""), None).astype(object)
     return out
 
 

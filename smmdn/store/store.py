@@ -274,6 +274,7 @@ class Store:
         out["source"] = source
         out["ingested_at"] = now
         out["updated_at"] = now
+        flags = [c for c in T.OBSERVATION_FLAG_COLUMNS if c in out.columns]  # ISMN's and the provider's
         columns = [
             "time",
             "site",
@@ -281,6 +282,7 @@ class Store:
             "sensor",
             "vwc",
             "quality_flag",
+            *flags,
             "source",
             "ingested_at",
             "updated_at",
@@ -293,7 +295,7 @@ class Store:
                 columns,
                 rows_of(out, columns),
                 ["site", "depth_cm", "sensor", "time"],
-                ["vwc", "quality_flag", "source"],
+                ["vwc", "quality_flag", *flags, "source"],
                 ["updated_at"],
             )
 
@@ -303,8 +305,13 @@ class Store:
         start: Timeish = None,
         end: Timeish = None,
         as_of: Timeish = None,
+        source_flags: bool = False,
     ) -> pd.DataFrame:
-        """Observations in [start, end), optionally only those known at ``as_of`` (first ingest)."""
+        """Observations in [start, end), optionally only those known at ``as_of`` (first ingest).
+
+        ``source_flags`` adds the source's own flags (``ismn_flag``, ``provider_flag``; empty text where the
+        source gave none); off by default so every existing reader sees the columns it always saw.
+        """
         t = T.observations
         query = sa.select(
             t.c.time,
@@ -313,6 +320,7 @@ class Store:
             t.c.sensor,
             t.c.vwc,
             t.c.quality_flag,
+            *((t.c[c] for c in T.OBSERVATION_FLAG_COLUMNS) if source_flags else ()),
             t.c.source,
             t.c.ingested_at,
         )
@@ -334,7 +342,8 @@ class Store:
         """
         names = [c.name for c in query.selected_columns]
         times = [n for n in names if n in ("time", "ingested_at")]
-        text = {n: str for n in ("site", "sensor", "quality_flag", "source") if n in names}
+        text = {n: str for n in ("site", "sensor", "quality_flag", "source", *T.OBSERVATION_FLAG_COLUMNS)
+                if n in names}
         if self.is_postgres:
             cols = [
                 sa.cast(sa.extract("epoch", c) * 1_000_000, sa.BigInteger).label(c.name) if c.name in times else c
@@ -373,6 +382,9 @@ class Store:
                 frame[n] = pd.to_datetime(frame[n], utc=True, format="ISO8601").dt.as_unit("ns")
         for n in text:
             frame[n] = frame[n].astype(object)
+        for n in T.OBSERVATION_FLAG_COLUMNS:
+            if n in frame:  # NULL reads as "" from COPY and as None from SQLite: one spelling
+                frame[n] = frame[n].fillna("").astype(object)
         for n in ("depth_cm", "vwc"):
             if n in frame:
                 frame[n] = frame[n].astype("float64")
@@ -788,6 +800,20 @@ class Store:
                 .where(mv.c.version == version)
                 .values(status="champion", promoted_at=_now(), note=note if note is not None else mv.c.note)
             )
+        return previous
+
+    def roll_back(self, target: str, note: str) -> str | None:
+        """Make ``target`` champion again and mark the champion it replaces rejected (an operator judged it
+        bad), in one transaction: a second rollback then walks further back instead of flipping back."""
+        mv = T.model_versions
+        with self._begin() as conn:
+            if not conn.execute(sa.select(mv.c.version).where(mv.c.version == target)).first():
+                raise InputError(f"unknown model version {target!r}", where="model_versions", column="version",
+                                 fix="list versions with `smmdn models list`")
+            previous = conn.execute(sa.select(mv.c.version).where(mv.c.status == "champion")).scalar()
+            conn.execute(mv.update().where(mv.c.status == "champion").values(status="rejected", note=note))
+            conn.execute(mv.update().where(mv.c.version == target).values(
+                status="champion", promoted_at=_now(), note=f"rolled back to (from {previous})"))
         return previous
 
     def set_model_status(self, version: str, status: str, note: str | None = None) -> None:

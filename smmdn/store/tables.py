@@ -180,4 +180,19 @@ def outbox_plot_columns() -> list[sa.Column]:
 for _column in outbox_plot_columns():
     alert_outbox.append_column(_column)
 
+
+# --- revision 0007: the source's own quality flags kept with every reading ------------------------------
+def observation_flag_columns() -> list[sa.Column]:
+    """Revision 0007: a reading keeps the flags its source gave it (ISMN: ISMN's flag and the provider's),
+    verbatim, beside smmdn's own ``quality_flag``; NULL for sources that flag nothing."""
+    return [
+        sa.Column("ismn_flag", sa.Text, comment="ISMN quality flag as published (G, C01-C03, D01-D10, M, U)."),
+        sa.Column("provider_flag", sa.Text, comment="The data provider's own flag as published."),
+    ]
+
+
+OBSERVATION_FLAG_COLUMNS = tuple(c.name for c in observation_flag_columns())
+for _column in observation_flag_columns():
+    observations.append_column(_column)
+
 HYPERTABLES = {**BASELINE_HYPERTABLES, **ALERTING_HYPERTABLES}

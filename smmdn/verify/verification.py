@@ -310,6 +310,9 @@ def verify(store: Any, now: pd.Timestamp | str | None, settings: Settings, *,
             store, now, report.drift, report.to_dict(), routes if routes is not None else load_routes(settings), png)
     except Exception as exc:  # telling operators failed: the drift flag still reaches the flow
         log.warning("calibration-drift alert not queued: %s", exc)
+    log.info("verification at %s: %d pair(s) scored (%d new), drift %s%s", f"{now:%Y-%m-%d %H:%M} UTC",
+             outcome.scored, outcome.new_rows, report.drift,
+             f" ({report.coverage_90:.3f} coverage_90)" if report.coverage_90 else "")
     if report.drift:
         log.warning("calibration drift: %s", "; ".join(report.reasons))
     return outcome

@@ -9,6 +9,7 @@ import html
 
 import pandas as pd
 
+from smmdn.display import DEFAULT_VWC_RESOLUTION, coordinates, vwc
 from smmdn.views.fan import depth_png
 from smmdn.views.site import SiteView
 
@@ -30,20 +31,21 @@ def _coords(info: dict) -> str:
     lat, lon = info.get("latitude"), info.get("longitude")
     if lat is None or lon is None or pd.isna(lat) or pd.isna(lon):
         return ""
-    return f"{abs(lat):.4f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.4f}° {'E' if lon >= 0 else 'W'}"
+    return coordinates(lat, lon, degree="°")
 
 
-def _forecast_table(view: SiteView, depth: float) -> str:
+def _forecast_table(view: SiteView, depth: float, resolution: float) -> str:
     f = view.future.loc[view.future["depth_cm"] == depth].sort_values("time")
     if f.empty:
         return "<p>No complete forecast for this depth.</p>"
-    rows = "".join(f"<tr><td class=l>{pd.Timestamp(r.time).date()}</td><td>{int(r.lead)}</td><td>{r.q05:.3f}</td>"
-                   f"<td>{r.q50:.3f}</td><td>{r.q95:.3f}</td></tr>" for r in f.itertuples())
+    rows = "".join(f"<tr><td class=l>{pd.Timestamp(r.time).date()}</td><td>{int(r.lead)}</td>"
+                   f"<td>{vwc(r.q05, resolution)}</td><td>{vwc(r.q50, resolution)}</td>"
+                   f"<td>{vwc(r.q95, resolution)}</td></tr>" for r in f.itertuples())
     return ("<table><tr><th class=l>day</th><th>lead</th><th>q05</th><th>median</th><th>q95</th></tr>"
             f"{rows}</table>")
 
 
-def site_page(view: SiteView) -> str:
+def site_page(view: SiteView, resolution: float = DEFAULT_VWC_RESOLUTION) -> str:
     """The page for ``view`` (one figure and one forecast table per depth)."""
     name = view.info.get("name") or ""
     issued = view.issue_time
@@ -67,7 +69,7 @@ def site_page(view: SiteView) -> str:
                      f"intervals, from the forecast issued the day before each past day and from the latest "
                      f"forecast ahead; lines: each replicate sensor's daily mean; bars: daily rain."
                      f"</figcaption></figure>")
-        parts.append(_forecast_table(view, depth))
+        parts.append(_forecast_table(view, depth, resolution))
     parts.append(CHECK)
     parts.append("</body></html>")
     return "\n".join(parts)

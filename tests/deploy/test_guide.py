@@ -61,3 +61,44 @@ def test_smmdn_commands_in_the_guide_exist() -> None:
     assert {"db", "quarantine"} <= {cmd for cmd, _ in used} and "db" in top
     if pending:
         pytest.skip(f"commands named in the guide, not built yet: {', '.join(pending)}")
+
+
+def _deployments() -> dict[str, dict]:
+    """``flow/deployment`` → its prefect.yaml entry (the flow name read from the entrypoint's ``@flow``)."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+    found = {}
+    for dep in spec["deployments"]:
+        path, func = dep["entrypoint"].split(":")
+        source = (REPO / path).read_text(encoding="utf-8")
+        flow = re.search(rf'@flow\(name="([^"]+)"[^@]*?\ndef {func}\(', source, re.S)
+        assert flow, dep["entrypoint"]
+        found[f"{flow.group(1)}/{dep['name']}"] = dep
+    return found
+
+
+def test_schedules_table_matches_prefect_yaml() -> None:
+    """Every deployment of prefect.yaml is in the guide's table with its pool and cron; nothing else is."""
+    text = GUIDE.read_text()
+    section = text[text.index("## Schedules"):text.index("## Reruns and backfills")]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([\w-]+/[\w-]+)` \|.*$", section, re.M)}
+    deployments = _deployments()
+    assert set(rows) == set(deployments), (sorted(rows), sorted(deployments))
+    for name, dep in deployments.items():
+        row = rows[name]
+        assert f"| `{dep['work_pool']['name']}` |" in row, name
+        crons = [s["cron"] for s in dep.get("schedules") or []]
+        for cron in crons:
+            assert f"`{cron}`" in row, (name, cron)
+        assert all(s.get("timezone") == "UTC" for s in dep.get("schedules") or []), name  # the table says UTC
+        if not crons:
+            assert "on demand" in row, name
+    assert "UTC" in section
+
+
+def test_deployment_names_the_guide_quotes_exist() -> None:
+    text = GUIDE.read_text()
+    quoted = set(re.findall(r"prefect deployment (?:run|schedule \w+) '([^']+)'", text))
+    assert quoted and quoted <= set(_deployments()), sorted(quoted - set(_deployments()))
+    assert "infra/prefect/deploy.sh" in text and "<to be finalised>" not in text

@@ -109,3 +109,24 @@ def artifacts(key: str) -> list[Any]:
                                                sort=ArtifactSort.CREATED_DESC)
 
     return asyncio.run(read())
+
+
+def flow_run_logs(name: str) -> tuple[list[Any], list[Any]]:
+    """(flow runs called ``name``, the log records of the newest of them and of its task runs)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # log records travel to the server in batches: send what is queued first
+
+    async def read() -> tuple[list[Any], list[Any]]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+                                               sort=FlowRunSort.START_TIME_DESC)
+            if not runs:
+                return runs, []
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])))
+            return runs, logs
+
+    return asyncio.run(read())

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from smmdn.config import get_settings
 from smmdn.store import alerts as db
-from tests.flows.conftest import HISTORY, Ops, artifacts, run_daily
+from tests.flows.conftest import HISTORY, Ops, artifacts, flow_run_logs, run_daily
 from tests.helpers.browser import render
 
 pytestmark = [pytest.mark.postgres, pytest.mark.prefect, pytest.mark.slow]
@@ -63,6 +63,15 @@ def test_views_over_real_cycles(ops: Ops, tmp_path: Path, capsys: pytest.Capture
     site_artifact = artifacts(f"site-{site.lower()}")[0]
     assert "data:image/png;base64," in site_artifact.data and str(ops.day(HISTORY + 3).date()) in (
         site_artifact.description or "")
+
+    # the runs tell the day's story: named after their issue day, with the library's own log lines
+    runs, logs = flow_run_logs(f"daily-{ops.day(HISTORY + 3).date()}")
+    assert runs and runs[0].state.is_completed()  # the newest: other tests of the session may replay that day
+    steps = {r.name for r in logs if r.name.startswith("smmdn.")}
+    assert {"smmdn.alerts.step", "smmdn.verify.verification", "smmdn.alerts.deliver"} <= steps, steps
+    ingest_runs, ingest_logs = flow_run_logs(f"ingest-{ops.day(HISTORY + 4).date()}")  # runs the morning after
+    assert ingest_runs and any(r.name == "smmdn.ingest" for r in ingest_logs)
+    assert flow_run_logs(f"train-{ops.day(HISTORY + 3).date()}-fine-tune")[0]
 
     # every Grafana panel's SQL returns rows, run as the read-only role
     variables = {"site": site, "depth": "5"}

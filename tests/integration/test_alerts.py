@@ -207,6 +207,8 @@ def test_unacknowledged_alert_escalates_to_the_escalation_team(store, tmp_path) 
     assert len(leads) == 1 and leads[0]["payload"]["title"].startswith("[smmdn] ESCALATED")
     assert png_of(leads[0]).startswith(b"\x89PNG")
     assert len(e.messages("north")) == 1  # the field team got the alert once; the lead got the escalation once
+    # the client shows an escalation as a failure, a new alert as a warning (apprise's notify type)
+    assert leads[0]["payload"]["type"] == "failure" and e.messages("north")[0]["payload"]["type"] == "warning"
 
 
 def test_silence_suppresses_delivery_but_keeps_the_alert(env: Env) -> None:

@@ -78,7 +78,8 @@ def test_ingest_and_quarantine_commands(env, capsys) -> None:  # type: ignore[no
     assert main(["quarantine", "--url", url, "list"]) == 0
     listing = capsys.readouterr().out
     assert "1 open row(s)" in listing and "vwc_out_of_range" in listing
-    qid = listing.splitlines()[1].split()[0]
+    assert listing.splitlines()[1].split()[:2] == ["id", "table_name"]  # the header
+    qid = listing.splitlines()[2].split()[0]
     assert main(["quarantine", "--url", url, "release", qid]) == 1  # still above the site's 0.8
     assert main(["quarantine", "--url", url, "release", qid, "--vwc-max", "0.95"]) == 0
     assert "released 1 row(s), wrote 1" in capsys.readouterr().out

@@ -119,3 +119,21 @@ def test_suppression_reasons() -> None:
         "acknowledged by Al")
     assert suppression({**ALERT, "status": "acked"}, "resolved", nothing) is None
     assert suppression(None, "test", silences) is None
+
+
+@pytest.mark.parametrize(("lat", "lon", "text"), [(35.95, -86.542, "35.9500 N 86.5420 W"),
+                                                   (-33.9, 18.4, "33.9000 S 18.4000 E"),
+                                                   (0.0, 0.0, "0.0000 N 0.0000 E")])
+def test_coordinates_carry_hemisphere_letters_not_signs(lat: float, lon: float, text: str) -> None:
+    from smmdn.alerts.message import coordinates, where_line
+
+    assert coordinates(lat, lon) == text
+    line = where_line({"site": "X", "depth_cm": 5.0, "sensor": "a"}, {"latitude": lat, "longitude": lon})
+    assert text in line and "-" not in line.split(",")[1]
+
+
+def test_notify_type_follows_the_event() -> None:
+    from smmdn.alerts.message import severity
+
+    assert [severity(e) for e in ("test", "opened", "reminder", "escalated", "resolved")] == [
+        "info", "warning", "warning", "failure", "info"]

@@ -7,7 +7,7 @@ f-string counts as an import of every module its constant prefix names). Only im
 - Prefect and ``flows`` only in the faces: ``smmdn/commands/``, ``smmdn/demo/``, ``smmdn/cli.py``;
 - ``smmdn.model`` never imports ``smmdn.store``;
 - SQL only in ``smmdn.store``: sqlalchemy, psycopg and the table definitions are imported nowhere else;
-- the ground floor (config, errors, schema, registry, timeutil) imports nothing of smmdn above it.
+- the ground floor (config, errors, schema, registry, timeutil, display) imports nothing of smmdn above it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUND = {"smmdn.config", "smmdn.errors", "smmdn.schema", "smmdn.registry", "smmdn.timeutil"}
+GROUND = {"smmdn.config", "smmdn.errors", "smmdn.schema", "smmdn.registry", "smmdn.timeutil", "smmdn.display"}
 FACES = ("smmdn.commands", "smmdn.demo", "smmdn.cli")
 RETIRED = ("anomalies", "alerting", "notify", "verification", "cycle.py", "champion", "forecast", "backtest",
            "metrics")

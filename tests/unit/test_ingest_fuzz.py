@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from smmdn.errors import InputError, SourceError
 from smmdn.registry import Toa5Source, parse_registry
-from smmdn.sources import open_meteo, sensorthings, toa5, uscrn
+from smmdn.sources import cosmos, ismn, open_meteo, sensorthings, toa5, uscrn
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "formats"
 EXPECTED = (InputError, SourceError)
@@ -27,6 +27,9 @@ def _sample(*parts: str) -> str:
 HOURLY = _sample("uscrn", "CRNH0203-2023-NE_Lincoln_11_SW.head.txt")
 DAILY = _sample("uscrn", "CRND0103-2020-AK_Fairbanks_11_NE.head.txt")
 TOA5 = _sample("toa5", "Station_Daily.head.dat")
+COSMOS_DATA = SHARED.parent / "data" / "cosmos-uk" / "SPENF-2016-11-24-2021-09-05.csv"
+COSMOS = "".join(COSMOS_DATA.read_text(encoding="utf-8-sig").splitlines(keepends=True)[:40]) \
+    if COSMOS_DATA.exists() else ""
 
 
 @st.composite
@@ -84,6 +87,73 @@ def test_toa5_garbage(data: bytes) -> None:
         if batch is not None:  # every record is accounted for: stored, missing or quarantined
             n_ok = len(parsed.records) - len(batch.bad_rows)
             assert len(batch.observations) + batch.missing_values == n_ok
+
+
+@FAST
+@given(st.one_of(st.text(max_size=500), mutated(COSMOS)))
+def test_cosmos_uk_garbage(text: str) -> None:
+    out = _only_expected(cosmos.parse_cosmos_csv, text, "c")
+    if out is not None:  # canonical: dates, finite fractions, two replicate labels at 10 cm
+        obs, forcing = out
+        assert obs["time"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+        assert obs["vwc"].between(0, 1).all() and set(obs["sensor"]) <= {"TDT1", "TDT2"}
+        assert {"time", "site"} <= set(forcing.columns)
+
+
+def test_cosmos_uk_row_with_an_extra_field_is_refused_not_cut() -> None:
+    """Found by the fuzzing above: pandas dropped the extra field (or moved the date into the index)."""
+    head = "timestamp,x\nsite-id,SPENF\nsite-name,S\nparameter-id,TDT1_VWC_LEVEL2_MEAN\nparameter-name,v\n" \
+           "parameter-units,%\n"
+    with pytest.raises(InputError, match=r"more fields.*rows: 8"):
+        cosmos.parse_cosmos_csv(head + "24/11/2016,28.2\n25/11/2016,28.1,9\n", "c.csv")
+    obs, _ = cosmos.parse_cosmos_csv(head + "24/11/2016,28.2\n", "c.csv")
+    assert obs["vwc"].tolist() == [pytest.approx(0.282)]
+
+
+def _ismn_stm() -> str:
+    """One real "header + values" file of the sample archive (the first 60 lines), or our own writer's."""
+    import zipfile
+
+    path = SHARED / "ismn" / "ismn_multinetwork_header_values.zip"
+    if path.exists():
+        with zipfile.ZipFile(path) as zf:
+            name = next(n for n in zf.namelist() if n.endswith(".stm") and "node505" in n)
+            text = zf.read(name).decode()
+        return "\r".join(text.split("\r")[:60]) + "\r"
+    from tests.helpers import ismn_archive
+
+    return ismn_archive.stm_text(0.05, 0.05, "EC5_A", "base")
+
+
+ISMN_STM = _ismn_stm()
+ISMN_NAME = "SOILSCAPE/node505/SOILSCAPE_SOILSCAPE_node505_sm_0.050000_0.050000_EC5_20070101_20131231.stm"
+ISMN_FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@ISMN_FAST
+@given(st.one_of(st.binary(max_size=300), mutated(ISMN_STM).map(str.encode)))
+def test_ismn_garbage(data: bytes) -> None:
+    """An archive whose .stm holds arbitrary bytes: canonical frames or an InputError, never another
+    exception; what is read is either a finite value or a value validation quarantines."""
+    import tempfile
+    import zipfile
+
+    from smmdn.quality.validate import validate_observations
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "a.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr(ISMN_NAME, data)
+        read = _only_expected(ismn.read_ismn, archive, work_dir=Path(tmp) / "w")
+        if read is None:
+            return
+        obs = read.observations
+        assert list(obs.columns) == list(ismn.OBS_COLUMNS) and obs["time"].dt.tz is not None
+        result = _only_expected(validate_observations, obs, now=pd.Timestamp("2030-01-01T00:00Z"))
+        if result is not None:
+            assert len(result.clean) + len(result.quarantined) == len(obs)
+            clean = pd.to_numeric(result.clean["vwc"])
+            assert clean.notna().all() and clean.between(0, 0.8).all()
 
 
 json_values = st.recursive(

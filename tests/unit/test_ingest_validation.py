@@ -125,8 +125,13 @@ def test_nothing_is_dropped_and_quarantine_keeps_rows_as_received(planted) -> No
 
 def test_data_docs_written(planted) -> None:  # type: ignore[no-untyped-def]
     _, result, docs = planted
-    assert result.data_docs == str((docs / "index.html").resolve())
-    assert (docs / "index.html").read_text().count("observations") > 0
+    assert (docs / "index.html").read_text().count("observations") > 0  # GX's own site
+    page = Path(result.data_docs)
+    assert page.is_relative_to((docs.parent / "runs").resolve()) and page.exists()  # this run's kept page
+    remote = re.compile(r"(?:src=|<link[^>]*href=|url\()['\"]?https?://")  # resources, not plain links
+    assert "https://" not in page.read_text()
+    assert not [p for p in docs.rglob("*.html") if remote.search(p.read_text())]
+    assert page.relative_to(docs.parent.resolve()).as_posix() in (docs.parent / "index.html").read_text()
 
 
 def _unsuccessful_in_docs(docs: Path) -> int:
