@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 FAULT_TYPES = ("dropout", "stuck", "spikes/noise", "offset", "drift")
-COLUMNS = ["time", "site", "depth_cm", "sensor", "state", "fault", "z", "residual", "reference", "weak",
+COLUMNS = ["time", "site", "depth_cm", "sensor", "state", "fault", "value", "z", "residual", "reference", "weak",
            "excluded"]
 
 
@@ -201,7 +201,7 @@ def _cluster(frame: pd.DataFrame, held: set[str], c: Consensus) -> list[dict]:
             state = "out" if named else ("clear" if ready[i] or excluded[i] else "none")
             if not named and excluded[i]:
                 state = "clear"  # agreeing again, on its way back in
-            rows.append({"time": day, "sensor": sensor, "state": state, "fault": fault.get(i),
+            rows.append({"time": day, "sensor": sensor, "state": state, "fault": fault.get(i), "value": float(x[i]),
                          "z": float(z[i]) if np.isfinite(z[i]) else np.nan,
                          "residual": float(e[i]) if np.isfinite(e[i]) else np.nan,
                          "reference": float(ref[i] + b[i]) if np.isfinite(ref[i]) else np.nan,

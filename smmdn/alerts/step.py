@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from smmdn.alerts import lifecycle
+from smmdn.alerts.consensus import Consensus, consensus
 from smmdn.alerts.detect import (
     KEY,
     MISSING_WINDOW,
@@ -59,6 +60,18 @@ class DetectOutcome:
         return asdict(self)
 
 
+FAULT_HOLDING = ("sensor_fault", "flatline")
+
+
+def held_sensors(store: Any) -> set[tuple[str, float, str]]:
+    """Sensors under an open fault alert: the consensus starts them excluded (the alert is the state)."""
+    active = db.read_alerts(store, status=db.ACTIVE)
+    if active.empty:
+        return set()
+    active = active.loc[active["kind"].isin(FAULT_HOLDING) & (active["sensor"] != "*")]
+    return {(str(r.site), float(r.depth_cm), str(r.sensor)) for r in active.itertuples()}
+
+
 def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
            routes: Routes | None = None) -> DetectOutcome:
     """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
@@ -69,7 +82,7 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
     marks = lifecycle.site_watermarks(store)
     default_from = (now - rules.lookback_days * DAY).floor("D")
     first = min([m + DAY for m in marks.values()] + [default_from]) if marks else default_from
-    read_from = first - (rules.context_days + 1) * DAY
+    read_from = first - max(rules.context_days + 1, rules.consensus_days) * DAY  # the consensus learns over it
     raw = store.read_observations(start=read_from - DAY, end=now + DAY)
     periods = db.sensor_periods(store)
     raw = within_periods(raw, periods)
@@ -93,7 +106,8 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
         forecasts = db.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
                                                sites=sorted(days.loc[fresh, "site"].unique()))
         scored = score_days(days, forecasts, rules)
-        conditions = runs(classify(scored))
+        agreement = consensus(scored, held_sensors(store), Consensus(readmit_days=rules.readmit_days))
+        conditions = runs(classify(scored, agreement))
         conditions = conditions.merge(
             days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
         conditions["_fresh"] = conditions["_fresh"].eq(True)

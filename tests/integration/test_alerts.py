@@ -285,14 +285,14 @@ def test_new_episode_after_the_cooldown_is_a_new_alert(store, tmp_path) -> None:
 def test_missing_data_alert_and_its_resolution(env: Env) -> None:
     W.observe(env.world, range(10))
     W.observe(env.world, range(10, 14), sensors=("a", "b"))  # c stops reporting after day 9
-    outcome, _ = env.cycle(10)
-    assert outcome.opened == 0  # last reading day 9 23:00, now day 11 06:00: 31 h, not yet longer than 48 h
-    env.cycle(11)  # 55 h
+    outcome, _ = env.cycle(9)
+    assert outcome.opened == 0  # last reading day 9 23:00, now day 10 06:00: 7 h, not yet longer than 24 h
+    env.cycle(10)  # 31 h: a day without data is enough (the default was 48 h: a day later)
     missing = env.alerts(kinds=["missing"])
     assert list(zip(missing["site"], missing["sensor"], strict=True)) == [("S1", "c"), ("S2", "c")]
     assert {m["path"] for m in env.rx.messages()} == {"/north", "/south"}
     assert "no data" in env.messages("north")[0]["payload"]["title"]
-    W.observe(env.world, [14], sensors=("c",))
+    W.observe(env.world, [14])  # c back; a and b still reporting (a day without them is missing too now)
     env.cycle(14)
     assert set(env.alerts(kinds=["missing"])["status"]) == {"resolved"}
 
