@@ -259,10 +259,17 @@ def classify(scored: pd.DataFrame, agreement: pd.DataFrame | None = None) -> pd.
         return pd.DataFrame(columns=columns)
     s = scored.copy()
     s["valued"] = (s["vwc"].notna() & s["has_forecast"]).astype(bool)
+    steered = pd.DataFrame(columns=["time", "site", "depth_cm"])
     if agreement is not None and not agreement.empty:
         a = agreement[["time", *SERIES, "state", "excluded"]].rename(columns={"state": "_agree"})
         s = s.merge(a, on=["time", *SERIES], how="left")
         s["valued"] &= ~(s["_agree"].eq("out") | s["excluded"].eq(True))  # no vote for a named sensor
+        # a sensor named in the last two days still steered the forecast its siblings are judged on (its
+        # readings leave the model's inputs only from the next cycle): that depth makes no cluster verdict
+        g = agreement.sort_values("time").groupby(SERIES)["excluded"]
+        before = g.shift(STEER_DAYS).astype("boolean").fillna(False).astype(bool)
+        newly = agreement.sort_values("time")["state"].eq("out") & ~before
+        steered = agreement.sort_values("time").loc[newly, ["time", "site", "depth_cm"]].drop_duplicates()
     s["outside"] = s["outside"].astype(bool) & s["valued"]
     s["up"] = s["outside"] & (s["direction"] > 0)
     s["down"] = s["outside"] & (s["direction"] < 0)
@@ -336,6 +343,10 @@ def classify(scored: pd.DataFrame, agreement: pd.DataFrame | None = None) -> pd.
     c["sensor"] = CLUSTER
     rep_c = c["replicates"].to_numpy()
     state_rep = np.where(c["cluster_out"], "out", np.where(~c["majority"], "clear", "none"))
+    if not steered.empty:
+        hit = c[["time", "site", "depth_cm"]].merge(steered.assign(_s=True), on=["time", "site", "depth_cm"],
+                                                    how="left")["_s"].eq(True).to_numpy()
+        state_rep = np.where(hit & (state_rep == "out"), "none", state_rep)
     state_one = np.where((c["n_out"] > 0) & (c["same"].fillna(0) >= 1), "out", np.where(c["n_out"] == 0, "clear",
                                                                                          "none"))
     basis_c = [f"replicates: {int(o)} of {int(n)} sensors outside" + (" on the same side" if co else "") if rp else
@@ -355,6 +366,7 @@ def classify(scored: pd.DataFrame, agreement: pd.DataFrame | None = None) -> pd.
 
 
 EVIDENCE = ["fault", "residual", "reference", "weak", "recent"]
+STEER_DAYS = 2
 RECENT_DAYS = 5
 
 
