@@ -86,6 +86,8 @@ class Settings(BaseSettings):
         24.0, gt=0, description="No reading for this long: 'missing' alert (was 48 h: a day late for field teams).")
     alert_consensus_days: int = Field(
         30, ge=7, description="Days of readings the replicate consensus learns offsets and spreads over.")
+    alert_excluded_share_max: float = Field(
+        0.2, gt=0, le=1, description="Share of sensors excluded at once (open fault alerts) that alerts the operators.")
     alert_readmit_days: int = Field(
         2, ge=1, description="Days a faulty sensor must agree with its siblings before it is trusted again.")
     alert_cooldown_hours: float = Field(

@@ -386,7 +386,7 @@ def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, si
                   now: pd.Timestamp, *, attachment: bytes | None = None, plot: dict[str, Any] | None = None,
                   note: str | None = None) -> int:
     """Queue one message per target of the teams that should hear about ``event`` of ``alert``."""
-    if alert["kind"] == "calibration_drift":
+    if alert["kind"] in ("calibration_drift", "sensors_excluded"):  # system alerts: the operators
         teams = routes.operator_teams()
     else:
         teams = routes.teams_for(alert["site"], (site or {}).get("tags") or [], alert["kind"])

@@ -24,6 +24,7 @@ LABELS = {
     "flatline": "sensor stuck (flatline)",
     "missing": "no data",
     "calibration_drift": "forecast calibration drift",
+    "sensors_excluded": "many sensors excluded from the model",
 }
 FAULTS = {  # fault types the replicate consensus names (smmdn.alerts.consensus)
     "offset": "the sensor jumped away from its siblings and stays there (a step offset): moved or re-seated "
@@ -37,6 +38,9 @@ FAULTS = {  # fault types the replicate consensus names (smmdn.alerts.consensus)
                "a broken probe or a wiring fault. Check the probe and its cable.",
 }
 CAUSES = {
+    "sensors_excluded": "more sensors than the set share are under open fault alerts and left out of the model's "
+                        "training and observed state; if the faults are false the model is starved. Review the "
+                        "open fault alerts (smmdn alerts) and resolve the false ones.",
     "sensor_fault": "this sensor deviates from the predicted mixture and there is no sibling at its depth to "
                     "compare it with, so the attribution rests on other depths and the quality flags and is "
                     "weak: drift, damage or lost soil contact, or an event only this depth saw. Check the probe.",
@@ -110,6 +114,8 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
     lines = [subject(alert, event).removeprefix("[smmdn] "), where_line(alert, site)]
     if kind == "missing":
         lines.append(f"Since: last reading {details.get('last_reading') or 'none in the look-back window'}")
+    elif kind == "sensors_excluded":
+        lines.append(f"Since: {_day(alert['window_start'])}; {details.get('basis', '')}")
     elif kind == "calibration_drift":
         lines.append(f"Since: {_day(alert['window_start'])}; window {details.get('window', '-')}")
         for reason in details.get("reasons", []):
@@ -118,7 +124,7 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
         days = details.get("days_outside")
         lines.append(f"Since: {_day(alert['window_start'])}; last seen {_day(alert['window_end'])}"
                      + (f" ({days} day(s) outside)" if days else ""))
-    if kind not in ("missing", "calibration_drift"):
+    if kind not in ("missing", "calibration_drift", "sensors_excluded"):
         level = details.get("level_pct", "")
         hdr = details.get("hdr") or []
         region = " ∪ ".join(f"{w(a)}–{w(b)}" for a, b in hdr) or (

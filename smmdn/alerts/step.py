@@ -28,6 +28,7 @@ from smmdn.alerts.detect import (
     score_days,
     within_periods,
 )
+from smmdn.alerts.exclusion import exclusion_transition
 from smmdn.alerts.routing import Routes, load_routes
 from smmdn.alerts.silences import drop_maintenance
 from smmdn.config import Settings
@@ -120,6 +121,11 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
     applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
     for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
         setattr(outcome, key, applied[key])
+    expected = int(last[SERIES].drop_duplicates().shape[0]) if last is not None and not last.empty else 0
+    share_event = exclusion_transition(store, now, len(held_sensors(store)), expected,
+                                       settings.alert_excluded_share_max, routes)
+    if share_event:
+        log.warning("alerts: sensors excluded from the model: %s", share_event)
     outcome.alerts = applied["events"]  # every transition (the flow emits each as an event; summaries cut to 50)
     outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
     log.info("detection at %s: %d series over %d day(s), %d outside; opened %d, reopened %d, resolved %d, "
