@@ -107,9 +107,10 @@ def test_drift_on_one_of_three_replicates_is_one_sensor_fault_alert_to_its_team(
     north, south = env.messages("north"), env.messages("south")
     assert len(north) == 1 and south == [] and len(env.rx.messages()) == 1
     text = north[0]["payload"]["message"]
-    assert "likely sensor fault" in north[0]["payload"]["title"] and "sensor c" in text
+    assert "sensor fault (" in north[0]["payload"]["title"] and "sensor c" in text  # its type named
     assert "45.0000 N 7.0000 E" in text and "depth 10 cm" in text and "Since: 2024-05-11" in text
-    assert "highest-density region" in text and "siblings" not in text and "a 0." in text
+    assert "highest-density region" in text and "{'" not in text and "a 0." in text
+    assert "Residual vs siblings" in text and "+0.05" in text and "comparison sensors agree" not in text
     assert png_of(north[0]).startswith(b"\x89PNG\r\n\x1a\n")
     assert north[0]["key"] == f"alert:{a['id']}:r1:opened:north#0"  # the idempotency key travels as a header
 
@@ -435,9 +436,10 @@ def test_two_deliverers_at_once_send_each_message_once(store, tmp_path) -> None:
     db.enqueue(store, rows)
     with ThreadPoolExecutor(3) as pool:
         outcomes = list(pool.map(lambda _: notify.deliver_outbox(store, e.settings, now), range(3)))
-    assert sum(o.sent for o in outcomes) == 22, [o.to_dict() for o in outcomes]
+    # 20 bulk + 2 sensor faults + the operators' "sensors excluded" alert (2 of the 6 sensors are excluded)
+    assert sum(o.sent for o in outcomes) == 23, [o.to_dict() for o in outcomes]
     keys = [m["key"] for m in e.rx.messages()]
-    assert len(keys) == 22 == len(set(keys))
+    assert len(keys) == 23 == len(set(keys))
     e.rx.stop()
 
 
