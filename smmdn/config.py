@@ -90,7 +90,14 @@ class Settings(BaseSettings):
         0.001, gt=0, lt=0.5, description="Outside at this (smaller) level: alert at once, no persistence needed.")
     alert_persistence_steps: int = Field(2, ge=1, description="Consecutive outside days before an alert opens.")
     alert_clear_steps: int = Field(2, ge=1, description="Consecutive normal days before an alert resolves.")
-    alert_missing_after_hours: float = Field(48.0, gt=0, description="No reading for this long: 'missing' alert.")
+    alert_missing_after_hours: float = Field(
+        24.0, gt=0, description="No reading for this long: 'missing' alert (was 48 h: a day late for field teams).")
+    alert_consensus_days: int = Field(
+        30, ge=7, description="Days of readings the replicate consensus learns offsets and spreads over.")
+    alert_excluded_share_max: float = Field(
+        0.2, gt=0, le=1, description="Share of sensors excluded at once (open fault alerts) that alerts the operators.")
+    alert_readmit_days: int = Field(
+        2, ge=1, description="Days a faulty sensor must agree with its siblings before it is trusted again.")
     alert_cooldown_hours: float = Field(
         24.0, ge=0, description="Least time between two notifications of one open alert (reminders); a recurrence "
         "this soon after a resolution reopens the old alert instead of opening a new one.")

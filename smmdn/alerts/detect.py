@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 CLUSTER = "*"
 DAY_KINDS = ("sensor_fault", "cluster", "deviation", "flatline")
-KINDS = (*DAY_KINDS, "missing", "calibration_drift", "model_fallback")
+KINDS = (*DAY_KINDS, "missing", "calibration_drift", "model_fallback", "sensors_excluded")
 SERIES = ["site", "depth_cm", "sensor"]
 KEY = ["site", "depth_cm", "sensor", "kind"]
 WATERMARK_SOURCE = "alerts"
@@ -69,17 +69,20 @@ class Rules:
     severe_alpha: float = 0.001
     persistence: int = 2
     clear_steps: int = 2
-    missing_after: pd.Timedelta = HOURS_48
+    missing_after: pd.Timedelta = HOURS_24
     cooldown: pd.Timedelta = HOURS_24
     escalate_after: pd.Timedelta = HOURS_48
     lookback_days: int = 7
     plot_days: int = 21
+    consensus_days: int = 30
+    readmit_days: int = 2
 
     @classmethod
     def from_settings(cls, s: Settings) -> Rules:
         return cls(s.alert_alpha, s.alert_severe_alpha, s.alert_persistence_steps, s.alert_clear_steps,
                    pd.Timedelta(hours=s.alert_missing_after_hours), pd.Timedelta(hours=s.alert_cooldown_hours),
-                   pd.Timedelta(hours=s.alert_escalate_after_hours), s.alert_lookback_days, s.alert_plot_days)
+                   pd.Timedelta(hours=s.alert_escalate_after_hours), s.alert_lookback_days, s.alert_plot_days,
+                   s.alert_consensus_days, s.alert_readmit_days)
 
     @property
     def context_days(self) -> int:
@@ -106,7 +109,7 @@ def daily_readings(raw: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame
     """Per series and local-standard day: trusted mean ``vwc`` (NaN if every reading was flagged), counts of
     readings and of spike / flatline / gap flags, and the last reading time (ISMN-flagged readings are not
     trusted either)."""
-    cols = ["time", *SERIES, "vwc", "n", "n_spike", "n_flatline", "n_gap", "last_reading"]
+    cols = ["time", *SERIES, "vwc", "n", "n_spike", "n_flatline", "n_gap", "last_reading", "level", "span", "rough"]
     if raw.empty:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
     flags = raw["quality_flag"].fillna("ok").astype(str) if "quality_flag" in raw else pd.Series("ok", raw.index)
@@ -122,9 +125,15 @@ def daily_readings(raw: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame
         "gap": gap,
         "reading": raw["time"],
     })
+    # within-day range and roughness of the raw readings (the consensus sees stuck and noisy probes by them)
+    frame = frame.sort_values([*SERIES, "reading"])
+    frame["step"] = frame.groupby(["time", *SERIES], sort=False)["vwc"].diff().abs()
     out = frame.groupby(["time", *SERIES], as_index=False, sort=True).agg(
         vwc=("trusted", "mean"), n=("vwc", "size"), n_spike=("spike", "sum"), n_flatline=("flat", "sum"),
-        n_gap=("gap", "sum"), last_reading=("reading", "max"))
+        n_gap=("gap", "sum"), last_reading=("reading", "max"), raw=("vwc", "mean"), vmax=("vwc", "max"),
+        vmin=("vwc", "min"), rough=("step", "mean"))
+    out["level"] = out["vwc"].fillna(out["raw"])
+    out["span"] = out["vmax"] - out["vmin"]
     return out[cols]
 
 
@@ -236,17 +245,31 @@ def score_days(days: pd.DataFrame, forecasts: pd.DataFrame, rules: Rules) -> pd.
 # ---------------------------------------------------------------------------------------------------
 # classification
 # ---------------------------------------------------------------------------------------------------
-def classify(scored: pd.DataFrame) -> pd.DataFrame:
+def classify(scored: pd.DataFrame, agreement: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (day, key): ``state`` out / clear / none for each alert kind, with why (``basis``) and context.
 
     ``none`` means the day says nothing about that key (e.g. a sensor outside while the whole cluster
-    moved is not evidence of a sensor fault, nor of its absence).
+    moved is not evidence of a sensor fault, nor of its absence). With ``agreement`` (the replicate
+    consensus, ``smmdn.alerts.consensus``) replicates are judged against their siblings, not the forecast,
+    and a sensor the consensus names or excludes has no vote in the cluster's verdict.
     """
-    columns = ["time", *KEY, "state", "severe", "observed", "pit", "basis", "n", "n_spike", "n_flatline", "n_gap"]
+    columns = ["time", *KEY, "state", "severe", "observed", "pit", "basis", "n", "n_spike", "n_flatline", "n_gap",
+               *EVIDENCE]
     if scored.empty:
         return pd.DataFrame(columns=columns)
     s = scored.copy()
     s["valued"] = (s["vwc"].notna() & s["has_forecast"]).astype(bool)
+    steered = pd.DataFrame(columns=["time", "site", "depth_cm"])
+    if agreement is not None and not agreement.empty:
+        a = agreement[["time", *SERIES, "state", "excluded"]].rename(columns={"state": "_agree"})
+        s = s.merge(a, on=["time", *SERIES], how="left")
+        s["valued"] &= ~(s["_agree"].eq("out") | s["excluded"].eq(True))  # no vote for a named sensor
+        # a sensor named in the last two days still steered the forecast its siblings are judged on (its
+        # readings leave the model's inputs only from the next cycle): that depth makes no cluster verdict
+        g = agreement.sort_values("time").groupby(SERIES)["excluded"]
+        before = g.shift(STEER_DAYS).astype("boolean").fillna(False).astype(bool)
+        newly = agreement.sort_values("time")["state"].eq("out") & ~before
+        steered = agreement.sort_values("time").loc[newly, ["time", "site", "depth_cm"]].drop_duplicates()
     s["outside"] = s["outside"].astype(bool) & s["valued"]
     s["up"] = s["outside"] & (s["direction"] > 0)
     s["down"] = s["outside"] & (s["direction"] < 0)
@@ -289,9 +312,12 @@ def classify(scored: pd.DataFrame) -> pd.DataFrame:
     flat = np.where(s["n_flatline"] == 0, "clear", np.where(s["n_flatline"] * 2 >= s["n"], "out", "none"))
     parts.append(part(s, "flatline", flat, False, "quality flags"))
     rep = s.loc[s["valued"] & s["replicates"]]
-    parts.append(part(rep, "sensor_fault", np.where(~rep["outside"], "clear", np.where(rep["cluster_out"], "none",
-                                                                                         "out")),
-                      rep["severe"].astype(bool).to_numpy(), "replicates"))
+    if agreement is None:
+        parts.append(part(rep, "sensor_fault", np.where(~rep["outside"], "clear", np.where(rep["cluster_out"], "none",
+                                                                                             "out")),
+                          rep["severe"].astype(bool).to_numpy(), "replicates"))
+    else:
+        parts.append(agreement_rows(agreement, s))
     parts.append(part(rep, "deviation", np.where(~rep["outside"], "clear", "none"), False, "replicates"))
     one = s.loc[s["valued"] & ~s["replicates"]]
     if len(one):
@@ -317,6 +343,10 @@ def classify(scored: pd.DataFrame) -> pd.DataFrame:
     c["sensor"] = CLUSTER
     rep_c = c["replicates"].to_numpy()
     state_rep = np.where(c["cluster_out"], "out", np.where(~c["majority"], "clear", "none"))
+    if not steered.empty:
+        hit = c[["time", "site", "depth_cm"]].merge(steered.assign(_s=True), on=["time", "site", "depth_cm"],
+                                                    how="left")["_s"].eq(True).to_numpy()
+        state_rep = np.where(hit & (state_rep == "out"), "none", state_rep)
     state_one = np.where((c["n_out"] > 0) & (c["same"].fillna(0) >= 1), "out", np.where(c["n_out"] == 0, "clear",
                                                                                          "none"))
     basis_c = [f"replicates: {int(o)} of {int(n)} sensors outside" + (" on the same side" if co else "") if rp else
@@ -329,7 +359,45 @@ def classify(scored: pd.DataFrame) -> pd.DataFrame:
                              "observed": c["mean_vwc"], "pit": c["pit_median"]})
     parts.append(clusters)
     out = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    for col in EVIDENCE:
+        if col not in out:
+            out[col] = None
     return out.sort_values([*KEY, "time"]).reset_index(drop=True)
+
+
+EVIDENCE = ["fault", "residual", "reference", "weak", "recent"]
+STEER_DAYS = 2
+RECENT_DAYS = 5
+
+
+def agreement_rows(agreement: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+    """``sensor_fault`` conditions of replicates from the consensus: out opens at once (the detector has its
+    own persistence: CUSUM, a step of ``z_step`` spreads), with the fault type and the residual vs siblings
+    over the last ``RECENT_DAYS`` days as evidence."""
+    a = agreement.sort_values([*SERIES, "time"]).reset_index(drop=True)
+    info = scored[["time", *SERIES, "n", "n_spike", "n_flatline", "n_gap", "pit"]].drop_duplicates(["time", *SERIES])
+    a = a.merge(info, on=["time", *SERIES], how="left")
+    recent = []
+    for _, grp in a.groupby(SERIES, sort=False):
+        vals = list(zip(grp["time"], grp["residual"], strict=True))
+        recent.extend([[(t.strftime("%m-%d"), None if pd.isna(r) else round(float(r), 4))
+                        for t, r in vals[max(0, j - RECENT_DAYS + 1):j + 1]] for j in range(len(vals))])
+    a["recent"] = recent
+    n_sib = a.groupby(["time", "site", "depth_cm"])["sensor"].transform("size") - 1
+    basis = [f"replicates: {'weak, ' if w else ''}{int(m)} sibling(s); residual {r:+.3f} m3/m3 (z {z:+.1f})"
+             if pd.notna(r) else f"replicates: {int(m)} sibling(s)"
+             for w, m, r, z in zip(a["weak"], n_sib, a["residual"], a["z"], strict=True)]
+    out = pd.DataFrame({"time": a["time"], "site": a["site"], "depth_cm": a["depth_cm"], "sensor": a["sensor"],
+                        "kind": "sensor_fault", "state": a["state"], "severe": a["state"].eq("out").to_numpy(),
+                        "basis": basis, "observed": a["value"], "pit": a["pit"],
+                        "fault": a["fault"], "residual": a["residual"], "reference": a["reference"],
+                        "weak": a["weak"], "recent": a["recent"]})
+    for col in ("n", "n_spike", "n_flatline", "n_gap"):
+        out[col] = a[col].fillna(0).astype(int).to_numpy()
+    # a day validation already flagged flatline is the flatline alert's: one alert per stuck probe
+    flagged = (out["fault"] == "stuck") & (out["n_flatline"] * 2 >= out["n"]) & (out["n"] > 0)
+    out.loc[flagged, "state"] = "none"
+    return out
 
 
 def flags_of(r: Any) -> dict[str, int] | None:

@@ -177,7 +177,10 @@ def plan(store: Any, conditions: pd.DataFrame, scored: pd.DataFrame, last: pd.Da
                 elif r.state == "clear" and handle is not None and r.clear_run >= rules.clear_steps:
                     values = {"status": "resolved", "resolved_at": at, "resolved_by": "auto"}
                     actions.append(Action("resolve", handle, values, "resolved", at,
-                                          note=f"back inside the predicted range for {int(r.clear_run)} day(s)",
+                                          note=(f"agrees with its siblings again for {int(r.clear_run)} day(s)"
+                                                if isinstance(getattr(r, "fault", None), str) or (
+                                                    key[3] == "sensor_fault" and pd.notna(getattr(r, "residual", None)))
+                                                else f"back inside the predicted range for {int(r.clear_run)} day(s)"),
                                           plot_day=r.time))
                     handle.row.update(values)
                     previous[key] = handle.row | {"id": handle.id, "_handle": handle}
@@ -265,6 +268,10 @@ class _DayContext:
         """Values known from the condition row alone (cheap; planning runs on these)."""
         details: dict[str, Any] = {"basis": r.basis, "days_outside": int(r.out_run), "severe": bool(r.severe),
                                    "level_pct": round(100 * (1 - self.rules.alpha), 1), "flags": flags_of(r)}
+        fault = getattr(r, "fault", None)
+        if isinstance(fault, str):  # the replicate consensus named it: type and the residual vs siblings
+            details |= {"fault": fault, "weak_attribution": bool(r.weak), "residual": _float(r.residual),
+                        "reference": _float(r.reference), "recent_residuals": list(r.recent or [])}
         return {"window_end": r.time, "observed": _float(r.observed), "pit": _float(r.pit), "details": details}
 
     def fill(self, actions: list[Action]) -> None:

@@ -25,10 +25,26 @@ LABELS = {
     "missing": "no data",
     "calibration_drift": "forecast calibration drift",
     "model_fallback": "champion model cannot be loaded",
+    "sensors_excluded": "many sensors excluded from the model",
+}
+FAULTS = {  # fault types the replicate consensus names (smmdn.alerts.consensus)
+    "offset": "the sensor jumped away from its siblings and stays there (a step offset): moved or re-seated "
+              "probe, damaged cable or a changed calibration. Check the probe's installation and cable.",
+    "drift": "the sensor drifts steadily away from its siblings: a calibration drift, salinity or lost soil "
+             "contact. Check the probe; compare with a hand-held reading.",
+    "stuck": "the sensor's readings stopped changing while its siblings' change: a hung probe or logger channel.",
+    "spikes/noise": "the sensor's readings jump far more than its siblings': a loose connector, interference "
+                    "or a failing probe. Check the cable and connector.",
+    "dropout": "the sensor reads close to zero while its siblings read normal water contents: a lost contact, "
+               "a broken probe or a wiring fault. Check the probe and its cable.",
 }
 CAUSES = {
-    "sensor_fault": "this sensor deviates from the predicted mixture while the comparison sensors agree with "
-                    "it: drift, damage or lost soil contact. Check the probe and its cable.",
+    "sensors_excluded": "more sensors than the set share are under open fault alerts and left out of the model's "
+                        "training and observed state; if the faults are false the model is starved. Review the "
+                        "open fault alerts (smmdn alerts) and resolve the false ones.",
+    "sensor_fault": "this sensor deviates from the predicted mixture and there is no sibling at its depth to "
+                    "compare it with, so the attribution rests on other depths and the quality flags and is "
+                    "weak: drift, damage or lost soil contact, or an event only this depth saw. Check the probe.",
     "cluster": "the sensors deviate together on the same side: a hydrological event the forecast missed "
                "(rain, irrigation, snowmelt, ponding) or a forcing error (wrong or missing weather input). "
                "No probe is suspected; check the rain gauge and the weather forcing.",
@@ -82,7 +98,11 @@ def where_line(alert: dict[str, Any], site: dict[str, Any] | None) -> str:
 def subject(alert: dict[str, Any], event: str) -> str:
     where = "network" if alert["site"] == "*" else (
         f"{alert['site']} {float(alert['depth_cm']):g} cm" + ("" if alert["sensor"] == "*" else f" {alert['sensor']}"))
-    return f"[smmdn] {EVENTS.get(event, event.upper())}: {LABELS.get(alert['kind'], alert['kind'])} — {where}"
+    label = LABELS.get(alert["kind"], alert["kind"])
+    fault = (alert.get("details") or {}).get("fault")
+    if alert["kind"] == "sensor_fault" and fault:
+        label = f"sensor fault ({fault})"
+    return f"[smmdn] {EVENTS.get(event, event.upper())}: {label} — {where}"
 
 
 def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams: list[str],
@@ -98,6 +118,8 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
     lines = [subject(alert, event).removeprefix("[smmdn] "), where_line(alert, site)]
     if kind == "missing":
         lines.append(f"Since: last reading {details.get('last_reading') or 'none in the look-back window'}")
+    elif kind == "sensors_excluded":
+        lines.append(f"Since: {_day(alert['window_start'])}; {details.get('basis', '')}")
     elif kind == "calibration_drift":
         lines.append(f"Since: {_day(alert['window_start'])}; window {details.get('window', '-')}")
         for reason in details.get("reasons", []):
@@ -110,7 +132,7 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
         days = details.get("days_outside")
         lines.append(f"Since: {_day(alert['window_start'])}; last seen {_day(alert['window_end'])}"
                      + (f" ({days} day(s) outside)" if days else ""))
-    if kind not in ("missing", "calibration_drift", "model_fallback"):
+    if kind not in ("missing", "calibration_drift", "model_fallback", "sensors_excluded"):
         level = details.get("level_pct", "")
         hdr = details.get("hdr") or []
         region = " ∪ ".join(f"{w(a)}–{w(b)}" for a, b in hdr) or (
@@ -125,12 +147,21 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
         if siblings:
             lines.append("Sensors that day: " + ", ".join(
                 f"{s} {w(v.get('vwc'))}{' (outside)' if v.get('outside') else ''}" for s, v in siblings.items()))
+        if details.get("fault"):
+            recent = details.get("recent_residuals") or []
+            lines.append("Residual vs siblings (m3/m3, sensor minus the median of its siblings, offsets removed): "
+                         + (", ".join(f"{d} {'-' if r is None else f'{r:+.3f}'}" for d, r in recent) or "-")
+                         + f"; siblings' reference that day {w(details.get('reference'))} m3/m3")
+            if details.get("weak_attribution"):
+                lines.append("Attribution: weak — two sensors only; their residuals mirror each other and the one "
+                             "farther from the forecast is named")
         flags = details.get("flags") or {}
         raised = {k: v for k, v in flags.items() if k != "readings" and v}
         if raised:
             lines.append("Quality flags that day: " + ", ".join(f"{k} {v}" for k, v in raised.items())
                          + f" of {flags.get('readings')} readings")
-    cause = CAUSES.get(kind, "")
+    cause = FAULTS.get(details.get("fault") or "", "") if kind == "sensor_fault" else ""
+    cause = cause or CAUSES.get(kind, "")
     basis = details.get("basis")
     lines.append(f"Likely cause: {cause}" + (f" [basis: {basis}]" if basis else ""))
     if event == "resolved":

@@ -149,7 +149,8 @@ class Routes:
         return url
 
 
-OPERATOR_KINDS = ("calibration_drift", "model_fallback")  # the system's own problems: operators, not field teams
+# the system's own problems: operators, not field teams
+OPERATOR_KINDS = ("calibration_drift", "model_fallback", "sensors_excluded")
 
 
 def resolve_reference(ref: str, secrets: SecretResolver | None = None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from smmdn.alerts import lifecycle
+from smmdn.alerts.consensus import Consensus, consensus
 from smmdn.alerts.detect import (
     KEY,
     MISSING_WINDOW,
@@ -27,6 +28,7 @@ from smmdn.alerts.detect import (
     score_days,
     within_periods,
 )
+from smmdn.alerts.exclusion import exclusion_transition
 from smmdn.alerts.routing import Routes, load_routes
 from smmdn.alerts.silences import drop_maintenance
 from smmdn.config import Settings
@@ -59,6 +61,18 @@ class DetectOutcome:
         return asdict(self)
 
 
+FAULT_HOLDING = ("sensor_fault", "flatline")
+
+
+def held_sensors(store: Any) -> set[tuple[str, float, str]]:
+    """Sensors under an open fault alert: the consensus starts them excluded (the alert is the state)."""
+    active = db.read_alerts(store, status=db.ACTIVE)
+    if active.empty:
+        return set()
+    active = active.loc[active["kind"].isin(FAULT_HOLDING) & (active["sensor"] != "*")]
+    return {(str(r.site), float(r.depth_cm), str(r.sensor)) for r in active.itertuples()}
+
+
 def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
            routes: Routes | None = None) -> DetectOutcome:
     """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
@@ -69,7 +83,7 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
     marks = lifecycle.site_watermarks(store)
     default_from = (now - rules.lookback_days * DAY).floor("D")
     first = min([m + DAY for m in marks.values()] + [default_from]) if marks else default_from
-    read_from = first - (rules.context_days + 1) * DAY
+    read_from = first - max(rules.context_days + 1, rules.consensus_days) * DAY  # the consensus learns over it
     raw = store.read_observations(start=read_from - DAY, end=now + DAY)
     periods = db.sensor_periods(store)
     raw = within_periods(raw, periods)
@@ -93,7 +107,8 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
         forecasts = db.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
                                                sites=sorted(days.loc[fresh, "site"].unique()))
         scored = score_days(days, forecasts, rules)
-        conditions = runs(classify(scored))
+        agreement = consensus(scored, held_sensors(store), Consensus(readmit_days=rules.readmit_days))
+        conditions = runs(classify(scored, agreement))
         conditions = conditions.merge(
             days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
         conditions["_fresh"] = conditions["_fresh"].eq(True)
@@ -106,6 +121,11 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
     applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
     for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
         setattr(outcome, key, applied[key])
+    expected = int(last[SERIES].drop_duplicates().shape[0]) if last is not None and not last.empty else 0
+    share_event = exclusion_transition(store, now, len(held_sensors(store)), expected,
+                                       settings.alert_excluded_share_max, routes)
+    if share_event:
+        log.warning("alerts: sensors excluded from the model: %s", share_event)
     outcome.alerts = applied["events"]  # every transition (the flow emits each as an event; summaries cut to 50)
     outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
     log.info("detection at %s: %d series over %d day(s), %d outside; opened %d, reopened %d, resolved %d, "

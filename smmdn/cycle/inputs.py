@@ -27,6 +27,7 @@ from smmdn.config import Settings
 from smmdn.cycle.day import CycleDay
 from smmdn.errors import InputError
 from smmdn.schema import DAILY_FORCING, OBSERVATION_COLUMNS
+from smmdn.store import alerts as alerts_db
 from smmdn.store.sites import site_offsets
 from smmdn.timeutil import DAY
 
@@ -79,6 +80,49 @@ def _daily_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.loc[frame["time"] == frame["time"].dt.normalize()]
 
 
+FAULT_KINDS = ("sensor_fault", "flatline")
+
+
+def faulty_sensors(store: Any) -> pd.DataFrame:
+    """Sensors under an open (or acknowledged) fault alert, with the day the fault began.
+
+    Why: a faulty probe's readings would teach the model its fault and, through the cluster mean that steers
+    the forecast's observed state, drag the forecast onto it so its healthy siblings look wrong. The alert
+    is the record; resolving it (operator, replacement, or agreeing with its siblings again) re-admits it.
+    """
+    active = alerts_db.read_alerts(store, status=alerts_db.ACTIVE)
+    cols = ["site", "depth_cm", "sensor", "since"]
+    if active.empty:
+        return pd.DataFrame(columns=cols)
+    active = active.loc[active["kind"].isin(FAULT_KINDS) & (active["sensor"] != "*")]
+    out = pd.DataFrame({"site": active["site"].astype(str), "depth_cm": active["depth_cm"].astype(float),
+                        "sensor": active["sensor"].astype(str),
+                        "since": pd.to_datetime(active["window_start"], utc=True).dt.floor("D")})
+    return out.groupby(["site", "depth_cm", "sensor"], as_index=False)["since"].min()[cols]
+
+
+def drop_faulty(obs: pd.DataFrame, faulty: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Daily observations without the readings of faulty sensors from their fault's first day; and what was
+    left out (recorded with the cycle's inputs)."""
+    if obs.empty or faulty.empty:
+        return obs, []
+    frame = obs.assign(_site=obs["site"].astype(str), _depth=obs["depth_cm"].astype(float),
+                       _sensor=obs["sensor"].astype(str))
+    merged = frame.merge(faulty.rename(columns={"site": "_site", "depth_cm": "_depth", "sensor": "_sensor"}),
+                         on=["_site", "_depth", "_sensor"], how="left")
+    since = merged["since"]
+    times = pd.to_datetime(merged["time"], utc=True)
+    drop = (since.notna() & (times >= since)).to_numpy()
+    excluded = [{"site": r.site, "depth_cm": float(r.depth_cm), "sensor": r.sensor, "since": r.since.isoformat(),
+                 "rows": int(((frame["_site"] == r.site) & (frame["_depth"] == float(r.depth_cm))
+                              & (frame["_sensor"] == r.sensor) & drop).sum())} for r in faulty.itertuples()]
+    excluded = [e for e in excluded if e["rows"]]
+    if excluded:
+        log.info("left out of the model's inputs: %s", ", ".join(
+            f"{e['site']} {e['depth_cm']:g} cm {e['sensor']} since {e['since'][:10]}" for e in excluded))
+    return obs.loc[~drop], excluded
+
+
 def load_inputs(store: Any, settings: Settings, cycle: CycleDay, *, history_days: int, horizon: int | None = None,
                 sites: list[str] | None = None) -> CycleInputs:
     """Observations and forcing as the model should see them on ``cycle``.
@@ -101,6 +145,9 @@ def load_inputs(store: Any, settings: Settings, cycle: CycleDay, *, history_days
         else:
             freshness["observations_hindsight"] = "backfilled after the day: read as stored now"
     obs = daily.loc[(daily["time"] >= start) & (daily["time"] < cycle.data_end), list(OBSERVATION_COLUMNS)]
+    obs, excluded = drop_faulty(obs, faulty_sensors(store))
+    if excluded:
+        freshness["excluded_sensors"] = excluded
     obs = obs.reset_index(drop=True)
     freshness["observations_rows"] = len(obs)
     freshness["observations_latest"] = None if obs.empty else obs["time"].max().isoformat()

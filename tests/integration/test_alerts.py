@@ -107,9 +107,10 @@ def test_drift_on_one_of_three_replicates_is_one_sensor_fault_alert_to_its_team(
     north, south = env.messages("north"), env.messages("south")
     assert len(north) == 1 and south == [] and len(env.rx.messages()) == 1
     text = north[0]["payload"]["message"]
-    assert "likely sensor fault" in north[0]["payload"]["title"] and "sensor c" in text
+    assert "sensor fault (" in north[0]["payload"]["title"] and "sensor c" in text  # its type named
     assert "45.0000 N 7.0000 E" in text and "depth 10 cm" in text and "Since: 2024-05-11" in text
-    assert "highest-density region" in text and "siblings" not in text and "a 0." in text
+    assert "highest-density region" in text and "{'" not in text and "a 0." in text
+    assert "Residual vs siblings" in text and "+0.05" in text and "comparison sensors agree" not in text
     assert png_of(north[0]).startswith(b"\x89PNG\r\n\x1a\n")
     assert north[0]["key"] == f"alert:{a['id']}:r1:opened:north#0"  # the idempotency key travels as a header
 
@@ -285,14 +286,14 @@ def test_new_episode_after_the_cooldown_is_a_new_alert(store, tmp_path) -> None:
 def test_missing_data_alert_and_its_resolution(env: Env) -> None:
     W.observe(env.world, range(10))
     W.observe(env.world, range(10, 14), sensors=("a", "b"))  # c stops reporting after day 9
-    outcome, _ = env.cycle(10)
-    assert outcome.opened == 0  # last reading day 9 23:00, now day 11 06:00: 31 h, not yet longer than 48 h
-    env.cycle(11)  # 55 h
+    outcome, _ = env.cycle(9)
+    assert outcome.opened == 0  # last reading day 9 23:00, now day 10 06:00: 7 h, not yet longer than 24 h
+    env.cycle(10)  # 31 h: a day without data is enough (the default was 48 h: a day later)
     missing = env.alerts(kinds=["missing"])
     assert list(zip(missing["site"], missing["sensor"], strict=True)) == [("S1", "c"), ("S2", "c")]
     assert {m["path"] for m in env.rx.messages()} == {"/north", "/south"}
     assert "no data" in env.messages("north")[0]["payload"]["title"]
-    W.observe(env.world, [14], sensors=("c",))
+    W.observe(env.world, [14])  # c back; a and b still reporting (a day without them is missing too now)
     env.cycle(14)
     assert set(env.alerts(kinds=["missing"])["status"]) == {"resolved"}
 
@@ -435,9 +436,10 @@ def test_two_deliverers_at_once_send_each_message_once(store, tmp_path) -> None:
     db.enqueue(store, rows)
     with ThreadPoolExecutor(3) as pool:
         outcomes = list(pool.map(lambda _: notify.deliver_outbox(store, e.settings, now), range(3)))
-    assert sum(o.sent for o in outcomes) == 22, [o.to_dict() for o in outcomes]
+    # 20 bulk + 2 sensor faults + the operators' "sensors excluded" alert (2 of the 6 sensors are excluded)
+    assert sum(o.sent for o in outcomes) == 23, [o.to_dict() for o in outcomes]
     keys = [m["key"] for m in e.rx.messages()]
-    assert len(keys) == 22 == len(set(keys))
+    assert len(keys) == 23 == len(set(keys))
     e.rx.stop()
 
 

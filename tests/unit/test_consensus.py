@@ -1,0 +1,106 @@
+"""The replicate consensus detector on synthetic clusters: each fault type named on its sensor, on time, the
+healthy siblings never blamed, a clean cluster quiet, two sensors resolved by the mixture (weakly)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smmdn.alerts.consensus import consensus
+
+DAYS = 60
+START = 30  # fault start (day index)
+
+
+def world(seed: int, fault: str | None, sensors: tuple[str, ...] = ("a", "b", "c"), culprit: str = "c",
+          end: int | None = None) -> pd.DataFrame:
+    """Daily rows of one cluster: a shared wet/dry signal, a per-sensor offset, daily-mean noise; the fault
+    planted in ``culprit`` from ``START`` (to ``end``)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(DAYS)
+    signal = 0.25 + 0.05 * np.sin(t / 9.0) + np.where((t > 10) & (t < 14), 0.08, 0.0)
+    rows = []
+    for s in sensors:
+        offset = rng.normal(0, 0.006)
+        for d in t:
+            level = signal[d] + offset + rng.normal(0, 0.0015)
+            span, rough, n_spike = 0.012 + rng.uniform(0, 0.004), 0.002, 0
+            on = s == culprit and d >= START and (end is None or d < end)
+            if on and fault == "step":
+                level += 0.03
+            elif on and fault == "drift":
+                level += 0.002 * (d - START + 1)
+            elif on and fault == "stuck":
+                level, span, rough = signal[START] + offset, 0.0, 0.0
+            elif on and fault == "zero":
+                level = 0.004
+            elif on and fault == "spikes":
+                rough, n_spike = 0.03, 5
+            rows.append({"time": pd.Timestamp("2024-01-01") + pd.Timedelta(days=int(d)), "site": "S", "depth_cm": 5.0,
+                         "sensor": s, "level": level, "span": span, "rough": rough, "n": 24, "n_spike": n_spike,
+                         "q50": signal[d]})
+    return pd.DataFrame(rows)
+
+
+def first_out(result: pd.DataFrame, sensor: str) -> int | None:
+    out = result.loc[(result["sensor"] == sensor) & (result["state"] == "out"), "time"]
+    return None if out.empty else int((out.min() - pd.Timestamp("2024-01-01")).days)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clean_cluster_is_quiet(seed: int) -> None:
+    result = consensus(world(seed, None))
+    assert not (result["state"] == "out").any()
+    assert (result["state"] == "clear").sum() > 0.8 * len(result)
+
+
+@pytest.mark.parametrize("fault,expected,within", [
+    ("step", "offset", 0), ("stuck", "stuck", 0), ("zero", "dropout", 0), ("spikes", "spikes/noise", 0),
+    ("drift", "drift", 14),
+])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fault_named_on_its_sensor_only(seed: int, fault: str, expected: str, within: int) -> None:
+    result = consensus(world(seed, fault))
+    day = first_out(result, "c")
+    assert day is not None and START <= day <= START + within, day
+    assert result.loc[(result["sensor"] == "c") & (result["time"] == result.loc[result["sensor"] == "c", "time"].min()
+                                                   + pd.Timedelta(days=day)), "fault"].iloc[0] == expected
+    assert first_out(result, "a") is None and first_out(result, "b") is None  # no healthy sibling blamed
+    if fault == "drift":  # caught before the drift reaches 0.03 m3/m3
+        assert 0.002 * (day - START + 1) < 0.03
+
+
+def test_fault_that_ends_clears_and_is_readmitted() -> None:
+    result = consensus(world(3, "step", end=START + 10))
+    c = result.loc[result["sensor"] == "c"].set_index("time")
+    after = c.iloc[START + 10 + 3:]
+    assert (after["state"] == "clear").all()
+    assert not after["excluded"].iloc[-1]
+    assert c.iloc[START + 5]["excluded"]  # left out of its siblings' reference while faulty
+
+
+def test_two_sensors_mixture_breaks_the_tie_weakly() -> None:
+    result = consensus(world(4, "step", sensors=("a", "b"), culprit="b"))
+    assert first_out(result, "b") == START
+    assert first_out(result, "a") is None
+    assert result.loc[(result["sensor"] == "b") & (result["state"] == "out"), "weak"].all()
+
+
+def test_two_sensors_without_forecast_blame_nobody() -> None:
+    days = world(5, "step", sensors=("a", "b"), culprit="b").assign(q50=np.nan)
+    result = consensus(days)
+    assert first_out(result, "a") is None and first_out(result, "b") is None
+
+
+def test_held_sensor_starts_excluded() -> None:
+    days = world(6, "step")
+    late = days.loc[days["time"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=START + 2)]
+    result = consensus(late, held={("S", 5.0, "c")})
+    assert first_out(result, "c") == START + 2
+    assert first_out(result, "a") is None and first_out(result, "b") is None
+
+
+def test_lone_sensors_are_not_judged() -> None:
+    days = world(7, "step", sensors=("a",), culprit="a")
+    assert consensus(days).empty
