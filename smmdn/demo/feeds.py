@@ -59,19 +59,28 @@ def write_toa5_day(landing: Path, site: str, readings: pd.DataFrame, day: pd.Tim
                        ).pivot_table(index="time", columns="col", values="vwc", aggfunc="first").sort_index()
     cols = [column_name(d, s) for d in DEPTHS_CM for s in SENSORS]
     wide = wide.reindex(columns=cols)
+    wide.index = wide.index + pd.Timedelta(hours=utc_offset_hours)
+    return write_toa5_file(landing, f"{STATION_PREFIX}{site}", "Hourly", wide, day)
+
+
+def write_toa5_file(landing: Path, station: str, table: str, wide: pd.DataFrame, day: pd.Timestamp,
+                    processing: str = "Smp") -> Path:
+    """One TOA5 upload of ``wide`` (logger-local times × columns in m3/m3, ``NAN`` where missing) named
+    ``<station>_<table>_<day>.dat``, written whole (``.part`` then renamed) and dated an hour back, past the
+    landing directory's settle time."""
+    cols = list(wide.columns)
     header = [
-        f'"TOA5","{STATION_PREFIX}{site}","CR1000X","4242","CR1000X.Std.06","CPU:soil.CR1X","1234","Hourly"',
+        f'"TOA5","{station}","CR1000X","4242","CR1000X.Std.06","CPU:soil.CR1X","1234","{table}"',
         ",".join(f'"{c}"' for c in ["TIMESTAMP", "RECORD", *cols]),
         ",".join(f'"{u}"' for u in ["TS", "RN", *(["m^3/m^3"] * len(cols))]),
-        ",".join(f'"{p}"' for p in ["", "", *(["Smp"] * len(cols))]),
+        ",".join(f'"{p}"' for p in ["", "", *([processing] * len(cols))]),
     ]
     body = []
-    local = wide.index + pd.Timedelta(hours=utc_offset_hours)
-    for i, (t, row) in enumerate(zip(local, wide.itertuples(index=False), strict=True)):
+    for i, (t, row) in enumerate(zip(wide.index, wide.itertuples(index=False), strict=True)):
         values = ["NAN" if pd.isna(v) else f"{v:.4f}" for v in row]
         body.append(",".join([f'"{t:%Y-%m-%d %H:%M:%S}"', str(i), *values]))
     landing.mkdir(parents=True, exist_ok=True)
-    path = landing / f"{STATION_PREFIX}{site}_Hourly_{day:%Y%m%d}.dat"
+    path = landing / f"{station}_{table}_{day:%Y%m%d}.dat"
     tmp = path.with_suffix(".part")
     tmp.write_text("\r\n".join(header + body) + "\r\n", encoding="utf-8")
     tmp.rename(path)

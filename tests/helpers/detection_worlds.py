@@ -17,8 +17,6 @@ drops one logger file per site and day into the landing directory (the demo's re
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from smmdn.demo import simulate as sim
+from smmdn.demo.feeds import write_toa5_file
 from tests.helpers import detection_truth as T
 
 DEMO_START = pd.Timestamp("2024-03-01", tz="UTC")
@@ -211,18 +210,5 @@ def write_daily_toa5(landing: Path, site: str, frame: pd.DataFrame, day: pd.Time
         return None
     wide = mine.pivot_table(index="time", columns="sensor", values="vwc", aggfunc="first").sort_index()
     wide = wide.reindex(columns=list(COSMOS_SENSORS))
-    cols = [_column(x) for x in COSMOS_SENSORS]
-    head = [f'"TOA5","Bench_{site}","CR1000X","4242","CR1000X.Std.06","CPU:soil.CR1X","1234","Daily"',
-            ",".join(f'"{c}"' for c in ["TIMESTAMP", "RECORD", *cols]),
-            ",".join(f'"{u}"' for u in ["TS", "RN", *(["m^3/m^3"] * len(cols))]),
-            ",".join(f'"{p}"' for p in ["", "", *(["Avg"] * len(cols))])]
-    body = [",".join([f'"{t:%Y-%m-%d %H:%M:%S}"', str(i), *["NAN" if pd.isna(v) else f"{v:.4f}" for v in row]])
-            for i, (t, row) in enumerate(zip(wide.index, wide.itertuples(index=False), strict=True))]
-    landing.mkdir(parents=True, exist_ok=True)
-    path = landing / f"Bench_{site}_Daily_{day:%Y%m%d}.dat"
-    tmp = path.with_suffix(".part")
-    tmp.write_text("\r\n".join(head + body) + "\r\n", encoding="utf-8")
-    tmp.rename(path)
-    stamp = time.time() - 3600  # uploaded a while ago: past the landing directory's settle time
-    os.utime(path, (stamp, stamp))
-    return path
+    wide.columns = [_column(x) for x in COSMOS_SENSORS]
+    return write_toa5_file(landing, f"Bench_{site}", "Daily", wide, day, processing="Avg")
