@@ -66,8 +66,7 @@ def prepare_environment(home: Path, extra: dict[str, str]) -> None:
 
 def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
     """Simulate, serve, and run ``opts.days`` daily cycles from cold start; returns where everything is."""
-    from smmdn.demo.feeds import WeatherServer, registry_yaml, write_toa5_day
-    from smmdn.demo.receiver import AlertReceiver
+    from smmdn.demo.feeds import registry_yaml, write_toa5_day
     from smmdn.demo.simulate import simulate_network
     from smmdn.display import plain
 
@@ -82,19 +81,10 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
          "(about half a minute)…")
     total = opts.history + opts.days + 16
     net = simulate_network(opts.sites, START, total, failure_day=opts.history + opts.days // 2, seed=opts.seed)
-    weather = WeatherServer(net.sites, net.weather, seed=opts.seed).start()
-    receiver = AlertReceiver(home / "alerts" / "received.jsonl").start()
-    (home / "registry.yaml").write_text(registry_yaml(net.sites), encoding="utf-8")
-    routes = write_routes(home / "alert-routes.yaml", net.sites, receiver)
-    prepare_environment(home, {**weather.settings_env(), "SMMDN_APPRISE_URLS": receiver.url,
-                               "SMMDN_ALERT_ROUTES_FILE": str(routes)})
-    server = _start_prefect_server()
-    from smmdn.config import get_settings
-
-    settings = get_settings()
-    from smmdn.store import Store
-
-    Store(settings.resolved_database_url).init()
+    services = start_services(home, net.sites, net.weather, opts.seed, registry_yaml(net.sites),
+                              home / "alerts" / "received.jsonl",
+                              lambda path, receiver: write_routes(path, net.sites, receiver))
+    weather, receiver, server, settings = services.weather, services.receiver, services.server, services.settings
     landing = settings.path("landing")
     for s in net.sites:  # the loggers' stored history: one upload per site
         write_toa5_day(landing, s.site, net.readings, START, days=opts.history)
@@ -135,6 +125,39 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
     result = _where(home, settings, summaries, receiver, time.perf_counter() - started)
     (home / "summary.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     return result
+
+
+@dataclass
+class Services:
+    """What a simulated network runs beside the daily cycle, started and wired into the environment."""
+
+    weather: Any  # WeatherServer (Open-Meteo format on 127.0.0.1)
+    receiver: Any  # AlertReceiver (the local apprise sink)
+    server: threading.Thread | None  # Prefect's ephemeral server starting in the background
+    settings: Any  # the Settings of the isolated home, its store initialised
+
+
+def start_services(home: Path, sites: Any, weather: pd.DataFrame, seed: int, registry_text: str,
+                   received: Path, routes_file: Any) -> Services:
+    """Weather server, alert receiver, registry and routes files, the isolated environment, Prefect's server
+    and the store of ``home`` — in the order each needs the one before (the demo and the detection
+    benchmark start the same way). ``routes_file(path, receiver)`` writes the routing table."""
+    from smmdn.demo.feeds import WeatherServer
+    from smmdn.demo.receiver import AlertReceiver
+
+    served = WeatherServer(sites, weather, seed=seed).start()
+    receiver = AlertReceiver(received).start()
+    (home / "registry.yaml").write_text(registry_text, encoding="utf-8")
+    routes = routes_file(home / "alert-routes.yaml", receiver)
+    prepare_environment(home, {**served.settings_env(), "SMMDN_APPRISE_URLS": receiver.url,
+                               "SMMDN_ALERT_ROUTES_FILE": str(routes)})
+    server = _start_prefect_server()
+    from smmdn.config import get_settings
+    from smmdn.store import Store
+
+    settings = get_settings()
+    Store(settings.resolved_database_url).init()
+    return Services(served, receiver, server, settings)
 
 
 def _start_prefect_server() -> threading.Thread | None:

@@ -96,24 +96,14 @@ def worker(run_dir: Path) -> None:
     world = world_of(spec)
     world.readings.to_parquet(run_dir / "readings.parquet")
     world.weather.to_parquet(run_dir / "weather.parquet")
-    from smmdn.demo.feeds import WeatherServer
-    from smmdn.demo.receiver import AlertReceiver
-    from smmdn.demo.run import TINY_MODEL, _start_prefect_server, _torch_threads, _warm_imports, prepare_environment
+    from smmdn.demo.run import TINY_MODEL, _torch_threads, _warm_imports, start_services
 
     home = run_dir / "home"
     home.mkdir(parents=True, exist_ok=True)
-    weather = WeatherServer(world.sites, world.weather, seed=world.sim_seed).start()
-    receiver = AlertReceiver(run_dir / "received.jsonl").start()
-    (home / "registry.yaml").write_text(world.registry, encoding="utf-8")
-    routes = write_routes(home / "alert-routes.yaml", [s.site for s in world.sites], receiver, world.dataset)
-    prepare_environment(home, {**weather.settings_env(), "SMMDN_APPRISE_URLS": receiver.url,
-                               "SMMDN_ALERT_ROUTES_FILE": str(routes)})
-    server = _start_prefect_server()
-    from smmdn.config import get_settings
-    from smmdn.store import Store
-
-    settings = get_settings()
-    Store(settings.resolved_database_url).init()
+    services = start_services(
+        home, world.sites, world.weather, world.sim_seed, world.registry, run_dir / "received.jsonl",
+        lambda path, receiver: write_routes(path, [s.site for s in world.sites], receiver, world.dataset))
+    weather, receiver, server, settings = services.weather, services.receiver, services.server, services.settings
     landing = settings.path("landing")
     for s in world.sites:
         world.writer(landing, s.site, world.readings, world.start, world.history)
@@ -146,6 +136,7 @@ def worker(run_dir: Path) -> None:
         weather.stop()
         receiver.stop()
         _torch_threads(threads)
+    from smmdn.store import Store
     from smmdn.store import alerts as db
 
     store = Store(settings.resolved_database_url)
