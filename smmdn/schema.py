@@ -169,3 +169,9 @@ def empty_observations() -> pd.DataFrame:
             "vwc": pd.Series([], dtype=np.float64),
         }
     )
+
+
+# quality_flag tokens whose readings are kept in the store but neither teach the model nor judge it:
+# validation's own spike and flatline, and every ISMN suspect code (``ismn_C03``, ``ismn_D06``, …;
+# quality/ismn_flags.py). One home for training (cycle/inputs.py) and detection (alerts/detect.py).
+UNTRUSTED_FLAGS = ("spike", "flatline", "ismn_")

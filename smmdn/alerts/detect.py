@@ -47,6 +47,7 @@ import pandas as pd
 
 from smmdn.config import Settings
 from smmdn.model.mixture import hdr_intervals, in_hdr, mixture_arrays, mixture_pdf, mixture_pit
+from smmdn.schema import UNTRUSTED_FLAGS
 from smmdn.timeutil import DAY
 
 log = logging.getLogger(__name__)
@@ -116,12 +117,12 @@ def daily_readings(raw: pd.DataFrame, offsets: dict[str, float]) -> pd.DataFrame
     spike = flags.str.contains("spike", regex=False)
     flat = flags.str.contains("flatline", regex=False)
     gap = flags.str.contains("gap", regex=False)
-    ismn = flags.str.contains("ismn_", regex=False)  # ISMN found it suspect (quality/ismn_flags.py)
+    untrusted = pd.concat([flags.str.contains(f, regex=False) for f in UNTRUSTED_FLAGS], axis=1).any(axis=1)
     shift = pd.to_timedelta(raw["site"].astype(str).map(offsets).fillna(0.0).to_numpy(), unit="h")
     frame = pd.DataFrame({
         "time": (raw["time"] + shift).dt.floor("D"), "site": raw["site"].astype(str),
         "depth_cm": raw["depth_cm"].astype(float), "sensor": raw["sensor"].astype(str),
-        "trusted": raw["vwc"].where(~(spike | flat | ismn)), "vwc": raw["vwc"], "spike": spike, "flat": flat,
+        "trusted": raw["vwc"].where(~untrusted), "vwc": raw["vwc"], "spike": spike, "flat": flat,
         "gap": gap,
         "reading": raw["time"],
     })

@@ -26,7 +26,7 @@ import pandas as pd
 from smmdn.config import Settings
 from smmdn.cycle.day import CycleDay
 from smmdn.errors import InputError
-from smmdn.schema import DAILY_FORCING, OBSERVATION_COLUMNS
+from smmdn.schema import DAILY_FORCING, OBSERVATION_COLUMNS, UNTRUSTED_FLAGS
 from smmdn.store import alerts as alerts_db
 from smmdn.store.sites import site_offsets
 from smmdn.timeutil import DAY
@@ -34,9 +34,6 @@ from smmdn.timeutil import DAY
 log = logging.getLogger(__name__)
 
 FORCING_SOURCE = "open-meteo"
-# flagged by validation (spike, flatline) or by ISMN (ismn_C03, ismn_D06, …: quality/ismn_flags.py):
-# kept in the store, not fed to the model
-UNTRUSTED_FLAGS = ("spike", "flatline", "ismn_")
 CLIMATOLOGY_WINDOW_DAYS = 15  # +- days of year around the target day when a year of history exists
 RECENT_WINDOW_DAYS = 30  # otherwise: mean of the last 30 days known
 MAX_FORECAST_AGE = pd.Timedelta(hours=12)  # fetched by the same cycle is ~0 h old; yesterday's is stale

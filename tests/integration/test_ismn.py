@@ -14,10 +14,10 @@ import pytest
 
 from smmdn.cli import main
 from smmdn.config import Settings
-from smmdn.cycle.inputs import UNTRUSTED_FLAGS
 from smmdn.errors import InputError
 from smmdn.ingest import ingest_forcing, ingest_ismn, load_sites
 from smmdn.registry import load_registry
+from smmdn.schema import UNTRUSTED_FLAGS
 from smmdn.sources.ismn import convert_ismn_archive, read_ismn, site_id
 from tests.conftest import shared_path
 from tests.helpers import ismn_archive as own
