@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smmdn.display import plain, score
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 
 def _ingest_totals(summary: dict[str, Any]) -> dict[str, int]:
@@ -162,7 +165,7 @@ def _inline_png(name: str, path: str) -> str:
     return f"\n![{name}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})\n"
 
 
-def site_markdown(store: Any, site: str, now: Any) -> str:
+def site_markdown(store: Store, site: str, now: Any) -> str:
     """A site with open alerts, for the UI: one plot per depth with an alert (inline PNG), and the alerts."""
     import base64
 

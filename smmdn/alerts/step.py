@@ -33,6 +33,7 @@ from smmdn.alerts.routing import Routes, load_routes
 from smmdn.alerts.silences import drop_maintenance
 from smmdn.config import Settings
 from smmdn.store import alerts as db
+from smmdn.store import forecasts as forecast_rows
 from smmdn.store.sites import site_offsets
 from smmdn.timeutil import DAY, utc
 
@@ -104,7 +105,7 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
     conditions = pd.DataFrame(columns=["time", *KEY, "state"])
     scored = pd.DataFrame()
     if not days.empty and fresh.any():
-        forecasts = db.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
+        forecasts = forecast_rows.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
                                                sites=sorted(days.loc[fresh, "site"].unique()))
         scored = score_days(days, forecasts, rules)
         agreement = consensus(scored, held_sensors(store), Consensus(readmit_days=rules.readmit_days))

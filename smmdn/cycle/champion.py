@@ -119,7 +119,7 @@ def train_and_judge(store: Any, settings: Settings, inputs: CycleInputs, cycle: 
                     overrides: dict | None = None) -> TrainOutcome:
     """Train a challenger of ``kind`` for ``cycle``, judge it against the champion, register the outcome."""
     from smmdn.cycle.serving import serving_model
-    from smmdn.modelstore import save_model
+    from smmdn.modelfiles import save_model
 
     version = version_name(kind, cycle)
     champion = store.champion()

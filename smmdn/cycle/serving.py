@@ -45,7 +45,7 @@ def previous_good(store: Any, champion: str) -> list[dict[str, Any]]:
 
 def serving_model(store: Any, settings: Settings, champion: dict[str, Any]) -> ServingModel:
     """Load ``champion`` or fall back (``ModelError`` when no version at all can be loaded)."""
-    from smmdn.modelstore import load_model_uri
+    from smmdn.modelfiles import load_model_uri
 
     try:
         return ServingModel(champion["version"], load_model_uri(champion["artifact_uri"], settings))

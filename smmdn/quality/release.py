@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from smmdn.errors import InputError
 from smmdn.quality.rules import ForcingRules, ObservationRules
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 
 @dataclass
@@ -35,7 +38,7 @@ class ReleaseOutcome:
 
 
 def release_rows(
-    store: Any,
+    store: Store,
     ids: Sequence[int],
     *,
     rules: ObservationRules | None = None,

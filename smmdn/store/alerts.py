@@ -1,4 +1,4 @@
-"""Store helpers for alerts, the delivery outbox, silences, sensor replacements and verification scores.
+"""Store helpers for alerts, the delivery outbox, silences and sensor replacements.
 
 Kept out of ``store.py`` (one job per module). Every function takes a ``Store`` (or one bound to a
 transaction by ``Store.transaction()``) and works the same on PostgreSQL and SQLite.
@@ -12,38 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from smmdn.store import tables as T
-from smmdn.store.bulk import WriteResult, upsert_rows
-from smmdn.store.frames import rows_of
-from smmdn.store.store import Store, Timeish, _ts, _utc_column
+from smmdn.store.bulk import upsert_rows
+from smmdn.store.common import Timeish, _ts, aware
+from smmdn.store.common import read_frame as _frame
+
+if TYPE_CHECKING:
+    from smmdn.store.store import Store
 
 ACTIVE = ("open", "acked")
 ALERT_TIMES = ("window_start", "window_end", "created_at", "notified_at", "updated_at", "last_event_at",
                "acked_at", "resolved_at", "escalated_at")
 OUTBOX_TIMES = ("next_attempt_at", "claimed_at", "created_at", "sent_at")
-
-
-def aware(value: Any) -> pd.Timestamp | None:
-    """A UTC ``Timestamp`` from what either backend returns (SQLite gives naive UTC datetimes)."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _frame(store: Store, query: sa.Select, times: Iterable[str], json_columns: Iterable[str] = ()) -> pd.DataFrame:
-    with store._begin() as conn:
-        frame = pd.read_sql(query, conn)
-    for column in times:
-        if column in frame:
-            frame[column] = _utc_column(frame[column])
-    return Store._json_columns(frame, [c for c in json_columns if c in frame])
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
@@ -314,76 +300,6 @@ def has_observations(store: Store, site: str, depth_cm: float, sensor: str) -> b
     with store._begin() as conn:
         return conn.execute(sa.select(o.c.time).where(o.c.site == site, o.c.depth_cm == float(depth_cm),
                                                       o.c.sensor == sensor).limit(1)).first() is not None
-
-
-# --- forecasts -----------------------------------------------------------------------------------------
-def forecasts_issued_before(store: Store, start: Timeish, end: Timeish,
-                            sites: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per (site, depth, valid day) in [start, end): the latest complete forecast issued before that day
-    (newest finished run on ties), chosen in SQL so only one row per valid day travels.
-
-    Canonical forecast frame (``weight_k`` … columns), like ``Store.read_forecasts``.
-    """
-    f, r = T.forecasts, T.forecast_runs
-    rank = sa.func.row_number().over(
-        partition_by=(f.c.site, f.c.depth_cm, f.c.valid_time),
-        order_by=(f.c.issue_time.desc(), r.c.finished_at.desc(), r.c.run_id.desc())).label("_rank")
-    inner = sa.select(*f.c, rank).join(r, r.c.run_id == f.c.run_id).where(
-        r.c.status == "complete", f.c.issue_time < f.c.valid_time)
-    inner = store._time_filters(inner, f.c.valid_time, start, end)
-    if sites:
-        inner = inner.where(f.c.site.in_(list(sites)))
-    ranked = inner.subquery()
-    query = sa.select(*(ranked.c[c.name] for c in f.c)).where(ranked.c._rank == 1)
-    return store._read_forecast_query(query)
-
-
-# --- verification ---------------------------------------------------------------------------------------
-VERIFICATION_COLUMNS = ["valid_time", "site", "depth_cm", "sensor", "issue_time", "model_version", "lead",
-                        "observed", "mean", "crps", "pit", "in_50", "in_90", "width_50", "width_90", "scored_at"]
-VERIFICATION_KEY = ["site", "depth_cm", "sensor", "valid_time", "issue_time", "model_version"]
-
-
-def write_verification(store: Store, frame: pd.DataFrame) -> WriteResult:
-    """Upsert score rows (idempotent on the forecast+sensor key; a late observation rescores the row)."""
-    if frame.empty:
-        return WriteResult()
-    out = frame[VERIFICATION_COLUMNS].copy()
-    out["lead"] = out["lead"].astype(int)
-    out["in_50"] = out["in_50"].astype(bool)
-    out["in_90"] = out["in_90"].astype(bool)
-    compare = ["lead", "observed", "mean", "crps", "pit", "in_50", "in_90", "width_50", "width_90"]
-    with store._begin() as conn:
-        return upsert_rows(conn, T.verification, VERIFICATION_COLUMNS, rows_of(out, VERIFICATION_COLUMNS),
-                           VERIFICATION_KEY, compare, ["scored_at"])
-
-
-def first_forecast_valid_time(store: Store) -> pd.Timestamp | None:
-    """The earliest valid time of any stored forecast (where scoring starts without a watermark)."""
-    with store._begin() as conn:
-        return aware(conn.execute(sa.select(sa.func.min(T.forecasts.c.valid_time))).scalar())
-
-
-def latest_scored_valid_time(store: Store, now: Timeish) -> pd.Timestamp | None:
-    """The latest valid time scored at or before ``now``."""
-    v = T.verification
-    with store._begin() as conn:
-        return aware(conn.execute(sa.select(sa.func.max(v.c.valid_time)).where(v.c.valid_time <= _ts(now))).scalar())
-
-
-def read_verification(store: Store, *, start: Timeish = None, end: Timeish = None, sites: Sequence[str] | None = None,
-                      issued_from: Timeish = None) -> pd.DataFrame:
-    v = T.verification
-    query = store._time_filters(sa.select(v), v.c.valid_time, start, end)
-    if sites:
-        query = query.where(v.c.site.in_(list(sites)))
-    if issued_from is not None:
-        query = query.where(v.c.issue_time >= _ts(issued_from))
-    query = query.order_by(v.c.site, v.c.depth_cm, v.c.sensor, v.c.valid_time, v.c.issue_time)
-    frame = _frame(store, query, ("valid_time", "issue_time", "scored_at"))
-    for column in ("in_50", "in_90"):
-        frame[column] = frame[column].astype(bool)
-    return frame
 
 
 def utcnow() -> datetime:

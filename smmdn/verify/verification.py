@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +41,12 @@ from smmdn.config import Settings
 from smmdn.cycle.plan import request_retrain
 from smmdn.model.mixture import mixture_arrays, mixture_crps, mixture_pit
 from smmdn.store import alerts as db
+from smmdn.store import verification as scores
 from smmdn.store.sites import site_offsets
 from smmdn.timeutil import DAY, utc
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,7 @@ def score_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def trusted_days(store: Any, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
     """Daily trusted sensor values in [start, end) that verification may use (see the module docstring)."""
     offsets = site_offsets(store)
     raw = store.read_observations(start=start - DAY, end=end + DAY)
@@ -126,11 +130,11 @@ def trusted_days(store: Any, start: pd.Timestamp, end: pd.Timestamp, now: pd.Tim
     return days
 
 
-def score(store: Any, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, int]:
+def score(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, int]:
     """Score every forecast whose valid day is complete and not yet scored (plus the rescoring window)."""
     mark = store.get_watermark(*WATERMARK)
     recent = now.floor("D") - settings.verification_lookback_days * DAY
-    start = db.first_forecast_valid_time(store) if mark is None else min(mark + DAY, recent)
+    start = scores.first_forecast_valid_time(store) if mark is None else min(mark + DAY, recent)
     if start is None:
         return pd.DataFrame(), 0
     start = start.floor("D")
@@ -147,7 +151,7 @@ def score(store: Any, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFra
     pairs = pairs.loc[pairs["issue_time"] < pairs["valid_time"]]
     scored = score_pairs(pairs)
     scored["scored_at"] = now
-    written = db.write_verification(store, scored)
+    written = scores.write_verification(store, scored)
     if not scored.empty:
         latest = scored["valid_time"].max()
         if mark is None or latest > mark:
@@ -178,7 +182,7 @@ def pit_uniformity(pit: np.ndarray, effective_n: int, bins: int = 10) -> tuple[f
     return scaled, float(chdtrc(bins - 1, scaled)), (counts / n).round(4).tolist()
 
 
-def since_last_full_retrain(store: Any) -> tuple[str | None, set[str] | None]:
+def since_last_full_retrain(store: Store) -> tuple[str | None, set[str] | None]:
     """(the full retrain the champion descends from, every version descending from it).
 
     Forecasts of these versions are the ones the drift test judges: a full retrain restarts the window
@@ -208,17 +212,17 @@ def since_last_full_retrain(store: Any) -> tuple[str | None, set[str] | None]:
     return root, {v for v in versions["version"] if descends(v)}
 
 
-def window_scores(store: Any, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+def window_scores(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp | None]:
     """Scores of the last ``drift_window_days`` scored valid days up to ``now`` (read once per run), and the
     latest scored valid day."""
-    latest = db.latest_scored_valid_time(store, now)
+    latest = scores.latest_scored_valid_time(store, now)
     if latest is None:
         return pd.DataFrame(), None
     end = latest + DAY
-    return db.read_verification(store, start=end - settings.drift_window_days * DAY, end=end), latest
+    return scores.read_verification(store, start=end - settings.drift_window_days * DAY, end=end), latest
 
 
-def drift_report(store: Any, now: pd.Timestamp, settings: Settings,
+def drift_report(store: Store, now: pd.Timestamp, settings: Settings,
                  window_frame: tuple[pd.DataFrame, pd.Timestamp | None] | None = None) -> DriftReport:
     """The drift verdict over the last scored window (see the module docstring)."""
     v, latest = window_frame if window_frame is not None else window_scores(store, now, settings)
@@ -260,7 +264,7 @@ def _summary(v: pd.DataFrame, by: list[str]) -> pd.DataFrame:
                  ).reset_index().round(5)
 
 
-def skill_report(store: Any, now: pd.Timestamp, settings: Settings,
+def skill_report(store: Store, now: pd.Timestamp, settings: Settings,
                  scores: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Skill over the drift window (every model): per lead, per site and lead, per valid day and lead."""
     v = scores if scores is not None else window_scores(store, now, settings)[0]
@@ -286,7 +290,7 @@ def write_plots(skill: dict[str, pd.DataFrame], directory: Path) -> dict[str, st
 # ---------------------------------------------------------------------------------------------------
 # the verify step
 # ---------------------------------------------------------------------------------------------------
-def verify(store: Any, now: pd.Timestamp | str | None, settings: Settings, *,
+def verify(store: Store, now: pd.Timestamp | str | None, settings: Settings, *,
            routes: Routes | None = None) -> VerificationOutcome:
     """Score what became verifiable, judge calibration drift, tell operators, write the skill plots."""
     now = utc(now)

@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 
 from smmdn.store import Store
 from smmdn.store import alerts as db
+from smmdn.store import verification as scores
 
 pytestmark = pytest.mark.postgres
 
@@ -34,7 +35,7 @@ def test_writer_works_the_alert_tables_and_reader_only_reads(pg_url, login_user)
                          "depth_cm": 10.0, "sensor": "a", "issue_time": pd.Timestamp("2024-04-30", tz="UTC"),
                          "model_version": "m", "lead": 1, "observed": 0.2, "mean": 0.21, "crps": 0.01, "pit": 0.4,
                          "in_50": True, "in_90": True, "width_50": 0.02, "width_90": 0.05, "scored_at": now})
-    assert db.write_verification(writer, rows).inserted == 2  # the second row lands in a new chunk
+    assert scores.write_verification(writer, rows).inserted == 2  # the second row lands in a new chunk
     writer.dispose()
     with psycopg.connect(_url(pg_url, reader_name, reader_pw, "postgresql"), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM verification").fetchone()[0] == 2

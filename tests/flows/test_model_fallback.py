@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.prefect, pytest.mark.postgres]
 
 def test_an_unloadable_champion_falls_back_and_alerts_the_operators(ops: Ops) -> None:
     from smmdn.config import get_settings
-    from smmdn.modelstore import local_path, model_uri
+    from smmdn.modelfiles import local_path, model_uri
     from smmdn.store import alerts as db
 
     first = run_daily(ops, HISTORY)["training"]["version"]

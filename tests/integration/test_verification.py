@@ -12,6 +12,7 @@ from scipy.stats import norm
 from smmdn.config import Settings
 from smmdn.demo.receiver import AlertReceiver
 from smmdn.store import alerts as db
+from smmdn.store import verification as scores
 from smmdn.verify import verification
 from tests.helpers import alert_world as W
 
@@ -34,7 +35,7 @@ def test_every_forecast_is_scored_once_its_day_has_observations(store, tmp_path)
     cfg = Settings(_env_file=None, home=tmp_path, drift_min_pairs=10_000)
     out = verification.verify(store, world.now_after(2), cfg)
     assert out.scored == 6 and out.new_rows == 6  # day 1: 1 forecast x 2 sensors; day 2: 2 forecasts x 2 sensors
-    rows = db.read_verification(store).set_index(["valid_time", "issue_time", "sensor"])
+    rows = scores.read_verification(store).set_index(["valid_time", "issue_time", "sensor"])
     for (sensor, d), x in values.items():
         for issue in (0, 1):
             if not 0 < d - issue <= 2:
@@ -127,7 +128,7 @@ def test_faulty_sensor_days_are_not_scored(store, tmp_path) -> None:  # type: ig
     anomalies.detect(store, world.now_after(12), cfg)
     assert list(db.read_alerts(store)["kind"]) == ["sensor_fault"]
     verification.verify(store, world.now_after(12), cfg)
-    v = db.read_verification(store)
+    v = scores.read_verification(store)
     c = v.loc[(v["site"] == "S1") & (v["sensor"] == "c")]
     assert len(c) and c["valid_time"].max() < world.day(9)  # the probe's bad days never reach the scores
     assert (v.loc[v["sensor"] == "a", "valid_time"].max()) == world.day(12)

@@ -1,44 +1,13 @@
-"""Model artifacts and flow results on storage shared by CPU and GPU hosts (``Settings.shared_storage_url``).
-
-Why a URL: the GPU worker that trains and the CPU worker that forecasts are different machines (or
-pods); both must read the same checkpoint by the ``artifact_uri`` recorded in ``model_versions``.
-``file:///mnt/smmdn`` (an NFS/PVC mount) is read in place; any other fsspec URL (``s3://…``,
-``gs://…``, ``memory://`` in tests) is copied to a local cache on first load. Unset: ``model_dir``.
-"""
+"""Writing a trained model to shared storage and reading it back (remote URLs through a local cache)."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from smmdn.config import Settings
-
-
-def storage_root(settings: Settings) -> str:
-    """The shared storage URL without a trailing slash (``file://`` URL of ``model_dir`` when unset)."""
-    if settings.shared_storage_url:
-        return settings.shared_storage_url.rstrip("/")
-    return settings.path("model").resolve().as_uri()
-
-
-def local_path(url: str) -> Path | None:
-    """The filesystem path of a ``file://`` URL (or a bare path); None for remote schemes."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
-        return Path(url2pathname(parsed.path)) if parsed.scheme else Path(url)
-    return None
-
-
-def model_uri(settings: Settings, version: str) -> str:
-    return f"{storage_root(settings)}/models/{version}"
-
-
-def results_uri(settings: Settings) -> str:
-    """Where Prefect persists flow and task results (both worker kinds read them)."""
-    return f"{storage_root(settings)}/prefect-results"
+from smmdn.modelfiles.location import local_path, model_uri
 
 
 def save_model(model: object, settings: Settings, version: str) -> str:

@@ -1,0 +1,93 @@
+"""What every part of the store shares: time coercion, JSON columns, the site check, window filters.
+
+Kept apart from ``store.py`` so the per-table-group parts import it without importing the facade.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from smmdn.errors import InputError
+from smmdn.store import tables as T
+
+if TYPE_CHECKING:
+    from smmdn.store.store import Store
+
+Timeish = datetime | pd.Timestamp | str | None
+
+
+def _ts(value: Timeish) -> datetime | None:
+    """A UTC-aware datetime (naive input is read as UTC)."""
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def _utc_column(series: pd.Series) -> pd.Series:
+    converted = pd.to_datetime(series, utc=True)
+    return converted.dt.as_unit("ns") if hasattr(converted.dt, "as_unit") else converted
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def json_columns(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """Decode JSON text columns in place (SQLite returns text where PostgreSQL returns objects)."""
+    for column in columns:
+        frame[column] = [json.loads(v) if isinstance(v, str) else v for v in frame[column]]
+    return frame
+
+
+def require_sites(conn: sa.Connection, sites: pd.Series, table: str) -> None:
+    """Refuse rows for sites the registry does not know, naming them and the rows (a clear error, not a
+    foreign-key violation half-way through a write)."""
+    wanted = set(map(str, pd.unique(sites)))
+    if not wanted:
+        return
+    known = {r[0] for r in conn.execute(sa.select(T.sites.c.site).where(T.sites.c.site.in_(wanted)))}
+    unknown = sorted(wanted - known)
+    if unknown:
+        rows = list(sites.index[sites.astype(str).isin(unknown)][:20])
+        raise InputError(
+            f"unknown site(s) {', '.join(unknown[:10])}",
+            where=table,
+            column="site",
+            rows=rows,
+            fix="register the sites first (smmdn sites load REGISTRY.yaml, or Store.upsert_sites)",
+        )
+
+
+def time_filters(query: Any, column: Any, start: Timeish, end: Timeish) -> Any:
+    """``start <= column < end``, each bound optional."""
+    if start is not None:
+        query = query.where(column >= _ts(start))
+    if end is not None:
+        query = query.where(column < _ts(end))
+    return query
+
+
+def aware(value: Any) -> pd.Timestamp | None:
+    """A UTC ``Timestamp`` from what either backend returns (SQLite gives naive UTC datetimes)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def read_frame(store: Store, query: sa.Select, times: Iterable[str], json: Iterable[str] = ()) -> pd.DataFrame:
+    """Run a select in the store's transaction scope; times to UTC, JSON text decoded."""
+    with store._begin() as conn:
+        frame = pd.read_sql(query, conn)
+    for column in times:
+        if column in frame:
+            frame[column] = _utc_column(frame[column])
+    return json_columns(frame, [c for c in json if c in frame])
