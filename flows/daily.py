@@ -44,7 +44,7 @@ def daily(day: str | None = None, history_days: int = 365, train_overrides: dict
         if cold:
             log.info("cold start: back-filling %d days of history before training", history_days)
         summary["ingest"] = ingest(now=cycle.now.isoformat(), since=since)
-    summary["validation"] = validate(after_id=after)
+    summary["validation"] = validate(after_id=after, day=issue)
 
     kind, why = training_plan(db, cfg, cycle)
     if skip_training:

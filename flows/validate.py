@@ -14,8 +14,9 @@ from prefect import flow
 from flows import common
 
 
-@flow(name="validate", timeout_seconds=600, persist_result=True)
-def validate(after_id: int = 0) -> dict[str, Any]:
+@flow(name="validate", flow_run_name=common.run_name("validate"), timeout_seconds=600, persist_result=True)
+def validate(after_id: int = 0, day: str | None = None) -> dict[str, Any]:
+    """The verdicts recorded since validation run ``after_id``; ``day`` (the issue day) names the run."""
     from smmdn.cycle.inputs import validation_status
 
     log = common.logger()

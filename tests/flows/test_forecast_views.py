@@ -72,6 +72,7 @@ def test_views_over_real_cycles(ops: Ops, tmp_path: Path, capsys: pytest.Capture
     ingest_runs, ingest_logs = flow_run_logs(f"ingest-{ops.day(HISTORY + 4).date()}")  # runs the morning after
     assert ingest_runs and any(r.name == "smmdn.ingest" for r in ingest_logs)
     assert flow_run_logs(f"train-{ops.day(HISTORY + 3).date()}-fine-tune")[0]
+    assert flow_run_logs(f"validate-{ops.day(HISTORY + 3).date()}")[0]  # the subflow too, not a random name
 
     # every Grafana panel's SQL returns rows, run as the read-only role
     variables = {"site": site, "depth": "5"}
