@@ -17,12 +17,13 @@ def test_readings_of_a_faulty_sensor_leave_the_inputs_from_its_fault() -> None:
     days = pd.date_range("2024-05-01", periods=6, freq="D", tz="UTC")
     obs = pd.DataFrame([{"time": t, "site": "S", "depth_cm": 5.0, "sensor": s, "vwc": 0.2} for t in days
                         for s in "abc"])
-    faulty = pd.DataFrame({"site": ["S"], "depth_cm": [5.0], "sensor": ["c"], "since": [days[3]]})
+    faulty = pd.DataFrame({"site": ["S"], "depth_cm": [5.0], "sensor": ["c"], "since": [days[3]], "until": [pd.NaT]})
     kept, excluded = drop_faulty(obs, faulty)
     assert len(kept) == len(obs) - 3
     assert not ((kept["sensor"] == "c") & (kept["time"] >= days[3])).any()
     assert ((kept["sensor"] == "c") & (kept["time"] < days[3])).sum() == 3  # before the fault: still taught
-    assert excluded == [{"site": "S", "depth_cm": 5.0, "sensor": "c", "since": days[3].isoformat(), "rows": 3}]
+    assert excluded == [{"site": "S", "depth_cm": 5.0, "sensor": "c", "since": days[3].isoformat(), "until": None,
+                         "rows": 3}]
     same, none = drop_faulty(obs, faulty.iloc[:0])
     assert len(same) == len(obs) and none == []
 
