@@ -96,22 +96,42 @@ def score(run_dir: Path, alerts: pd.DataFrame) -> tuple[S.RunScore, pd.DataFrame
     return sc, sc.roles.merge(extra.drop(columns="details"), on="id", how="left")
 
 
+def with_rain(run_dir: Path, roles: pd.DataFrame) -> pd.DataFrame:
+    """Each alert with the precipitation the run's weather had at its site on the evaluated day (the alert's
+    day: ``raised`` minus a day) and the day before — whether a cluster alert followed real rain."""
+    weather = pd.read_parquet(run_dir / "weather.parquet")
+    weather["day"] = pd.to_datetime(weather["time"], utc=True).dt.floor("D")
+    rain = weather.groupby(["site", "day"])["precipitation_sum"].sum()
+
+    def mm(site: str, day: pd.Timestamp) -> float:
+        return float(rain.get((site, day), float("nan")))
+
+    day = pd.to_datetime(roles["raised"], utc=True).dt.floor("D") - T.DAY
+    return roles.assign(rain_mm=[mm(s, d) for s, d in zip(roles["site"], day, strict=True)],
+                        rain_before_mm=[mm(s, d - T.DAY) for s, d in zip(roles["site"], day, strict=True)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--set", nargs="*", default=[], help="Consensus field=value overrides")
+    parser.add_argument("--stored", action="store_true", help="score the run's own alerts.csv (no replay)")
     args = parser.parse_args()
     overrides = {k: float(v) if "." in v or "e" in v else int(v) for k, v in (s.split("=", 1) for s in args.set)}
     scores = []
     for run_dir in args.runs:
         t0 = time.perf_counter()
-        alerts = replay(run_dir, overrides)
+        if args.stored:
+            alerts = pd.read_csv(run_dir / "alerts.csv").assign(details=None)
+        else:
+            alerts = replay(run_dir, overrides)
         sc, roles = score(run_dir, alerts)
+        roles = with_rain(run_dir, roles)
         scores.append(sc)
         print(f"== {run_dir.name}: {len(alerts)} alerts in {time.perf_counter() - t0:.0f} s")
         with pd.option_context("display.width", 220, "display.max_rows", 300, "display.max_colwidth", 70):
             print(roles.loc[roles["role"] != "culprit", ["site", "depth_cm", "sensor", "kind", "raised", "resolved",
-                                                         "role", "fault_type", "basis"]].to_string(index=False))
+                                                         "role", "fault_type", "rain_mm", "rain_before_mm"]].to_string(index=False))
     total = S.summary(scores)
     keys = ("faults", "recall", "alerts", "precision", "false_per_100_clean_sensor_months", "event_vs_fault_accuracy",
             "roles")
