@@ -121,10 +121,8 @@ def main() -> None:
     scores = []
     for run_dir in args.runs:
         t0 = time.perf_counter()
-        if args.stored:
-            alerts = pd.read_csv(run_dir / "alerts.csv").assign(details=None)
-        else:
-            alerts = replay(run_dir, overrides)
+        alerts = (pd.read_csv(run_dir / "alerts.csv").assign(details=None) if args.stored
+                  else replay(run_dir, overrides))
         sc, roles = score(run_dir, alerts)
         roles = with_rain(run_dir, roles)
         scores.append(sc)
