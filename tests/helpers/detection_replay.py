@@ -128,8 +128,9 @@ def main() -> None:
         scores.append(sc)
         print(f"== {run_dir.name}: {len(alerts)} alerts in {time.perf_counter() - t0:.0f} s")
         with pd.option_context("display.width", 220, "display.max_rows", 300, "display.max_colwidth", 70):
-            print(roles.loc[roles["role"] != "culprit", ["site", "depth_cm", "sensor", "kind", "raised", "resolved",
-                                                         "role", "fault_type", "rain_mm", "rain_before_mm"]].to_string(index=False))
+            cols = ["site", "depth_cm", "sensor", "kind", "raised", "resolved", "role", "fault_type", "rain_mm",
+                    "rain_before_mm"]
+            print(roles.loc[roles["role"] != "culprit", cols].to_string(index=False))
     total = S.summary(scores)
     keys = ("faults", "recall", "alerts", "precision", "false_per_100_clean_sensor_months", "event_vs_fault_accuracy",
             "roles")
