@@ -22,6 +22,11 @@ frames out; the detect step reads the store):
 - a named sensor is excluded from its siblings' reference and its days are not learnt from; it is
   re-admitted after ``readmit_days`` consecutive days agreeing with its siblings (|z| < ``z_agree`` and
   no local evidence), and sensors under an open fault alert (``held``) start excluded.
+- known fault periods (``held`` as periods: from each fault alert's first day to the day after its last,
+  open-ended while it is open): a closed period keeps its sensor out of the reference, of learning and of
+  naming on those days, and re-admits it the day it ends. Why: the detect step recomputes the state from a
+  trailing window of days; a window that starts inside a past fault would otherwise learn the faulty level
+  as the sensor's offset and name the sensor again once it is healthy.
 
 ``missing`` is not decided here (no reading is not a residual): the lifecycle's missing rule does it.
 """
@@ -57,6 +62,9 @@ class Consensus:
     rough_min: float = 0.005  # m3/m3: mean absolute step between readings that counts as rough
     spike_flags: int = 2
     readmit_days: int = 2
+
+
+DEFAULT = Consensus()  # the detect step's thresholds (a development replay may swap them)
 
 
 def _local(x: float, span: float, n: float, rough: float, spikes: float, prev: float, prev2: float,
@@ -98,7 +106,10 @@ def _rescore(x: np.ndarray, valued: np.ndarray, admitted: np.ndarray, b: np.ndar
     return e / s
 
 
-def _cluster(frame: pd.DataFrame, held: set[str], c: Consensus) -> list[dict]:
+Period = tuple[pd.Timestamp | None, pd.Timestamp | None]  # (since, until); None: open on that side
+
+
+def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -> list[dict]:
     """Run the detector over one site-depth cluster's days (``frame``: one row per sensor and day)."""
     sensors = sorted(frame["sensor"].unique())
     k = len(sensors)
@@ -118,13 +129,24 @@ def _cluster(frame: pd.DataFrame, held: set[str], c: Consensus) -> list[dict]:
     level: list[list[float]] = [[] for _ in range(k)]  # clean x_i − cluster median (for the offset)
     b, s = np.zeros(k), np.full(k, c.prior_sigma)
     cplus, cminus = np.zeros(k), np.zeros(k)
-    excluded = np.array([sn in held for sn in sensors])
+    excluded = np.zeros(k, dtype=bool)
     agree = np.zeros(k, dtype=int)
     last: list[str | None] = [None] * k
     rows: list[dict] = []
     for t, day in enumerate(days):
         x = X[t]
         valued = np.isfinite(x)
+        forced = np.zeros(k, dtype=bool)
+        for i, sn in enumerate(sensors):
+            for since, until in held.get(sn, ()):
+                started = since is None or day >= since
+                if until is None:  # an open alert: excluded from its first day (agreeing days re-admit it)
+                    if started and (t == 0 or (since is not None and days[t - 1] < since)):
+                        excluded[i] = True
+                elif started and day < until:  # a past fault: out, not learnt from, not named again
+                    excluded[i] = forced[i] = True
+                elif day >= until and t > 0 and days[t - 1] < until:  # its alert resolved: re-admitted
+                    excluded[i], agree[i] = False, 0
 
         admitted = ~excluded
         if (admitted & valued).sum() < 2:  # too few admitted: compare with every valued sibling
@@ -146,7 +168,7 @@ def _cluster(frame: pd.DataFrame, held: set[str], c: Consensus) -> list[dict]:
         ready = np.array([len(h) >= c.min_learn for h in history])
         pool = ~excluded & valued
         middle = float(np.median(x[pool] - b[pool])) if pool.sum() >= 2 else np.nan
-        culprits = {i for i in range(k) if local[i]}
+        culprits = {i for i in range(k) if local[i] and not forced[i]}
         fault: dict[int, str] = {i: str(local[i]) for i in culprits}
 
         z = _rescore(x, valued, admitted, b, s, e, ref, culprits)
@@ -158,7 +180,8 @@ def _cluster(frame: pd.DataFrame, held: set[str], c: Consensus) -> list[dict]:
         cm_next = np.maximum(0.0, cminus - np.nan_to_num(z) - c.cusum_k)
         drift_hit = ready & ((cp_next > c.cusum_h) | (cm_next > c.cusum_h))
         still = excluded & (zabs >= c.z_agree)
-        fired = [i for i in range(k) if (step_hit[i] or drift_hit[i] or still[i]) and i not in culprits]
+        fired = [i for i in range(k) if (step_hit[i] or drift_hit[i] or still[i]) and i not in culprits
+                 and not forced[i]]
         if fired and not (k == 2 and culprits):
             if k == 2:
                 dist = np.abs(x - Q50[t])
@@ -171,7 +194,7 @@ def _cluster(frame: pd.DataFrame, held: set[str], c: Consensus) -> list[dict]:
             z = _rescore(x, valued, admitted, b, s, e, ref, culprits)
         weak = k == 2
         for i in range(k):
-            if not valued[i] or not np.isfinite(z[i]):
+            if not valued[i] or not np.isfinite(z[i]) or forced[i]:
                 continue
             if i in culprits:
                 if not excluded[i]:
@@ -201,6 +224,8 @@ def _cluster(frame: pd.DataFrame, held: set[str], c: Consensus) -> list[dict]:
             state = "out" if named else ("clear" if ready[i] or excluded[i] else "none")
             if not named and excluded[i]:
                 state = "clear"  # agreeing again, on its way back in
+            if forced[i]:
+                state = "none"  # a past fault's day: its alert has its verdict
             rows.append({"time": day, "sensor": sensor, "state": state, "fault": fault.get(i), "value": float(x[i]),
                          "z": float(z[i]) if np.isfinite(z[i]) else np.nan,
                          "residual": float(e[i]) if np.isfinite(e[i]) else np.nan,
@@ -210,7 +235,8 @@ def _cluster(frame: pd.DataFrame, held: set[str], c: Consensus) -> list[dict]:
     return rows
 
 
-def consensus(days: pd.DataFrame, held: set[tuple[str, float, str]] | None = None,
+def consensus(days: pd.DataFrame,
+              held: set[tuple[str, float, str]] | dict[tuple[str, float, str], list[Period]] | None = None,
               rules: Consensus | None = None) -> pd.DataFrame:
     """Per sensor and day of every cluster with ≥ 2 sensors: ``state`` (out / clear / none), ``fault`` (a
     ``FAULT_TYPES`` name when out), ``z`` and ``residual`` against the siblings, the sibling ``reference``,
@@ -218,17 +244,20 @@ def consensus(days: pd.DataFrame, held: set[tuple[str, float, str]] | None = Non
 
     ``days`` needs time, site, depth_cm, sensor, ``level`` (the day's value: trusted mean, else raw mean),
     ``span`` and ``rough`` (within-day range, mean absolute step), ``n``, ``n_spike`` and ``q50`` (mixture
-    median, NaN without a forecast); ``held``: sensors under an open fault alert (start excluded).
+    median, NaN without a forecast); ``held``: sensors under an open fault alert (a set: start excluded), or
+    every fault alert's period per sensor (see the module docstring).
     """
     c = rules or Consensus()
     held = held or set()
+    if not isinstance(held, dict):
+        held = {key: [(None, None)] for key in held}
     out: list[pd.DataFrame] = []
     if days.empty:
         return pd.DataFrame(columns=COLUMNS)
     for (site, depth), frame in days.groupby(["site", "depth_cm"], sort=True):
         if frame["sensor"].nunique() < 2:
             continue
-        mine = {sn for (st, dp, sn) in held if st == site and float(dp) == float(depth)}
+        mine = {sn: list(p) for (st, dp, sn), p in held.items() if st == site and float(dp) == float(depth)}
         rows = _cluster(frame, mine, c)
         if rows:
             out.append(pd.DataFrame(rows).assign(site=site, depth_cm=float(depth)))

@@ -338,8 +338,9 @@ def classify(scored: pd.DataFrame, agreement: pd.DataFrame | None = None) -> pd.
         basis = [SINGLE_BASIS + notes[c].format(same=a, others=b, flag=", quality flags raised" if f else "")
                  for c, a, b, f in zip(case, same, others, flagged, strict=True)]
         severe = one["severe"].astype(bool).to_numpy()
-        parts.append(part(one, "sensor_fault", fault, severe, basis))
-        parts.append(part(one, "deviation", deviation, severe, basis))
+        # a lone sensor has no siblings: the evidence is cross-depth and the model's, weak by nature
+        parts.append(part(one, "sensor_fault", fault, severe, basis).assign(weak=True))
+        parts.append(part(one, "deviation", deviation, severe, basis).assign(weak=True))
     c = stats.copy()
     c["sensor"] = CLUSTER
     rep_c = c["replicates"].to_numpy()

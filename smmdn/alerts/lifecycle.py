@@ -272,6 +272,8 @@ class _DayContext:
         if isinstance(fault, str):  # the replicate consensus named it: type and the residual vs siblings
             details |= {"fault": fault, "weak_attribution": bool(r.weak), "residual": _float(r.residual),
                         "reference": _float(r.reference), "recent_residuals": list(r.recent or [])}
+        elif isinstance(getattr(r, "weak", None), bool | np.bool_) and r.weak:  # a lone sensor: weak evidence
+            details |= {"weak_attribution": True, "evidence": "cross-depth and model"}
         return {"window_end": r.time, "observed": _float(r.observed), "pit": _float(r.pit), "details": details}
 
     def fill(self, actions: list[Action]) -> None:

@@ -9,13 +9,14 @@ Each site has a watermark (the last local day evaluated), so a rerun for the sam
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
+from smmdn.alerts import consensus as agreement_rules
 from smmdn.alerts import lifecycle
-from smmdn.alerts.consensus import Consensus, consensus
+from smmdn.alerts.consensus import consensus
 from smmdn.alerts.detect import (
     KEY,
     MISSING_WINDOW,
@@ -74,6 +75,21 @@ def held_sensors(store: Any) -> set[tuple[str, float, str]]:
     return {(str(r.site), float(r.depth_cm), str(r.sensor)) for r in active.itertuples()}
 
 
+def fault_periods(store: Any) -> dict[tuple[str, float, str], list[tuple[pd.Timestamp, pd.Timestamp | None]]]:
+    """Every fault alert's period per sensor: its first day to the day after its last (open-ended while the
+    alert is active). The consensus keeps a sensor out on a past fault's days (a trailing window that starts
+    inside one must not learn the faulty level) and starts sensors under an open alert excluded."""
+    found = db.read_alerts(store, kinds=list(FAULT_HOLDING))
+    out: dict[tuple[str, float, str], list[tuple[pd.Timestamp, pd.Timestamp | None]]] = {}
+    if found.empty:
+        return out
+    for r in found.loc[found["sensor"] != "*"].itertuples():
+        since = pd.Timestamp(r.window_start).floor("D")
+        until = None if r.status in db.ACTIVE else pd.Timestamp(r.window_end).floor("D") + DAY
+        out.setdefault((str(r.site), float(r.depth_cm), str(r.sensor)), []).append((since, until))
+    return out
+
+
 def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
            routes: Routes | None = None) -> DetectOutcome:
     """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
@@ -108,7 +124,8 @@ def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, ru
         forecasts = forecast_rows.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
                                                sites=sorted(days.loc[fresh, "site"].unique()))
         scored = score_days(days, forecasts, rules)
-        agreement = consensus(scored, held_sensors(store), Consensus(readmit_days=rules.readmit_days))
+        thresholds = replace(agreement_rules.DEFAULT, readmit_days=rules.readmit_days)
+        agreement = consensus(scored, fault_periods(store), thresholds)
         conditions = runs(classify(scored, agreement))
         conditions = conditions.merge(
             days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")

@@ -153,7 +153,9 @@ def train_and_judge(store: Any, settings: Settings, inputs: CycleInputs, cycle: 
                      if champion_model is not None else None)
     verdict = judge(challenger_crps, champion_crps, settings.promotion_tolerance, error)
     metrics = {"holdout_crps": challenger_crps, "champion_holdout_crps": champion_crps, "holdout": window,
-               "train_seconds": seconds, "decision": verdict.reason}
+               "train_seconds": seconds, "decision": verdict.reason,
+               # which sensors and periods this version never saw (under a fault alert; smmdn.cycle.inputs)
+               "excluded_sensors": list(inputs.freshness.get("excluded_sensors") or [])}
     uri = save_model(model, settings, version) if model is not None and error is None else ""
     store.register_model_version(
         version, kind=kind, artifact_uri=uri, parent=champion_name if kind == "fine-tune" else None,

@@ -85,6 +85,10 @@ def issue_forecast(store: Any, settings: Settings, inputs: CycleInputs, cycle: C
         store.finish_forecast_run(run_id, status="failed", message=str(exc)[:2000])
         raise
     message = "stale forcing: see input_freshness.stale_forcing_reason" if ready.stale_forcing else None
+    free = ready.freshness.get("runs_free") or []
+    if free:  # every sensor of these depths is excluded: the forecast there has no observed state
+        message = "; ".join(m for m in (message, "runs free (no observed state): " + ", ".join(
+            f"{f['site']} {f['depth_cm']:g} cm since {str(f['since'])[:10]}" for f in free)) if m)
     if serving.fallback_from:
         message = "; ".join(m for m in (message, f"champion {serving.fallback_from} cannot be loaded: "
                                                  f"served by {version}") if m)

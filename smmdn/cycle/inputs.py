@@ -78,46 +78,75 @@ def _daily_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 FAULT_KINDS = ("sensor_fault", "flatline")
+PERIOD_COLUMNS = ["site", "depth_cm", "sensor", "since", "until"]
 
 
 def faulty_sensors(store: Any) -> pd.DataFrame:
-    """Sensors under an open (or acknowledged) fault alert, with the day the fault began.
+    """Periods of sensors under a fault alert: ``since`` the day the fault began, ``until`` the day after its
+    last faulty day (NaT while the alert is open or acknowledged).
 
     Why: a faulty probe's readings would teach the model its fault and, through the cluster mean that steers
     the forecast's observed state, drag the forecast onto it so its healthy siblings look wrong. The alert
-    is the record; resolving it (operator, replacement, or agreeing with its siblings again) re-admits it.
+    is the record; resolving it (operator, replacement, or agreeing with its siblings again) re-admits the
+    sensor's new readings, while the faulty period itself stays out of training (verification leaves the
+    same periods out, ``smmdn.verify.verification``).
     """
-    active = alerts_db.read_alerts(store, status=alerts_db.ACTIVE)
-    cols = ["site", "depth_cm", "sensor", "since"]
-    if active.empty:
-        return pd.DataFrame(columns=cols)
-    active = active.loc[active["kind"].isin(FAULT_KINDS) & (active["sensor"] != "*")]
-    out = pd.DataFrame({"site": active["site"].astype(str), "depth_cm": active["depth_cm"].astype(float),
-                        "sensor": active["sensor"].astype(str),
-                        "since": pd.to_datetime(active["window_start"], utc=True).dt.floor("D")})
-    return out.groupby(["site", "depth_cm", "sensor"], as_index=False)["since"].min()[cols]
+    found = alerts_db.read_alerts(store, kinds=list(FAULT_KINDS))
+    if found.empty:
+        return pd.DataFrame(columns=PERIOD_COLUMNS)
+    found = found.loc[(found["sensor"] != "*") & found["status"].isin([*alerts_db.ACTIVE, "resolved"])]
+    active = found["status"].isin(alerts_db.ACTIVE)
+    until = pd.to_datetime(found["window_end"], utc=True).dt.floor("D") + DAY
+    out = pd.DataFrame({"site": found["site"].astype(str), "depth_cm": found["depth_cm"].astype(float),
+                        "sensor": found["sensor"].astype(str),
+                        "since": pd.to_datetime(found["window_start"], utc=True).dt.floor("D"),
+                        "until": until.where(~active, pd.NaT)})
+    return out.sort_values([*PERIOD_COLUMNS[:4]]).reset_index(drop=True)[PERIOD_COLUMNS]
 
 
 def drop_faulty(obs: pd.DataFrame, faulty: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Daily observations without the readings of faulty sensors from their fault's first day; and what was
-    left out (recorded with the cycle's inputs)."""
+    """Daily observations without the readings of faulty sensors inside their fault periods; and what was
+    left out, per period (recorded with the cycle's inputs and the model version trained on them)."""
     if obs.empty or faulty.empty:
         return obs, []
-    frame = obs.assign(_site=obs["site"].astype(str), _depth=obs["depth_cm"].astype(float),
-                       _sensor=obs["sensor"].astype(str))
-    merged = frame.merge(faulty.rename(columns={"site": "_site", "depth_cm": "_depth", "sensor": "_sensor"}),
-                         on=["_site", "_depth", "_sensor"], how="left")
-    since = merged["since"]
-    times = pd.to_datetime(merged["time"], utc=True)
-    drop = (since.notna() & (times >= since)).to_numpy()
-    excluded = [{"site": r.site, "depth_cm": float(r.depth_cm), "sensor": r.sensor, "since": r.since.isoformat(),
-                 "rows": int(((frame["_site"] == r.site) & (frame["_depth"] == float(r.depth_cm))
-                              & (frame["_sensor"] == r.sensor) & drop).sum())} for r in faulty.itertuples()]
-    excluded = [e for e in excluded if e["rows"]]
+    site, depth, sensor = obs["site"].astype(str), obs["depth_cm"].astype(float), obs["sensor"].astype(str)
+    times = pd.to_datetime(obs["time"], utc=True)
+    drop = np.zeros(len(obs), dtype=bool)
+    excluded = []
+    for r in faulty.itertuples(index=False):
+        open_ = pd.isna(r.until)
+        hit = ((site == r.site) & (depth == float(r.depth_cm)) & (sensor == r.sensor) & (times >= r.since)
+               & (open_ | (times < (r.until if not open_ else r.since)))).to_numpy()
+        drop |= hit
+        if hit.any():
+            excluded.append({"site": r.site, "depth_cm": float(r.depth_cm), "sensor": r.sensor,
+                             "since": r.since.isoformat(), "until": None if open_ else r.until.isoformat(),
+                             "rows": int(hit.sum())})
     if excluded:
         log.info("left out of the model's inputs: %s", ", ".join(
-            f"{e['site']} {e['depth_cm']:g} cm {e['sensor']} since {e['since'][:10]}" for e in excluded))
+            f"{e['site']} {e['depth_cm']:g} cm {e['sensor']} {e['since'][:10]}..{(e['until'] or 'open')[:10]}"
+            for e in excluded))
     return obs.loc[~drop], excluded
+
+
+def runs_free(obs: pd.DataFrame, faulty: pd.DataFrame, at: pd.Timestamp) -> list[dict[str, Any]]:
+    """Depths whose every sensor is excluded at ``at`` (an open fault period): no observed state is left,
+    so the forecast there runs free from the forcing (said in the forecast run, never silently)."""
+    if obs.empty or faulty.empty:
+        return []
+    open_ = faulty.loc[faulty["until"].isna() & (faulty["since"] <= at)]
+    if open_.empty:
+        return []
+    sensors = obs.assign(site=obs["site"].astype(str), depth_cm=obs["depth_cm"].astype(float),
+                         sensor=obs["sensor"].astype(str)).groupby(["site", "depth_cm"])["sensor"].agg(set)
+    held = open_.groupby(["site", "depth_cm"]).agg(sensors=("sensor", set), since=("since", "max"))
+    out = []
+    for (site, depth), row in held.iterrows():
+        known = sensors.get((site, depth))
+        if known and known <= row["sensors"]:
+            out.append({"site": site, "depth_cm": float(depth), "since": row["since"].isoformat(),
+                        "sensors": sorted(known)})
+    return out
 
 
 def load_inputs(store: Any, settings: Settings, cycle: CycleDay, *, history_days: int, horizon: int | None = None,
@@ -142,9 +171,15 @@ def load_inputs(store: Any, settings: Settings, cycle: CycleDay, *, history_days
         else:
             freshness["observations_hindsight"] = "backfilled after the day: read as stored now"
     obs = daily.loc[(daily["time"] >= start) & (daily["time"] < cycle.data_end), list(OBSERVATION_COLUMNS)]
-    obs, excluded = drop_faulty(obs, faulty_sensors(store))
+    faulty = faulty_sensors(store)
+    free = runs_free(obs, faulty, cycle.data_end - DAY)
+    obs, excluded = drop_faulty(obs, faulty)
     if excluded:
         freshness["excluded_sensors"] = excluded
+    if free:
+        freshness["runs_free"] = free
+        log.warning("no observed state (every sensor excluded), the forecast runs free at: %s", ", ".join(
+            f"{f['site']} {f['depth_cm']:g} cm since {f['since'][:10]}" for f in free))
     obs = obs.reset_index(drop=True)
     freshness["observations_rows"] = len(obs)
     freshness["observations_latest"] = None if obs.empty else obs["time"].max().isoformat()

@@ -330,6 +330,8 @@ def test_averaged_network_uses_cross_depth_consistency(store, tmp_path) -> None:
     assert found == {("S1", 50.0, "avg", "sensor_fault"), ("S2", 5.0, "*", "cluster"), ("S2", 20.0, "*", "cluster")}
     text = e.messages("north")[0]["payload"]["message"]
     assert "one sensor per depth: cross-depth consistency" in text and "2 other depth(s) agree" in text
+    lone = e.alerts().query("kind == 'sensor_fault'").iloc[0]["details"]  # the evidence issue 17's message shows
+    assert lone["weak_attribution"] is True and lone["evidence"] == "cross-depth and model" and "weak" in text
     e.rx.stop()
 
 

@@ -104,3 +104,43 @@ def test_held_sensor_starts_excluded() -> None:
 def test_lone_sensors_are_not_judged() -> None:
     days = world(7, "step", sensors=("a",), culprit="a")
     assert consensus(days).empty
+
+
+def test_window_starting_inside_a_past_fault_does_not_blame_the_healed_sensor() -> None:
+    """The detect step recomputes the state over a trailing window; one that starts inside a resolved fault
+    must not learn the faulty level as the sensor's offset (and name it once it is healthy again)."""
+    end = START + 10
+    days = world(8, "step", end=end)
+    late = days.loc[days["time"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=START + 3)]
+    blind = consensus(late)  # no record of the fault: the healed sensor looks like a new step
+    assert first_out(blind, "c") is not None and first_out(blind, "c") >= end
+    since = pd.Timestamp("2024-01-01") + pd.Timedelta(days=START)
+    until = pd.Timestamp("2024-01-01") + pd.Timedelta(days=end)
+    result = consensus(late, held={("S", 5.0, "c"): [(since, until)]})
+    assert first_out(result, "c") is None
+    c = result.loc[result["sensor"] == "c"].set_index("time")
+    assert c.loc[c.index < until, "excluded"].all() and (c.loc[c.index < until, "state"] == "none").all()
+    assert not c.loc[c.index >= until, "excluded"].any()  # re-admitted the day its alert's period ends
+    assert first_out(result, "a") is None and first_out(result, "b") is None
+
+
+def test_open_period_starts_excluded_on_its_first_day_and_agreeing_days_readmit() -> None:
+    days = world(9, "step", end=START + 10)
+    since = pd.Timestamp("2024-01-01") + pd.Timedelta(days=START)
+    result = consensus(days, held={("S", 5.0, "c"): [(since, None)]})
+    c = result.loc[result["sensor"] == "c"].set_index("time")
+    assert not c.loc[c.index < since, "excluded"].any()  # learnt from before its fault
+    assert c.loc[since, "excluded"]
+    assert not c["excluded"].iloc[-1]  # agreed again after the fault: back in
+
+
+def test_readmit_days_setting_sets_how_long_a_healed_sensor_must_agree() -> None:
+    from smmdn.alerts.consensus import Consensus
+
+    days = world(10, "step", end=START + 10)
+
+    def back_in(n: int) -> int:
+        c = consensus(days, rules=Consensus(readmit_days=n)).query("sensor == 'c'").reset_index(drop=True)
+        return int(c.index[(c.index >= START + 10) & ~c["excluded"]].min())
+
+    assert back_in(5) - back_in(2) == 3

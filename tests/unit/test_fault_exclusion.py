@@ -17,12 +17,13 @@ def test_readings_of_a_faulty_sensor_leave_the_inputs_from_its_fault() -> None:
     days = pd.date_range("2024-05-01", periods=6, freq="D", tz="UTC")
     obs = pd.DataFrame([{"time": t, "site": "S", "depth_cm": 5.0, "sensor": s, "vwc": 0.2} for t in days
                         for s in "abc"])
-    faulty = pd.DataFrame({"site": ["S"], "depth_cm": [5.0], "sensor": ["c"], "since": [days[3]]})
+    faulty = pd.DataFrame({"site": ["S"], "depth_cm": [5.0], "sensor": ["c"], "since": [days[3]], "until": [pd.NaT]})
     kept, excluded = drop_faulty(obs, faulty)
     assert len(kept) == len(obs) - 3
     assert not ((kept["sensor"] == "c") & (kept["time"] >= days[3])).any()
     assert ((kept["sensor"] == "c") & (kept["time"] < days[3])).sum() == 3  # before the fault: still taught
-    assert excluded == [{"site": "S", "depth_cm": 5.0, "sensor": "c", "since": days[3].isoformat(), "rows": 3}]
+    assert excluded == [{"site": "S", "depth_cm": 5.0, "sensor": "c", "since": days[3].isoformat(), "until": None,
+                         "rows": 3}]
     same, none = drop_faulty(obs, faulty.iloc[:0])
     assert len(same) == len(obs) and none == []
 
@@ -69,3 +70,17 @@ def test_message_names_the_fault_and_shows_the_residuals() -> None:
     lone = alert | {"details": {"basis": "one sensor per depth"}}
     _, body = message.render(lone, "opened", None, ["t"])
     assert "comparison sensors agree" not in body and "weak" in body
+
+
+def test_lone_sensor_verdicts_say_their_evidence_is_weak() -> None:
+    """One sensor per depth: no siblings, so the verdict rests on the other depths and the model (weak)."""
+    day = pd.Timestamp("2024-05-01", tz="UTC")
+    rows = [{"time": day, "site": "U", "depth_cm": d, "sensor": "avg", "vwc": v, "has_forecast": True,
+             "outside": d == 20.0, "severe": False, "pit": 0.999 if d == 20.0 else 0.5,
+             "direction": 1 if d == 20.0 else 0, "n": 1, "n_spike": 0, "n_flatline": 0, "n_gap": 0}
+            for d, v in ((5.0, 0.2), (20.0, 0.4), (50.0, 0.3))]
+    out = classify(pd.DataFrame(rows), consensus(pd.DataFrame(columns=["time", "site", "depth_cm", "sensor"])))
+    fault = out.loc[(out["kind"] == "sensor_fault") & (out["depth_cm"] == 20.0)].iloc[0]
+    assert fault["state"] == "out" and bool(fault["weak"])
+    assert "one sensor per depth" in fault["basis"] and "2 other depth(s) agree" in fault["basis"]
+    assert out.loc[out["kind"] == "sensor_fault", "weak"].map(bool).all()
