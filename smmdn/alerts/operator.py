@@ -50,7 +50,8 @@ def resolve(store: Any, alert_id: int, by: str, now: pd.Timestamp, routes: Route
     with store.transaction() as tx:
         row = _active(tx, alert_id)
         action = Action("resolve", Handle(alert_id, row), {"status": "resolved", "resolved_at": now,
-                                                           "resolved_by": by}, "resolved", now, note=note)
+                                                           "resolved_by": by, "details": {"resolved_note": note}},
+                        "resolved", now, note=note)
         written = write_action(tx, action, now)
         enqueue_event(tx, written, "resolved", routes, site_info(tx).get(written["site"]), now, note=note)
     return written
