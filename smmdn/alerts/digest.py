@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from smmdn.alerts import message
-from smmdn.alerts.incidents import Incident
+from smmdn.alerts.incidents import Incident, plot_spec, teams_of
 from smmdn.alerts.routing import Routes
 from smmdn.alerts.silences import matching_silence
 from smmdn.store import alerts as adb
@@ -24,8 +24,6 @@ MAX_PANELS = 6
 def queue_digests(tx: Any, incidents: list[Incident], routes: Routes, sites: dict[str, dict[str, Any]],
                   silences: pd.DataFrame, now: pd.Timestamp, plot_days: int) -> int:
     """Queue today's digest for every team that takes one and has something to list; returns rows queued."""
-    from smmdn.alerts.notify import plot_spec, teams_of
-
     queued = 0
     day = now.strftime("%Y-%m-%d")
     for team in sorted({*routes.timings, "default"}):

@@ -24,7 +24,7 @@ import pandas as pd
 
 from smmdn.alerts.inhibit import Rule, inhibitions
 from smmdn.alerts.lifecycle import ConcurrentChange
-from smmdn.alerts.routing import OPERATOR_KINDS
+from smmdn.alerts.routing import OPERATOR_KINDS, Routes
 from smmdn.store import alerts as adb
 from smmdn.store import incidents as idb
 
@@ -231,3 +231,26 @@ def load(store: Any, incident_id: int) -> Incident | None:
                                 "inhibit_rule": m.get("inhibit_rule"), "inhibit_reason": m.get("inhibit_reason"),
                                 "joined_at": m.get("joined_at")})
     return inc
+
+
+def teams_of(inc: Incident, routes: Routes, sites: dict[str, dict[str, Any]]) -> list[str]:
+    """The teams the incident's speaking members route to (the operators for the system's own kinds)."""
+    out: list[str] = []
+    for m in inc.loud():
+        tags = (sites.get(m["site"]) or {}).get("tags") or []
+        out.extend(t for t in routes.teams_for_alert(m["kind"], m["site"], tags) if t not in out)
+    return out
+
+
+def plot_spec(inc: Incident, event: str, plot_days: int, now: pd.Timestamp, title: str) -> dict[str, Any] | None:
+    """The evidence plot of the root alert (replicates vs the mixture band, residual vs siblings)."""
+    root = inc.root
+    if not root or str(root.get("site")) == "*" or root.get("kind") in ("missing", "site_silent"):
+        return None
+    since = root.get("window_start")
+    day = root.get("window_end") if event == "resolved" else now
+    return {"site": str(root["site"]), "depth_cm": float(root["depth_cm"]), "sensor": str(root["sensor"]),
+            "day": pd.Timestamp(day if day is not None and not pd.isna(day) else now).floor("D").isoformat(),
+            "days": int(plot_days),
+            "since": None if since is None or pd.isna(since) else pd.Timestamp(since).isoformat(),
+            "title": title.removeprefix("[smmdn] "), "residual": str(root["sensor"]) != "*"}

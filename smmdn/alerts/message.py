@@ -100,7 +100,7 @@ def where_line(alert: dict[str, Any], site: dict[str, Any] | None) -> str:
         pd.isna(lat) or pd.isna(lon)) else ""
     if alert["site"] == "*":
         return "Where: the whole network"
-    if alert["kind"] == "site_silent":
+    if alert.get("kind") == "site_silent":
         return f"Where: site {alert['site']}{name}{coords}; the whole logger (every depth and sensor)"
     sensor = "all sensors" if alert["sensor"] == "*" else f"sensor {alert['sensor']}"
     return f"Where: site {alert['site']}{name}{coords}; depth {float(alert['depth_cm']):g} cm; {sensor}"

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from smmdn.alerts import message
-from smmdn.alerts.incidents import Incident, group
+from smmdn.alerts.incidents import Incident, group, plot_spec, teams_of
 from smmdn.alerts.routing import Routes, Timing
 from smmdn.alerts.silences import matching_silence
 from smmdn.store import alerts as adb
@@ -48,15 +48,6 @@ class NotifyOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def teams_of(inc: Incident, routes: Routes, sites: dict[str, dict[str, Any]]) -> list[str]:
-    """The teams the incident's speaking members route to (the operators for the system's own kinds)."""
-    out: list[str] = []
-    for m in inc.loud():
-        tags = (sites.get(m["site"]) or {}).get("tags") or []
-        out.extend(t for t in routes.teams_for_alert(m["kind"], m["site"], tags) if t not in out)
-    return out
 
 
 def _escalated(inc: Incident) -> bool:
@@ -151,17 +142,3 @@ def enqueue(tx: Any, inc: Incident, team: str, event: str, notice: dict[str, Any
                          "last_sent_at": now, "reminders": reminders,
                          "next_reminder_at": now + timing.repeat_after(reminders)})
     return adb.enqueue(tx, rows)
-
-
-def plot_spec(inc: Incident, event: str, plot_days: int, now: pd.Timestamp, title: str) -> dict[str, Any] | None:
-    """The evidence plot of the root alert (replicates vs the mixture band, residual vs siblings)."""
-    root = inc.root
-    if not root or str(root.get("site")) == "*" or root.get("kind") in ("missing", "site_silent"):
-        return None
-    since = root.get("window_start")
-    day = root.get("window_end") if event == "resolved" else now
-    return {"site": str(root["site"]), "depth_cm": float(root["depth_cm"]), "sensor": str(root["sensor"]),
-            "day": pd.Timestamp(day if day is not None and not pd.isna(day) else now).floor("D").isoformat(),
-            "days": int(plot_days),
-            "since": None if since is None or pd.isna(since) else pd.Timestamp(since).isoformat(),
-            "title": title.removeprefix("[smmdn] "), "residual": str(root["sensor"]) != "*"}

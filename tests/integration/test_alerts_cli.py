@@ -32,7 +32,8 @@ def cli(tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:  # type: ignore[no-u
 
     W.observe(world, range(13), bend=bend)
     rx = AlertReceiver(tmp_path / "rx.jsonl").start()
-    routes = W.routes_file(tmp_path / "routes.yaml", rx, {"north": ["team:north"], "south": ["team:south"]})
+    routes = W.routes_file(tmp_path / "routes.yaml", rx, {"north": ["team:north"], "south": ["team:south"]},
+                           notify={"repeat_interval": "30d"})  # reminders: tests/integration/test_incidents.py
     for key, value in {"SMMDN_DATABASE_URL": url, "SMMDN_HOME": str(tmp_path), "SMMDN_ALERT_ROUTES_FILE": str(routes),
                        "SMMDN_ALERT_COOLDOWN_HOURS": "720", "SMMDN_DRIFT_MIN_PAIRS": "100000"}.items():
         monkeypatch.setenv(key, value)

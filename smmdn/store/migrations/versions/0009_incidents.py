@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from smmdn.store.incidents import fingerprint
-from smmdn.store.tables import define_incidents, outbox_incident_columns
+from smmdn.store.tables import Time, define_incidents, outbox_incident_columns
 
 revision = "0009"
 down_revision = "0007"
@@ -32,13 +32,12 @@ REPEAT, REPEAT_MAX = timedelta(hours=24), timedelta(days=7)
 
 
 def upgrade() -> None:
-    tables = define_incidents(sa.MetaData())
+    md = sa.MetaData()
+    sa.Table("alerts", md, sa.Column("id", sa.Integer, primary_key=True))  # what the foreign keys point at
+    tables = define_incidents(md)
+    bind = op.get_bind()
     for name in ("alert_incidents", "alert_incident_members", "alert_incident_notices"):
-        table = tables[name]
-        op.create_table(name, *[c.copy() for c in table.columns], *[c.copy() for c in table.constraints
-                                                                     if isinstance(c, sa.CheckConstraint)])
-    op.create_index("ix_alert_incidents_status", "alert_incidents", ["status", "site"])
-    op.create_index("ix_alert_incident_members_incident", "alert_incident_members", ["incident_id"])
+        tables[name].create(bind)  # with its keys, checks and indexes exactly as declared
     with op.batch_alter_table("alert_outbox") as batch:
         for column in outbox_incident_columns():
             batch.add_column(column)
@@ -48,9 +47,10 @@ def upgrade() -> None:
 def _adopt_active_alerts(conn: sa.Connection, tables: dict[str, sa.Table]) -> None:
     """One incident per active alert, with the notices its already queued messages stand for."""
     alerts = sa.table("alerts", *(sa.column(c) for c in ("id", "kind", "site", "depth_cm", "sensor", "status",
-                                                           "created_at", "acked_by", "acked_at", "escalated_at")))
+                                                           "acked_by")),
+                      *(sa.column(c, Time) for c in ("created_at", "acked_at", "escalated_at")))
     outbox = sa.table("alert_outbox", sa.column("alert_id"), sa.column("team"), sa.column("event"),
-                      sa.column("created_at"))
+                      sa.column("created_at", Time))
     incidents, members, notices = (tables[n] for n in ("alert_incidents", "alert_incident_members",
                                                         "alert_incident_notices"))
     active = conn.execute(sa.select(alerts).where(alerts.c.status.in_(["open", "acked"]))).mappings().all()
@@ -80,7 +80,5 @@ def downgrade() -> None:
     with op.batch_alter_table("alert_outbox") as batch:
         for column in reversed(outbox_incident_columns()):
             batch.drop_column(column.name)
-    op.drop_index("ix_alert_incident_members_incident", "alert_incident_members")
-    op.drop_index("ix_alert_incidents_status", "alert_incidents")
     for name in ("alert_incident_notices", "alert_incident_members", "alert_incidents"):
         op.drop_table(name)
