@@ -231,7 +231,7 @@ def test_silence_suppresses_delivery_but_keeps_the_alert(env: Env) -> None:
     W.observe(env.world, range(13), bend=drift_c(env.world))
     with pytest.raises(Exception, match="unknown site"):
         operator.silence(env.store, "NOPE", by="bob", now=env.world.now_after(9), until=env.world.now_after(20))
-    sid = operator.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
+    operator.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
                             reason="probe c known broken")
     env.detect(11)
     plan = env.plan(11)

@@ -173,7 +173,8 @@ def test_a_silent_logger_is_one_incident_that_mutes_its_missing_sensors(store, t
         alerts = db.read_alerts(store)
         assert "site_silent" in set(alerts["kind"]) and (alerts["kind"] == "missing").sum() >= 3
         north = [m for m in rx.messages() if m["path"] == "/north"]
-        assert "logger silent" in north[0]["payload"]["title"] and "the logger's power" in north[0]["payload"]["message"]
+        first = north[0]["payload"]
+        assert "logger silent" in first["title"] and "the logger's power" in first["message"]
         [inc] = idb.read_incidents(store, site="S1").to_dict("records")
         assert [m["key"].split(":")[4] for m in north] == ["opened", "reminder"]  # one story, a day apart
         assert {m["key"].split(":")[1] for m in north} == {str(inc["id"])}
