@@ -162,3 +162,40 @@ def score_dirs(run_dirs: Iterable[Any]) -> dict[str, Any] | None:
         return None
     return score(pd.concat(msgs, ignore_index=True), pd.concat(incs, ignore_index=True),
                  pd.concat(mems, ignore_index=True), end, faults)
+
+
+def score_demo(home: Any) -> dict[str, Any]:
+    """The figures of a finished ``smmdn demo`` home, plus the incidents holding an alert of its drifting
+    sensor (``summary.json`` ``failing``: at most one wanted)."""
+    import json
+    from pathlib import Path
+
+    from smmdn.store import Store
+    from smmdn.store import alerts as db
+    from smmdn.store import incidents as idb
+
+    home = Path(home)
+    summary = json.loads((home / "summary.json").read_text(encoding="utf-8"))
+    store = Store(summary["database"])
+    lines = [json.loads(x) for x in Path(summary["alerts_file"]).read_text(encoding="utf-8").splitlines() if x.strip()]
+    incidents, members = idb.read_incidents(store), idb.read_members(store)
+    alerts = db.read_alerts(store)
+    end = pd.Timestamp(summary["days"][-1]["issue"], tz="UTC") + DAY if summary.get("days") else pd.Timestamp.now("UTC")
+    out = score(messages(lines), incidents, members, end)
+    failing = _failing(store)
+    if failing is not None and len(alerts):
+        site, depth, sensor = failing
+        mine = alerts.loc[(alerts["site"] == site) & (alerts["depth_cm"] == depth) & (alerts["sensor"] == sensor)]
+        out["drifting_sensor"] = f"{site} {depth:g} cm {sensor}"
+        out["drifting_sensor_incidents"] = int(members.loc[members["alert_id"].isin(mine["id"]), "incident_id"]
+                                               .nunique()) if len(members) else 0
+    store.dispose()
+    return out
+
+
+def _failing(store: Any) -> tuple[str, float, str] | None:
+    """The demo's drifting sensor: its first site's shallowest depth, third sensor (``smmdn.demo.simulate``)."""
+    from smmdn.demo.simulate import DEPTHS_CM, SENSORS
+
+    sites = sorted(store.read_sites()["site"].astype(str)) if len(store.read_sites()) else []
+    return (sites[0], float(DEPTHS_CM[0]), str(SENSORS[2])) if sites else None
