@@ -101,3 +101,15 @@ def test_scorer_counts_digests_apart_and_bounds_reminders_by_the_backoff() -> No
     assert got["reminders_share"] == 0.25 and got["messages_for_inhibited_alerts"] == 1  # incident 2: all muted
     assert got["faults_one_notifying_incident"] == 2 and got["incidents_spanning_faults"] == 0
     assert [N.allowed_reminders(d) for d in (0.5, 1, 3, 7, 14, 30)] == [0, 1, 2, 3, 4, 6]
+
+
+def test_the_example_routes_file_parses_and_spells_out_the_default_rules() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "infra" / "config" / "alert-routes.example.yaml"
+    routes = parse_routes(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+    assert [(r.name, r.sources, r.targets, r.equal) for r in routes.inhibit] == [
+        (r.name, r.sources, r.targets, r.equal) for r in DEFAULT_RULES]
+    assert routes.timing("plains-field").digest and routes.timing("ops").repeat_interval == pd.Timedelta(hours=48)
