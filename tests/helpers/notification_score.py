@@ -76,6 +76,8 @@ def score(msgs: pd.DataFrame, incidents: pd.DataFrame, members: pd.DataFrame, en
         "messages_per_incident": float(per.mean()) if len(per) else np.nan,
         "messages_per_incident_max": int(per.max()) if len(per) else 0,
         "non_reminders_per_incident_max": int((per - reminders.reindex(per.index).fillna(0)).max()) if len(per) else 0,
+        "non_reminders_per_incident_and_route_max": int(m.loc[m["incident"].notna() & (m["event"] != "reminder")]
+                                                        .groupby(["incident", "route"]).size().max()) if len(per) else 0,
         "incidents_over_bound": over,
         "reminders_share": float((m["event"] == "reminder").mean()) if len(m) else np.nan,
         "reminders_share_without_digest": (float((reminders.sum() + would_remind) / (len(m) + would_remind))
@@ -109,7 +111,9 @@ def table(figures: dict[str, Any]) -> str:
         ("digests received", figures["digests"], "—"),
         ("messages per notified incident (mean / max)",
          f"{figures['messages_per_incident']:.2f} / {figures['messages_per_incident_max']}", "≤ 3 + reminders"),
-        ("non-reminder messages per incident (max)", figures["non_reminders_per_incident_max"], "≤ 3"),
+        ("non-reminder messages per incident, all routes (max)", figures["non_reminders_per_incident_max"], "≤ 3"),
+        ("non-reminder messages per incident and route (max)", figures["non_reminders_per_incident_and_route_max"],
+         "≤ 3"),
         ("incidents over their bound (3 + backoff reminders)", figures["incidents_over_bound"], "0"),
         ("reminders share (digests excluded)", f"{100 * figures['reminders_share']:.0f} %", "≤ 20 %"),
         ("reminders share if no team took the digest (computed)",
@@ -199,3 +203,18 @@ def _failing(store: Any) -> tuple[str, float, str] | None:
 
     sites = sorted(store.read_sites()["site"].astype(str)) if len(store.read_sites()) else []
     return (sites[0], float(DEPTHS_CM[0]), str(SENSORS[2])) if sites else None
+
+
+if __name__ == "__main__":  # python -m tests.helpers.notification_score --demo var/demo  |  --runs DIR...
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="issue 17's notification figures")
+    parser.add_argument("--demo", type=Path, help="a finished smmdn demo home")
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="finished bench_detection run folders")
+    args = parser.parse_args()
+    figures = score_demo(args.demo) if args.demo else score_dirs(args.runs)
+    print(json.dumps(figures, indent=1, default=str))
+    if figures:
+        print(table(figures))
