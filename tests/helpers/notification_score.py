@@ -76,8 +76,9 @@ def score(msgs: pd.DataFrame, incidents: pd.DataFrame, members: pd.DataFrame, en
         "messages_per_incident": float(per.mean()) if len(per) else np.nan,
         "messages_per_incident_max": int(per.max()) if len(per) else 0,
         "non_reminders_per_incident_max": int((per - reminders.reindex(per.index).fillna(0)).max()) if len(per) else 0,
-        "non_reminders_per_incident_and_route_max": int(m.loc[m["incident"].notna() & (m["event"] != "reminder")]
-                                                        .groupby(["incident", "route"]).size().max()) if len(per) else 0,
+        "non_reminders_per_incident_and_route_max": int(
+            m.loc[m["incident"].notna() & (m["event"] != "reminder")].groupby(["incident", "route"]).size().max())
+        if len(per) else 0,
         "incidents_over_bound": over,
         "reminders_share": float((m["event"] == "reminder").mean()) if len(m) else np.nan,
         "reminders_share_without_digest": (float((reminders.sum() + would_remind) / (len(m) + would_remind))
