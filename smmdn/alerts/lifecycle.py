@@ -424,14 +424,23 @@ def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, si
 
     Messages are no longer sent per alert: the alert's incident is what teams hear about, planned at the
     end of the cycle by ``smmdn.alerts.notify`` (grouped, inhibited, bounded reminders). ``attachment`` and
-    ``plot`` are accepted for the callers' sake; the incident message draws its own evidence plot.
+    ``plot`` are accepted for the callers' sake; the incident message draws its own evidence plot, except a
+    PNG its producer drew (``attachment``), kept with the alert for the incident's message.
     """
     teams = routes.teams_for_alert(alert["kind"], alert["site"], (site or {}).get("tags") or [])
     if event == "escalated":
         teams = routes.escalation_teams(teams)
     _, body = message.render(alert, event, site, teams, note, routes.vwc_resolution)
-    db.update_alert(tx, int(alert["id"]), {"message": body})
+    values: dict[str, Any] = {"message": body}
+    if attachment:  # a plot only its producer can draw (the reliability plot): the incident message carries it
+        import base64
+
+        values["details"] = {**(alert.get("details") or {}), PLOT_KEY: base64.b64encode(attachment).decode("ascii")}
+    db.update_alert(tx, int(alert["id"]), values)
     return 0
+
+
+PLOT_KEY = "plot_png_b64"
 
 
 def site_info(store: Any) -> dict[str, dict[str, Any]]:

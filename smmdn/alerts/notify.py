@@ -19,6 +19,7 @@ same keys.
 
 from __future__ import annotations
 
+import base64
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ import pandas as pd
 
 from smmdn.alerts import message
 from smmdn.alerts.incidents import Incident, group, plot_spec, teams_of
+from smmdn.alerts.lifecycle import PLOT_KEY
 from smmdn.alerts.routing import Routes, Timing
 from smmdn.alerts.silences import matching_silence
 from smmdn.store import alerts as adb
@@ -128,10 +130,12 @@ def enqueue(tx: Any, inc: Incident, team: str, event: str, notice: dict[str, Any
     changes = message.changes(inc, before) if event in ("updated", "reopened") else []
     title, body = message.render_incident(inc, event, site, team, changes, routes.vwc_resolution, now)
     seq = int((notice or {}).get("seq") or 0) + 1
-    spec = plot_spec(inc, event, plot_days, now, title)
+    png = (inc.root.get("details") or {}).get(PLOT_KEY)
+    spec = None if png else plot_spec(inc, event, plot_days, now, title)
     rows = [{"idempotency_key": f"incident:{inc.id}:{team}:n{seq}:{event}:{target}", "alert_id": None,
              "incident_id": inc.id, "event": event, "team": team, "target": target, "title": title, "body": body,
-             "attachment_spec": spec, "attachment_name": f"incident-{inc.id}-{event}.png" if spec else None,
+             "attachment": base64.b64decode(png) if png else None, "attachment_spec": spec,
+             "attachment_name": f"incident-{inc.id}-{event}.png" if spec or png else None,
              "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
             for target in routes.targets(team)]
     reminders = int((notice or {}).get("reminders") or 0) + (event == "reminder")
