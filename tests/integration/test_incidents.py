@@ -7,6 +7,7 @@ delivery are the real ones. Time is injected: nothing sleeps."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,5 +199,7 @@ def test_a_team_on_the_digest_gets_one_digest_a_day_instead_of_reminders(store, 
         text = digest["payload"]["message"]
         assert "2 open incident(s)" in digest["payload"]["title"] and "sensor fault" in text
         assert digest["key"].startswith("digest:north:2024-05-04:")
+        [png] = digest["payload"]["attachments"]  # one image, a panel per open incident
+        assert base64.b64decode(png["base64"]).startswith(b"\x89PNG")
     finally:
         n.rx.stop()

@@ -113,3 +113,15 @@ def test_the_example_routes_file_parses_and_spells_out_the_default_rules() -> No
     assert [(r.name, r.sources, r.targets, r.equal) for r in routes.inhibit] == [
         (r.name, r.sources, r.targets, r.equal) for r in DEFAULT_RULES]
     assert routes.timing("plains-field").digest and routes.timing("ops").repeat_interval == pd.Timedelta(hours=48)
+
+
+def test_the_residual_panel_is_each_sensor_minus_its_siblings_median() -> None:
+    from smmdn.alerts.plots import alert_png, sibling_residuals
+
+    days = pd.date_range("2024-05-01", periods=3, freq="D", tz="UTC")
+    obs = pd.DataFrame({"time": list(days) * 3, "sensor": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+                        "vwc": [0.20, 0.20, 0.20, 0.22, 0.22, 0.22, 0.20, 0.25, 0.30]})
+    res = sibling_residuals(obs).set_index(["sensor", "time"])["residual"].round(4)
+    assert list(res.loc["c"]) == [-0.01, 0.04, 0.09] and list(res.loc["a"]) == [-0.01, -0.035, -0.06]
+    fan = pd.DataFrame({"time": days, "q05": 0.15, "q25": 0.18, "q50": 0.2, "q75": 0.22, "q95": 0.25})
+    assert alert_png(obs, fan, "t", highlight="c", residual=True).startswith(b"\x89PNG")
