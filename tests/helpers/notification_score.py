@@ -64,7 +64,8 @@ def score(msgs: pd.DataFrame, incidents: pd.DataFrame, members: pd.DataFrame, en
     for inc, n in per.items():
         limit = 3 + allowed_reminders(spans.get(int(inc), 0.0))
         over += int(n > limit)
-    would_remind = sum(allowed_reminders(spans[int(i)]) for i in per.index if int(i) in spans)
+    # a team on the digest gets no reminders: what the backoff would have sent instead (never less than sent)
+    would_remind = sum(max(allowed_reminders(spans.get(int(i), 0.0)), int(reminders.get(i, 0))) for i in per.index)
     muted_msgs = int(sum(n for inc, n in per.items() if int(loud.get(int(inc), 0)) == 0))
     out: dict[str, Any] = {
         "messages": len(m), "digests": int((msgs["kind"] == "digest").sum()),
@@ -81,7 +82,7 @@ def score(msgs: pd.DataFrame, incidents: pd.DataFrame, members: pd.DataFrame, en
         if len(per) else 0,
         "incidents_over_bound": over,
         "reminders_share": float((m["event"] == "reminder").mean()) if len(m) else np.nan,
-        "reminders_share_without_digest": (float((reminders.sum() + would_remind) / (len(m) + would_remind))
+        "reminders_share_without_digest": (float(would_remind / (len(m) - reminders.sum() + would_remind))
                                            if len(m) else np.nan),
         "messages_for_inhibited_alerts": muted_msgs,
     }
