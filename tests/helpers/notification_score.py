@@ -123,7 +123,7 @@ def table(figures: dict[str, Any]) -> str:
         ("messages for inhibited alerts", figures["messages_for_inhibited_alerts"], "0"),
     ]
     if "faults_one_notifying_incident" in figures:
-        rows += [("detected faults with exactly one notifying incident",
+        rows += [("planted faults (with any alert) that have exactly one notifying incident",
                   f"{figures['faults_one_notifying_incident']} of {figures['faults_detected']}", "all"),
                  ("incidents spanning two faults", figures["incidents_spanning_faults"], "0")]
     lines = ["| figure | measured | target |", "|---|---|---|"]
