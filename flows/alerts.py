@@ -47,12 +47,14 @@ def alert_event(transition: dict[str, Any]) -> None:
 
 
 @task(name="deliver-alerts", timeout_seconds=600, persist_result=True)
-def deliver_task() -> Any:
-    """No task retries: the outbox is the retry (a row that failed stays pending with its backoff)."""
+def deliver_task(now: str | None = None) -> Any:
+    """Plan the incident notifications due at ``now`` (the cycle's clock: group_wait and the reminder
+    backoff run on it), then drain the outbox. No task retries: the outbox is the retry (a row that failed
+    stays pending with its backoff)."""
     from smmdn.alerts.deliver import deliver_outbox
 
     cfg = common.settings()
-    return common.summarise(deliver_outbox(common.store(cfg), cfg, secrets=prefect_secret))
+    return common.summarise(deliver_outbox(common.store(cfg), cfg, now, secrets=prefect_secret))
 
 
 def detect(now: pd.Timestamp) -> dict[str, Any]:
@@ -60,6 +62,7 @@ def detect(now: pd.Timestamp) -> dict[str, Any]:
     return common.outcome(detect_task(now.isoformat(), return_state=True), "detection")
 
 
-def deliver() -> dict[str, Any]:
-    """The delivery step's summary (``status`` ok | failed)."""
-    return common.outcome(deliver_task(return_state=True), "alert delivery")
+def deliver(now: pd.Timestamp | None = None) -> dict[str, Any]:
+    """The delivery step's summary (``status`` ok | failed); ``now``: the cycle's clock (default: the wall clock)."""
+    return common.outcome(deliver_task(None if now is None else now.isoformat(), return_state=True),
+                          "alert delivery")

@@ -59,7 +59,7 @@ def daily(day: str | None = None, history_days: int = 365, train_overrides: dict
                                    replay=replay)
     summary["alerts"] = alerts.detect(cycle.now)
     summary["verification"] = verify.verify(cycle.now)  # may queue the operators' drift alert
-    summary["delivery"] = alerts.deliver()  # one delivery for both: nothing waits a day in the outbox
+    summary["delivery"] = alerts.deliver(cycle.now)  # one delivery for both; the cycle's clock times incidents
     publish(summary)
     return summary
 

@@ -13,7 +13,8 @@ Two deliverers running at once therefore never both send a row. The one window l
 the receiver accepted the message and before ``sent`` was committed: the row stays ``sending``; once
 its lease (``SMMDN_ALERT_DELIVERY_LEASE_S``) has run out the next run sends it again. That is the
 trade-off chosen: **at-least-once** across a crash in that window (a lost alert is worse than a
-duplicate) — and every message carries its idempotency key (``alert:<id>:r<revision>:<event>:<target>``)
+duplicate) — and every message carries its idempotency key (``incident:<id>:<team>:n<seq>:<event>:<target>``,
+``digest:<team>:<day>:<target>``; rows queued before revision 0009: ``alert:<id>:r<revision>:<event>:<target>``)
 as the HTTP header ``X-Smmdn-Idempotency-Key`` for json/form/xml receivers and in the text footer for
 the others, so a receiver that remembers keys makes the duplicate harmless (exactly-once in effect).
 
@@ -66,6 +67,7 @@ class DeliveryOutcome:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     outbox: dict[str, int] = field(default_factory=dict)
+    notifications: dict[str, Any] = field(default_factory=dict)  # what the planning before delivery queued
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,15 +79,38 @@ def backoff(attempts: int, settings: Settings) -> pd.Timedelta:
     return pd.Timedelta(seconds=seconds)
 
 
+def incident_suppression(store: Any, incident_id: int, event: str, muter: Muter) -> str | None:
+    """Why an incident message should not go out now: every speaking member muted, or an acknowledgement /
+    resolution since it was queued that makes a reminder or escalation pointless."""
+    from smmdn.alerts.incidents import load
+
+    inc = load(store, incident_id)
+    if inc is None:
+        return None
+    speaking = inc.speaking()
+    hits = [muter.muting(m) for m in speaking]
+    if speaking and all(hits):
+        return _muted_text(hits[0])
+    if event in AFTER_ACK and inc.row["status"] == "acked":
+        return f"incident acknowledged by {inc.row.get('acked_by') or 'its alerts owners'}"
+    if event in AFTER_ACK and inc.row["status"] == "resolved":
+        return "resolved before this message went out"
+    return None
+
+
+def _muted_text(hit: dict[str, Any]) -> str:
+    what = "maintenance window" if hit["kind"] == "maintenance" else "silence"
+    return f"{what} #{hit['id']} by {hit['created_by']} until {pd.Timestamp(hit['ends_at']).isoformat()}" + (
+        f": {hit['reason']}" if hit.get("reason") else "")
+
+
 def suppression(alert: dict[str, Any] | None, event: str, muter: Muter) -> str | None:
     """Why a message should not go out now (None: send it)."""
     if alert is None or event == "test":
         return None
     hit = muter.muting(alert)
     if hit is not None:
-        what = "maintenance window" if hit["kind"] == "maintenance" else "silence"
-        return f"{what} #{hit['id']} by {hit['created_by']} until {pd.Timestamp(hit['ends_at']).isoformat()}" + (
-            f": {hit['reason']}" if hit.get("reason") else "")
+        return _muted_text(hit)
     if event in AFTER_ACK and alert["status"] == "acked":
         return f"acknowledged by {alert.get('acked_by')}"
     if event in AFTER_ACK and alert["status"] == "resolved":
@@ -154,13 +179,25 @@ class _Plots:
 
 def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | None = None, *,
                    routes: Routes | None = None, limit: int | None = None, only: list[int] | None = None,
-                   secrets: SecretResolver | None = None) -> DeliveryOutcome:
-    """Attempt every due outbox row once (``now`` injectable: tests move the clock instead of sleeping).
+                   secrets: SecretResolver | None = None, plan: bool = True) -> DeliveryOutcome:
+    """Plan the incident notifications due now (``smmdn.alerts.notify``; ``plan=False`` skips it), then
+    attempt every due outbox row once (``now`` injectable: tests move the clock instead of sleeping).
 
+    Why planning lives here: delivery is the last step of the daily cycle, so group_wait's default "the
+    end of the cycle" is exactly this moment, after detection and verification opened what they found.
     ``secrets`` resolves ``secret:NAME`` references of the routes file (injected by the flows or the CLI,
     which know where secrets live; the library does not)."""
     now = utc(now)
     routes = routes if routes is not None else load_routes(settings, secrets=secrets)
+    planned = None
+    if plan:
+        from smmdn.alerts.lifecycle import ConcurrentChange
+        from smmdn.alerts.notify import notify
+
+        try:
+            planned = notify(store, now, routes, plot_days=settings.alert_plot_days)
+        except ConcurrentChange as exc:  # another deliverer planned the same incidents: drain what is queued
+            log.info("notification planning left to the concurrent run: %s", exc)
     lease = pd.Timedelta(seconds=settings.alert_delivery_lease_s)
     outcome = DeliveryOutcome()
     ids = db.due_ids(store, now, lease, limit)
@@ -175,6 +212,8 @@ def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | Non
         outcome.attempted += 1
         alert = db.get_alert(store, row["alert_id"]) if row.get("alert_id") is not None else None
         reason = suppression(alert, row["event"], muter)
+        if reason is None and row.get("incident_id") is not None:
+            reason = incident_suppression(store, int(row["incident_id"]), row["event"], muter)
         if reason:
             db.finish(store, outbox_id, "suppressed", now, note=reason)
             outcome.suppressed += 1
@@ -199,6 +238,7 @@ def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | Non
             outcome.errors.append(f"#{outbox_id} {row['target']}: {error}")
     outcome.errors = outcome.errors[:20]
     outcome.outbox = db.outbox_counts(store)
+    outcome.notifications = planned.to_dict() if planned is not None else {}
     log.info("delivery: %d attempted, %d sent, %d suppressed, %d to retry, %d failed", outcome.attempted,
              outcome.sent, outcome.suppressed, outcome.retrying, outcome.failed)
     if outcome.retrying or outcome.failed:
@@ -228,4 +268,4 @@ def send_test(store: Any, settings: Settings, team: str, now: pd.Timestamp | str
     queued = db.read_outbox(store, status=["pending"])
     mine = queued["idempotency_key"].str.startswith(f"test:{token}")
     ids = [int(i) for i in queued.loc[mine, "id"]]
-    return deliver_outbox(store, settings, now, routes=routes, only=ids)
+    return deliver_outbox(store, settings, now, routes=routes, only=ids, plan=False)

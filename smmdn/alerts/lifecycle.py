@@ -7,7 +7,9 @@ Transitions:
 - ``resolved``: the condition cleared for ``SMMDN_ALERT_CLEAR_STEPS`` days (``auto``), an operator
   resolved it, or its sensor was replaced.
 - ``escalated``: open and unacknowledged for ``SMMDN_ALERT_ESCALATE_AFTER_HOURS`` → the teams'
-  ``escalate_to``; ``reminder``: still open and unacknowledged, at most once per cooldown.
+  ``escalate_to`` (reminders are the incident's: ``smmdn.alerts.notify``).
+- ``site_silent``: every expected sensor of a site (its logger) is missing; one alert for the site
+  (depth 0, sensor ``*``), resolved when any reading arrives. Its inhibition rule mutes the sensors' alerts.
 - ``acked`` (operator, by name, ``smmdn.alerts.operator``): no more reminders or escalation; the resolution
   is still announced.
 - silences and maintenance windows (``smmdn.alerts.silences``): deliveries are suppressed
@@ -16,9 +18,9 @@ Transitions:
 
 Plots travel as a spec in the outbox row (``plot_spec``); the deliverer draws them for messages it sends.
 
-Idempotency: every event bumps the alert's ``revision``; its outbox rows are keyed
-``alert:<id>:r<revision>:<event>:<target>``. A rerun that finds the state already advanced plans no
-event; a run that failed half-way rolled back completely and replans the same keys.
+Messages: no longer per alert. Alerts are grouped into incidents and notified at the end of the cycle
+(``smmdn.alerts.incidents`` / ``notify``); ``enqueue_event`` only records an alert's latest words. Every
+event still bumps the alert's ``revision``; a rerun that finds the state already advanced plans no event.
 """
 
 from __future__ import annotations
@@ -230,6 +232,41 @@ def _plan_missing(actions: list[Action], handles: dict[tuple, Handle], store: An
                                   plot_day=now.floor("D")))
             handle.row.update(values)
             handles.pop(key)
+    _plan_silent(actions, handles, last, maintained, now, rules)
+
+
+SILENT_SENSOR = "*"
+
+
+def _plan_silent(actions: list[Action], handles: dict[tuple, Handle], last: pd.DataFrame, maintained: set[str],
+                 now: pd.Timestamp, rules: Any) -> None:
+    """``site_silent``: every expected sensor of a site missing (the logger, not the probes) — opened with the
+    sensors' missing alerts, resolved as soon as any sensor reports again."""
+    for site, grp in last.groupby("site"):
+        site = str(site)
+        if site in maintained or "*" in maintained:
+            continue
+        seen = grp["last_reading"].dropna()
+        newest = seen.max() if len(seen) else None
+        ages = [now - (r.last_reading if not pd.isna(r.last_reading) else r.since) for r in grp.itertuples()]
+        silent = len(grp) > 1 and all(a > rules.missing_after for a in ages)
+        key = (site, 0.0, SILENT_SENSOR, "site_silent")
+        handle = handles.get(key)
+        if silent and handle is None:
+            since = newest if newest is not None else grp["since"].min()
+            values = {"kind": "site_silent", "site": site, "depth_cm": 0.0, "sensor": SILENT_SENSOR,
+                      "window_start": since, "window_end": now, "status": "open", "created_at": now, "details": {
+                          "last_reading": newest.isoformat() if newest is not None else None,
+                          "sensors": len(grp), "missing_after_h": rules.missing_after / pd.Timedelta(hours=1),
+                          "basis": f"all {len(grp)} sensors of the site missing"}}
+            handle = Handle(None, dict(values))
+            actions.append(Action("open", handle, values, "opened", now))
+            handles[key] = handle
+        elif not silent and handle is not None:
+            values = {"status": "resolved", "resolved_at": now, "resolved_by": "auto", "window_end": newest}
+            actions.append(Action("resolve", handle, values, "resolved", now, note="the logger reports again"))
+            handle.row.update(values)
+            handles.pop(key)
 
 
 def _plan_clock(actions: list[Action], handles: dict[tuple, Handle], store: Any, now: pd.Timestamp,
@@ -242,11 +279,9 @@ def _plan_clock(actions: list[Action], handles: dict[tuple, Handle], store: Any,
         if row.get("status") != "open" or id(handle) in touched or matching_silence(row, silences):
             continue
         created = db.aware(row.get("created_at")) or now
-        last_event = db.aware(row.get("last_event_at")) or created
         if db.aware(row.get("escalated_at")) is None and now - created >= rules.escalate_after:
             actions.append(Action("escalate", handle, {"escalated_at": now}, "escalated", now, plot_day=now.floor("D")))
-        elif rules.cooldown > pd.Timedelta(0) and now - last_event >= rules.cooldown:
-            actions.append(Action("remind", handle, {}, "reminder", now, plot_day=now.floor("D")))
+        # reminders are the incident's (smmdn.alerts.notify: repeat_interval with backoff), not the alert's
 
 
 class _DayContext:
@@ -387,23 +422,27 @@ def plot_spec(row: dict[str, Any], action: Action, plot_days: int) -> dict[str, 
 def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, site: dict[str, Any] | None,
                   now: pd.Timestamp, *, attachment: bytes | None = None, plot: dict[str, Any] | None = None,
                   note: str | None = None) -> int:
-    """Queue one message per target of the teams that should hear about ``event`` of ``alert``."""
+    """Record the latest words of ``alert`` for ``smmdn alerts show``; returns the messages queued (none).
+
+    Messages are no longer sent per alert: the alert's incident is what teams hear about, planned at the
+    end of the cycle by ``smmdn.alerts.notify`` (grouped, inhibited, bounded reminders). ``attachment`` and
+    ``plot`` are accepted for the callers' sake; the incident message draws its own evidence plot, except a
+    PNG its producer drew (``attachment``), kept with the alert for the incident's message.
+    """
     teams = routes.teams_for_alert(alert["kind"], alert["site"], (site or {}).get("tags") or [])
     if event == "escalated":
         teams = routes.escalation_teams(teams)
-    title, body = message.render(alert, event, site, teams, note, routes.vwc_resolution)
-    db.update_alert(tx, int(alert["id"]), {"message": body})  # the latest words, for `smmdn alerts show`
-    rows = []
-    for team in teams:
-        for target in routes.targets(team):
-            rows.append({
-                "idempotency_key": f"alert:{alert['id']}:r{alert['revision']}:{event}:{target}",
-                "alert_id": int(alert["id"]), "event": event, "team": team, "target": target, "title": title,
-                "body": body, "attachment": attachment, "attachment_spec": plot,
-                "attachment_name": f"alert-{alert['id']}-{event}.png" if attachment or plot else None,
-                "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-            })
-    return db.enqueue(tx, rows)
+    _, body = message.render(alert, event, site, teams, note, routes.vwc_resolution)
+    values: dict[str, Any] = {"message": body}
+    if attachment:  # a plot only its producer can draw (the reliability plot): the incident message carries it
+        import base64
+
+        values["details"] = {**(alert.get("details") or {}), PLOT_KEY: base64.b64encode(attachment).decode("ascii")}
+    db.update_alert(tx, int(alert["id"]), values)
+    return 0
+
+
+PLOT_KEY = "plot_png_b64"
 
 
 def site_info(store: Any) -> dict[str, dict[str, Any]]:

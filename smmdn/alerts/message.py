@@ -1,5 +1,9 @@
-"""The words of an alert: what, where (site, depth, sensor, coordinates), since when, observed vs predicted,
-the likely cause and what to do — plain text that reads the same in a mail, a chat or an SMS gateway."""
+"""The words of an alert and of an incident: what, where (site, depth, sensor, coordinates), since when,
+observed vs predicted, the evidence, the likely cause, what to check and the commands to act — plain text
+that reads the same in a mail, a chat or an SMS gateway.
+
+This module owns the message layout (issue 17): other parts add kinds, labels and causes through the
+tables below (``LABELS``, ``CAUSES``, ``FAULTS``, ``CHECKS``), not by formatting messages of their own."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ EVENTS = {
     "reminder": "STILL OPEN",
     "escalated": "ESCALATED",
     "resolved": "RESOLVED",
+    "updated": "UPDATED",
+    "digest": "DIGEST",
     "test": "TEST",
 }
 LABELS = {
@@ -23,6 +29,7 @@ LABELS = {
     "deviation": "deviation from the forecast",
     "flatline": "sensor stuck (flatline)",
     "missing": "no data",
+    "site_silent": "logger silent (every sensor missing)",
     "calibration_drift": "forecast calibration drift",
     "model_fallback": "champion model cannot be loaded",
     "sensors_excluded": "many sensors excluded from the model",
@@ -52,6 +59,8 @@ CAUSES = {
                  "check recent rain at the site, then the probe.",
     "flatline": "validation flagged the readings as identical for a day or more: a hung logger or probe.",
     "missing": "no reading arrived: logger, telemetry, power or the upstream feed. Check the station link.",
+    "site_silent": "no sensor of the site's logger reports: the logger, its power or its telemetry, not the "
+                   "probes. Check the station link and the logger's power first.",
     "calibration_drift": "the predicted intervals no longer match how often observations fall inside them; "
                          "a full retrain is scheduled for the next daily cycle.",
     "model_fallback": "the champion's artifact could not be loaded (missing, truncated or unreadable storage); "
@@ -60,8 +69,8 @@ CAUSES = {
 }
 
 
-SEVERITY = {"test": "info", "resolved": "info", "opened": "warning", "reopened": "warning",
-            "reminder": "warning", "escalated": "failure"}
+SEVERITY = {"test": "info", "resolved": "info", "digest": "info", "opened": "warning", "reopened": "warning",
+            "updated": "warning", "reminder": "warning", "escalated": "failure"}
 
 
 def severity(event: str) -> str:
@@ -91,12 +100,14 @@ def where_line(alert: dict[str, Any], site: dict[str, Any] | None) -> str:
         pd.isna(lat) or pd.isna(lon)) else ""
     if alert["site"] == "*":
         return "Where: the whole network"
+    if alert.get("kind") == "site_silent":
+        return f"Where: site {alert['site']}{name}{coords}; the whole logger (every depth and sensor)"
     sensor = "all sensors" if alert["sensor"] == "*" else f"sensor {alert['sensor']}"
     return f"Where: site {alert['site']}{name}{coords}; depth {float(alert['depth_cm']):g} cm; {sensor}"
 
 
 def subject(alert: dict[str, Any], event: str) -> str:
-    where = "network" if alert["site"] == "*" else (
+    where = "network" if alert["site"] == "*" else f"{alert['site']}" if alert["kind"] == "site_silent" else (
         f"{alert['site']} {float(alert['depth_cm']):g} cm" + ("" if alert["sensor"] == "*" else f" {alert['sensor']}"))
     label = LABELS.get(alert["kind"], alert["kind"])
     fault = (alert.get("details") or {}).get("fault")
@@ -116,8 +127,9 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
     details = alert.get("details") or {}
     kind = alert["kind"]
     lines = [subject(alert, event).removeprefix("[smmdn] "), where_line(alert, site)]
-    if kind == "missing":
-        lines.append(f"Since: last reading {details.get('last_reading') or 'none in the look-back window'}")
+    if kind in ("missing", "site_silent"):
+        lines.append(f"Since: last reading {details.get('last_reading') or 'none in the look-back window'}"
+                     + (f"; {details['sensors']} sensor(s) silent" if details.get("sensors") else ""))
     elif kind == "sensors_excluded":
         lines.append(f"Since: {_day(alert['window_start'])}; {details.get('basis', '')}")
     elif kind == "calibration_drift":
@@ -132,7 +144,7 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
         days = details.get("days_outside")
         lines.append(f"Since: {_day(alert['window_start'])}; last seen {_day(alert['window_end'])}"
                      + (f" ({days} day(s) outside)" if days else ""))
-    if kind not in ("missing", "calibration_drift", "model_fallback", "sensors_excluded"):
+    if kind not in ("missing", "site_silent", "calibration_drift", "model_fallback", "sensors_excluded"):
         level = details.get("level_pct", "")
         hdr = details.get("hdr") or []
         region = " ∪ ".join(f"{w(a)}–{w(b)}" for a, b in hdr) or (
@@ -165,6 +177,7 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
     basis = details.get("basis")
     lines.append(f"Likely cause: {cause}" + (f" [basis: {basis}]" if basis else ""))
     if event == "resolved":
+        note = note or details.get("resolved_note")
         lines.append(f"Resolved: {alert.get('resolved_by') or 'auto'}" + (f" — {note}" if note else ""))
     elif event == "escalated":
         lines.append(f"Escalated: open and unacknowledged since {_day(alert.get('created_at'))}")
@@ -174,3 +187,122 @@ def render(alert: dict[str, Any], event: str, site: dict[str, Any] | None, teams
         lines.append(f"Acknowledge: smmdn alerts ack {alert['id']} --by <your name>")
     lines.append(f"Alert #{alert.get('id')} (revision {alert.get('revision', 0)}) · teams: {', '.join(teams)}")
     return subject(alert, event), "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# incidents (smmdn.alerts.notify) and digests (smmdn.alerts.digest)
+# ---------------------------------------------------------------------------------------------------
+CHECKS = {  # what a technician checks on site, per root kind
+    "sensor_fault": "the probe named above: installation, soil contact, cable and connector; compare with a "
+                    "hand-held reading next to it.",
+    "flatline": "the logger channel of the sensor (restart it) and the probe's cable.",
+    "cluster": "the rain gauge, irrigation or ponding at the site, and the weather forcing; no probe is suspected.",
+    "deviation": "recent rain or irrigation at the site, then the probe.",
+    "missing": "the logger's channels for the sensors listed, their cables, then the telemetry.",
+    "site_silent": "the logger's power (battery, solar panel), its modem/telemetry and the upstream feed.",
+}
+
+
+def duration_text(start: Any, end: Any) -> str:
+    """``3 d 4 h`` between two instants (``-`` when one is missing)."""
+    if start is None or end is None or pd.isna(start) or pd.isna(end):
+        return "-"
+    seconds = max((pd.Timestamp(end) - pd.Timestamp(start)).total_seconds(), 0)
+    days, rest = divmod(int(seconds), 86400)
+    return (f"{days} d " if days else "") + f"{rest // 3600} h"
+
+
+def _where_short(alert: dict[str, Any]) -> str:
+    if alert["site"] == "*":
+        return "network"
+    if alert["kind"] == "site_silent":
+        return f"{alert['site']} (whole logger)"
+    sensor = "" if alert["sensor"] == "*" else f" {alert['sensor']}"
+    return f"{alert['site']} {float(alert['depth_cm']):g} cm{sensor}"
+
+
+def incident_subject(inc: Any, event: str) -> str:
+    root = inc.root
+    others = len(inc.members) - 1
+    extra = f" (+{others} related alert{'s' if others != 1 else ''})" if others > 0 else ""
+    return f"{subject(root, event)}{extra} · incident #{inc.id}"
+
+
+def changes(inc: Any, fingerprint: str | None) -> list[str]:
+    """What changed since the message whose fingerprint was ``fingerprint``: members added or now muted."""
+    before = {int(x.split(":")[0]) for x in (fingerprint or "").split(";")[0].split(",") if x}
+    now = {int(m["id"]) for m in inc.loud()}
+    out = [f"new: alert #{m['id']} {LABELS.get(m['kind'], m['kind'])} at {_where_short(m)}"
+           for m in inc.members if int(m["id"]) in now - before]
+    out += [f"now explained by another alert (inhibited): #{m['id']} {m['kind']} at {_where_short(m)}"
+            for m in inc.members if int(m["id"]) in before - now]
+    if not out and inc.row.get("_reopened"):
+        return ["back after its resolution"]
+    return out
+
+
+def _member_line(m: dict[str, Any]) -> str:
+    line = f"  #{m['id']} {LABELS.get(m['kind'], m['kind'])} at {_where_short(m)}, {m['status']}, since " \
+           f"{_day(m.get('window_start'))}"
+    if m.get("inhibited_by") is not None:
+        line += f" — inhibited by #{m['inhibited_by']} ({m.get('inhibit_rule')})"
+    return line
+
+
+def render_incident(inc: Any, event: str, site: dict[str, Any] | None, team: str, what_changed: list[str],
+                    resolution: float = DEFAULT_VWC_RESOLUTION, now: Any = None) -> tuple[str, str]:
+    """(title, body) of one incident message: the root alert's evidence, the members, what changed, what to
+    check, and the commands to acknowledge, silence or plan maintenance."""
+    root = inc.root
+    _, alert_body = render(root, "resolved" if event == "resolved" else "opened", site, [team], None, resolution)
+    evidence = [x for x in alert_body.splitlines()[1:] if not x.startswith(("Alert #", "Acknowledge:"))]
+    title = incident_subject(inc, event)
+    lines = [title.removeprefix("[smmdn] "), *evidence]
+    if what_changed:
+        lines.append("What changed: " + "; ".join(what_changed))
+    if len(inc.members) > 1:
+        lines.append(f"Alerts in this incident ({len(inc.members)}):")
+        lines += [_member_line(m) for m in inc.members]
+    check = CHECKS.get(root.get("kind", ""), "")
+    if check and event != "resolved":
+        lines.append(f"What to check: {check}")
+    opened = inc.row.get("opened_at")
+    if event == "resolved":
+        lines.append(f"Lasted: {duration_text(opened, inc.row.get('resolved_at'))}, every alert cleared "
+                     f"(opened {_day(opened)}, resolved {_day(inc.row.get('resolved_at'))})")
+    elif event == "escalated":
+        lines.append(f"Escalated: open and unacknowledged since {_day(opened)}")
+    elif event == "reminder":
+        lines.append(f"Still open for {duration_text(opened, now)}; nobody acknowledged it yet")
+    if event != "resolved":
+        lines.append(f"Acknowledge: smmdn alerts ack --incident {inc.id} --by <your name>")
+        where = f"{root['site']}" if root.get("site") not in (None, "*") else "<site>"
+        lines.append(f"Silence: smmdn alerts silence --incident {inc.id} --for 2d --by <your name> --reason …")
+        if where != "<site>":
+            lines.append(f"Maintenance: smmdn alerts maintenance {where} --start <ISO> --end <ISO> --by <your name>")
+    lines.append(f"Incident #{inc.id} · team {team}")
+    return title, "\n".join(lines)
+
+
+def render_digest(team: str, entries: list[dict[str, Any]], sites: dict[str, dict[str, Any]],
+                  resolution: float, now: Any) -> tuple[str, str]:
+    """(title, body) of a team's daily digest: one paragraph per incident."""
+    open_n = sum(1 for e in entries if e["incident"].row["status"] != "resolved")
+    title = f"[smmdn] DIGEST: {open_n} open incident(s) for team {team} — {pd.Timestamp(now):%Y-%m-%d}"
+    lines = [title.removeprefix("[smmdn] ")]
+    for e in entries:
+        inc = e["incident"]
+        root = inc.root
+        state = inc.row["status"]
+        if state == "acked":
+            state = f"acknowledged by {inc.row.get('acked_by') or 'its alerts owners'}"
+        if e["silenced"]:
+            state += ", silenced"
+        site = sites.get(str(root.get("site"))) or {}
+        lines.append(f"- #{inc.id} {LABELS.get(root.get('kind'), root.get('kind'))} at {_where_short(root)}"
+                     + (f" ({site['name']})" if site.get("name") else "")
+                     + f": {state}, open {duration_text(inc.row.get('opened_at'), inc.row.get('resolved_at') or now)}, "
+                     f"{len(inc.members)} alert(s)"
+                     + (f"; since the last digest: {', '.join(e['events'])}" if e["events"] else ""))
+    lines.append("Details: smmdn alerts incidents; act: smmdn alerts ack --incident <id> --by <your name>")
+    return title, "\n".join(lines)

@@ -50,7 +50,8 @@ def resolve(store: Any, alert_id: int, by: str, now: pd.Timestamp, routes: Route
     with store.transaction() as tx:
         row = _active(tx, alert_id)
         action = Action("resolve", Handle(alert_id, row), {"status": "resolved", "resolved_at": now,
-                                                           "resolved_by": by}, "resolved", now, note=note)
+                                                           "resolved_by": by, "details": {"resolved_note": note}},
+                        "resolved", now, note=note)
         written = write_action(tx, action, now)
         enqueue_event(tx, written, "resolved", routes, site_info(tx).get(written["site"]), now, note=note)
     return written
@@ -123,3 +124,50 @@ def replace_sensor(store: Any, site: str, depth_cm: float, old: str, new: str | 
             enqueue_event(tx, written, "resolved", routes, info, now, note=why)
             closed.append(int(row["id"]))
     return closed
+
+
+def _incident(store: Any, incident_id: int) -> Any:
+    from smmdn.alerts.incidents import load
+
+    inc = load(store, incident_id)
+    if inc is None:
+        raise InputError(f"no incident {incident_id}", where="alerts", column="incident",
+                         fix="list incidents: smmdn alerts incidents")
+    if inc.row["status"] == "resolved":
+        raise InputError(f"incident {incident_id} is already resolved", where="alerts", column="status",
+                         fix="a new anomaly opens a new incident; nothing to do")
+    return inc
+
+
+def ack_incident(store: Any, incident_id: int, by: str, now: pd.Timestamp, note: str | None = None) -> list[int]:
+    """Someone is on the whole incident: every active member acknowledged, the incident marked; returns the
+    alert ids acknowledged (no reminders or escalation; the resolution is still sent)."""
+    from smmdn.store import incidents as idb
+
+    by = _require_name(by, "acknowledging")
+    with store.transaction() as tx:
+        inc = _incident(tx, incident_id)
+        done = []
+        for m in inc.active():
+            if m["status"] == "open":
+                ack(tx, int(m["id"]), by, now, note=note)
+                done.append(int(m["id"]))
+        idb.update_incident(tx, incident_id, {"status": "acked", "acked_by": by, "acked_at": now, "ack_note": note,
+                                              "updated_at": now})
+    return done
+
+
+def silence_incident(store: Any, incident_id: int, *, by: str, now: pd.Timestamp, until: pd.Timestamp,
+                     reason: str | None = None) -> list[int]:
+    """Silence what an incident is made of: one silence per active member (its site, depth, sensor and kind),
+    so a new, different alert at the site still gets through. Returns the silence ids."""
+    by = _require_name(by, "silencing")
+    if until <= now:
+        raise InputError(f"silence ends {until.isoformat()}, not after now", where="--for/--until",
+                         fix="give a positive duration (--for 7d) or a future end time")
+    why = f"incident #{incident_id}" + (f": {reason}" if reason else "")
+    with store.transaction() as tx:
+        inc = _incident(tx, incident_id)
+        return [db.add_silence(tx, kind="silence", site=str(m["site"]), starts_at=now, ends_at=until, created_by=by,
+                               created_at=now, depth_cm=float(m["depth_cm"]), sensor=str(m["sensor"]),
+                               alert_kind=str(m["kind"]), reason=why) for m in inc.active()]

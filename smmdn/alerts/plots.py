@@ -38,14 +38,25 @@ def _png(fig: Any) -> bytes:
 
 
 def alert_png(observations: pd.DataFrame, fan: pd.DataFrame, title: str, *, highlight: str | None = None,
-              future: pd.DataFrame | None = None, since: pd.Timestamp | None = None) -> bytes:
-    """Recent daily observations (one line per sensor, ``highlight`` in red) over the predicted fan.
+              future: pd.DataFrame | None = None, since: pd.Timestamp | None = None, residual: bool = False) -> bytes:
+    """Recent daily observations (one line per sensor, ``highlight`` in red) over the predicted fan; with
+    ``residual``, a second panel below: each sensor minus the median of its siblings (the replicate
+    evidence a technician reads next to the model's).
 
     ``fan``/``future``: ``time, q05, q25, q50, q75, q95`` (past days: the forecast issued before each day;
     future: the latest run).
     """
-    fig = _figure()
-    ax = fig.add_axes((0.09, 0.14, 0.88, 0.78))
+    two = residual and observations["sensor"].nunique() >= 2 if len(observations) else False
+    fig = _figure(8.0, 6.0 if two else 4.0)
+    ax = fig.add_axes((0.09, 0.44, 0.88, 0.50) if two else (0.09, 0.14, 0.88, 0.78))
+    _band(ax, observations, fan, title, highlight=highlight, future=future, since=since)
+    if two:
+        _residuals(fig.add_axes((0.09, 0.08, 0.88, 0.28), sharex=ax), observations, highlight, since)
+    return _png(fig)
+
+
+def _band(ax: Any, observations: pd.DataFrame, fan: pd.DataFrame, title: str, *, highlight: str | None,
+          future: pd.DataFrame | None, since: pd.Timestamp | None) -> None:
     for frame, alpha, label in ((fan, 1.0, "predicted"), (future, 0.5, "latest forecast")):
         if frame is None or frame.empty:
             continue
@@ -69,12 +80,38 @@ def alert_png(observations: pd.DataFrame, fan: pd.DataFrame, title: str, *, high
         ax.legend(fontsize=7, loc="upper left")
     for tick in ax.get_xticklabels():
         tick.set_rotation(20)
-    return _png(fig)
 
 
-def spec_png(store: Store, spec: dict[str, Any]) -> bytes:
-    """Draw a queued plot spec: the daily observations at the alert's site and depth over the predicted fan
-    (the forecast issued before each day) and the latest forecast from the plotted day on."""
+def sibling_residuals(observations: pd.DataFrame) -> pd.DataFrame:
+    """Per day and sensor: its value minus the median of the other sensors that day (``time, sensor, residual``)."""
+    wide = observations.pivot_table(index="time", columns="sensor", values="vwc", aggfunc="mean")
+    out = []
+    for sensor in wide.columns:
+        others = wide.drop(columns=[sensor])
+        out.append(pd.DataFrame({"time": wide.index, "sensor": sensor,
+                                 "residual": (wide[sensor] - others.median(axis=1)).to_numpy()}))
+    return pd.concat(out, ignore_index=True).dropna() if out else pd.DataFrame(columns=["time", "sensor", "residual"])
+
+
+def _residuals(ax: Any, observations: pd.DataFrame, highlight: str | None, since: pd.Timestamp | None) -> None:
+    res = sibling_residuals(observations)
+    for sensor, grp in res.groupby("sensor"):
+        hot = highlight is not None and str(sensor) == str(highlight)
+        ax.plot(grp["time"], grp["residual"], marker=".", lw=1.8 if hot else 0.8,
+                color="#d62728" if hot else "#888888", label=f"{sensor} − siblings' median")
+    ax.axhline(0.0, color="k", lw=0.6)
+    if since is not None:
+        ax.axvline(since, color="#d62728", lw=0.8, ls=":")
+    ax.set_ylabel("residual (m3/m3)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
+    for tick in ax.get_xticklabels():
+        tick.set_rotation(20)
+
+
+def _spec_frames(store: Store, spec: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """Daily observations at the spec's site and depth, the predicted fan and the latest forecast."""
     site, depth = str(spec["site"]), float(spec["depth_cm"])
     day = pd.Timestamp(spec["day"])
     lo, hi = day - int(spec["days"]) * DAY, day + DAY
@@ -92,10 +129,28 @@ def spec_png(store: Store, spec: dict[str, Any]) -> bytes:
         if not mine.empty:
             latest = mine.loc[mine["issue_time"] == mine["issue_time"].max()]
             future = latest.loc[latest["valid_time"] >= day].rename(columns={"valid_time": "time"})
-    return alert_png(obs[["time", "sensor", "vwc"]].dropna(),
-                     fan.rename(columns={"valid_time": "time"}) if len(fan) else fan, str(spec["title"]),
-                     highlight=None if spec["sensor"] == "*" else str(spec["sensor"]), future=future,
-                     since=pd.Timestamp(spec["since"]) if spec.get("since") else None)
+    fan = fan.rename(columns={"valid_time": "time"}) if len(fan) else fan
+    return obs[["time", "sensor", "vwc"]].dropna(), fan, future
+
+
+def spec_png(store: Store, spec: dict[str, Any]) -> bytes:
+    """Draw a queued plot spec: the daily observations at the alert's site and depth over the predicted fan
+    (the forecast issued before each day), the latest forecast from the plotted day on and, for a sensor,
+    its residual vs its siblings. A digest's spec (``panels``) draws one panel per incident."""
+    if "panels" in spec:
+        panels = spec["panels"]
+        fig = _figure(8.0, 2.6 * len(panels) + 0.4)
+        for i, panel in enumerate(panels):
+            obs, fan, future = _spec_frames(store, panel)
+            top = 1 - (i + 1) / len(panels)
+            ax = fig.add_axes((0.09, top + 0.08 / len(panels), 0.88, 0.78 / len(panels)))
+            _band(ax, obs, fan, str(panel["title"]), highlight=None if panel["sensor"] == "*" else str(panel["sensor"]),
+                  future=future, since=pd.Timestamp(panel["since"]) if panel.get("since") else None)
+        return _png(fig)
+    obs, fan, future = _spec_frames(store, spec)
+    return alert_png(obs, fan, str(spec["title"]), highlight=None if spec["sensor"] == "*" else str(spec["sensor"]),
+                     future=future, since=pd.Timestamp(spec["since"]) if spec.get("since") else None,
+                     residual=bool(spec.get("residual")))
 
 
 def reliability_png(pit: np.ndarray, coverage: pd.DataFrame | None = None, title: str = "reliability") -> bytes:

@@ -12,6 +12,14 @@
       - {tags: [team:plains], teams: [plains-field]}
       - {sites: ["NE_*"], kinds: [cluster], teams: [ops]}
     operators: [ops]                            # calibration drift and other system messages
+    notify:                                     # defaults for every team (each team may override them)
+      group_wait: 0h          # after an incident opens; 0 = the end of the daily cycle that found it
+      group_interval: 12h     # least time between two updates of one incident (new member, escalation…)
+      repeat_interval: 24h    # first reminder of an unchanged, unacknowledged incident…
+      repeat_max: 7d          # …then doubling up to this
+      digest: false           # true: one daily digest instead of reminders
+      send_resolved: true
+    inhibit_rules: […]                          # smmdn.alerts.inhibit (defaults when absent)
 
 A route matches a site when any of its ``tags`` is among the site's tags (from the registry) or any
 of its ``sites`` patterns (shell-style) matches the site id, and, if ``kinds`` is given, the alert kind
@@ -28,13 +36,16 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from smmdn.alerts.inhibit import DEFAULT_RULES, Rule, parse_rules
 from smmdn.config import Settings
 from smmdn.display import DEFAULT_VWC_RESOLUTION
 from smmdn.errors import InputError, SmmdnError
@@ -50,10 +61,65 @@ class DeliveryConfigError(SmmdnError):
     """A target that cannot be resolved to a URL now (kept in the outbox and retried: config may be fixed)."""
 
 
-class _Team(BaseModel):
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
+UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def duration(value: Any) -> pd.Timedelta:
+    """``30m``, ``12h``, ``7d``, ``2w`` (or a number of hours) as a Timedelta."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return pd.Timedelta(hours=float(value))
+    match = DURATION.match(str(value).strip().lower())
+    if not match:
+        raise ValueError(f"cannot read {value!r} as a duration (e.g. 0h, 30m, 12h, 7d, 2w)")
+    return pd.Timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+
+
+class _Timing(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    group_wait: str | float | None = None
+    group_interval: str | float | None = None
+    repeat_interval: str | float | None = None
+    repeat_max: str | float | None = None
+    digest: bool | None = None
+    send_resolved: bool | None = None
+
+    @field_validator("group_wait", "group_interval", "repeat_interval", "repeat_max")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is not None:
+            duration(value)
+        return value
+
+
+class _Team(_Timing):
     urls: list[str] = Field(min_length=1)
     escalate_to: str | None = None
+
+
+NO_WAIT, HOURS_12, HOURS_24, DAYS_7 = (pd.Timedelta(0), pd.Timedelta(hours=12), pd.Timedelta(hours=24),
+                                      pd.Timedelta(days=7))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a team hears about an incident (Alertmanager's group_wait / group_interval / repeat_interval)."""
+
+    group_wait: pd.Timedelta = NO_WAIT
+    group_interval: pd.Timedelta = HOURS_12
+    repeat_interval: pd.Timedelta = HOURS_24
+    repeat_max: pd.Timedelta = DAYS_7
+    digest: bool = False
+    send_resolved: bool = True
+
+    def merged(self, spec: _Timing) -> Timing:
+        given = {k: v for k, v in spec.model_dump(include=set(_Timing.model_fields)).items() if v is not None}
+        return replace(self, **{k: (duration(v) if k not in ("digest", "send_resolved") else v)
+                                for k, v in given.items()})
+
+    def repeat_after(self, reminders: int) -> pd.Timedelta:
+        """The wait before reminder ``reminders + 1``: repeat_interval doubling per reminder, capped."""
+        return min(self.repeat_interval * (2 ** min(reminders, 30)), self.repeat_max)
 
 
 class _Route(BaseModel):
@@ -69,6 +135,8 @@ class _File(BaseModel):
     teams: dict[str, _Team] = Field(default_factory=dict)
     routes: list[_Route] = Field(default_factory=list)
     operators: list[str] = Field(default_factory=list)
+    notify: _Timing = Field(default_factory=_Timing)
+    inhibit_rules: Any = None
 
     @field_validator("teams")
     @classmethod
@@ -104,6 +172,12 @@ class Routes:
     default_urls: tuple[str, ...] = ()
     secrets: SecretResolver | None = None
     vwc_resolution: float = DEFAULT_VWC_RESOLUTION  # how the messages round water contents
+    timings: dict[str, Timing] = field(default_factory=dict)
+    default_timing: Timing = Timing()
+    inhibit: tuple[Rule, ...] = DEFAULT_RULES
+
+    def timing(self, team: str) -> Timing:
+        return self.timings.get(team, self.default_timing)
 
     def teams_for(self, site: str, tags: list[str] | tuple[str, ...] | None, kind: str | None) -> list[str]:
         found: list[str] = []
@@ -193,6 +267,7 @@ def parse_routes(data: Any, where: str, default_urls: tuple[str, ...] = (),
     if unknown:
         raise InputError(f"routes name unknown team(s) {', '.join(unknown)}", where=where, column="teams",
                          fix="define each team under teams: with its urls")
+    base = Timing().merged(spec.notify)
     return Routes(
         teams={name: tuple(t.urls) for name, t in spec.teams.items()},
         escalate_to={name: t.escalate_to for name, t in spec.teams.items() if t.escalate_to},
@@ -200,6 +275,9 @@ def parse_routes(data: Any, where: str, default_urls: tuple[str, ...] = (),
         operators=tuple(spec.operators),
         default_urls=default_urls,
         secrets=secrets,
+        timings={name: base.merged(t) for name, t in spec.teams.items()},
+        default_timing=base,
+        inhibit=parse_rules(spec.inhibit_rules, where),
     )
 
 

@@ -13,7 +13,8 @@ UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("alerts", help="alerts: list, ack, silence, resolve, maintenance, outbox, test",
+    p = subparsers.add_parser("alerts", help="alerts and incidents: list, incidents, ack, silence, resolve, "
+                                             "maintenance, outbox, test",
                               description=__doc__)
     p.add_argument("--url", help="database URL (default: SMMDN_DATABASE_URL or the embedded SQLite file)")
     sub = p.add_subparsers(dest="alerts_command", metavar="ACTION")
@@ -26,13 +27,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json(ls)
     ls.set_defaults(handler=list_alerts)
 
-    show = sub.add_parser("show", help="one alert: its last message and every delivery of it")
+    inc = sub.add_parser("incidents", help="incidents (alerts grouped by cause) with their member alerts; "
+                                           "one incident in full with its id")
+    inc.add_argument("id", type=int, nargs="?", help="show this incident: members, why inhibited, messages")
+    inc.add_argument("--all", action="store_true", help="resolved ones too")
+    inc.add_argument("--site")
+    inc.add_argument("--limit", type=int, default=50)
+    add_json(inc)
+    inc.set_defaults(handler=incidents)
+
+    show = sub.add_parser("show", help="one alert: its incident, why it is inhibited, its last words and messages")
     show.add_argument("id", type=int)
     add_json(show)
     show.set_defaults(handler=show_alert)
 
-    ack = sub.add_parser("ack", help="acknowledge: someone is on it (stops reminders and escalation)")
-    ack.add_argument("id", type=int)
+    ack = sub.add_parser("ack", help="acknowledge an alert or a whole incident: someone is on it (stops reminders "
+                                     "and escalation)")
+    ack.add_argument("id", type=int, nargs="?", help="alert id (or --incident)")
+    ack.add_argument("--incident", type=int, help="acknowledge every alert of this incident")
     ack.add_argument("--by", required=True, help="your name (recorded)")
     ack.add_argument("--note")
     ack.set_defaults(handler=ack_alert)
@@ -44,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     res.set_defaults(handler=resolve_alert)
 
     sil = sub.add_parser("silence", help="suppress deliveries for a site (or one depth, sensor, kind) for a while")
-    sil.add_argument("site", help="site id, or * for every site")
+    sil.add_argument("site", nargs="?", help="site id, or * for every site (or --incident)")
+    sil.add_argument("--incident", type=int, help="silence exactly what this incident is made of")
     sil.add_argument("--depth", type=float)
     sil.add_argument("--sensor")
     sil.add_argument("--kind", help="only alerts of this kind (sensor_fault, cluster, missing, …)")
@@ -195,25 +208,37 @@ def list_alerts(args: argparse.Namespace) -> int:
 
 
 def show_alert(args: argparse.Namespace) -> int:
+    from smmdn.alerts.incidents import incident_of
     from smmdn.commands.output import print_json
     from smmdn.errors import InputError
     from smmdn.store import alerts as db
+    from smmdn.store import incidents as idb
 
     store = _store(args)
     alert = db.get_alert(store, args.id)
     if alert is None:
         raise InputError(f"no alert {args.id}", where="alerts", fix="smmdn alerts list --all")
+    incident = incident_of(store, args.id)
+    member = idb.read_members(store, alert_ids=[args.id]).to_dict("records")
     deliveries = db.read_outbox(store, alert_id=args.id)
+    if incident is not None:
+        box = db.read_outbox(store)
+        deliveries = box.loc[(box["alert_id"] == args.id) | (box["incident_id"] == incident)]
     if args.json:
-        print_json({**alert, "deliveries": deliveries.drop(columns=["attachment"], errors="ignore")
-                   .to_dict("records")})
+        print_json({**alert, "incident": incident, "inhibition": member[0] if member else None,
+                    "deliveries": deliveries.drop(columns=["attachment"], errors="ignore").to_dict("records")})
         return 0
     for key in ("id", "kind", "status", "site", "depth_cm", "sensor", "window_start", "window_end", "observed",
                 "predicted_low", "predicted_high", "pit", "created_at", "acked_by", "acked_at", "resolved_by",
                 "resolved_at", "escalated_at", "revision"):
         print(f"{key:<15} {alert.get(key)}")
+    print(f"{'incident':<15} {incident if incident is not None else '- (grouped at the next delivery run)'}")
+    if member and member[0].get("inhibited_by") is not None and member[0]["inhibited_by"] == member[0]["inhibited_by"]:
+        print(f"{'inhibited':<15} by alert #{int(member[0]['inhibited_by'])}: {member[0].get('inhibit_reason')}")
+    elif member:
+        print(f"{'inhibited':<15} no")
     print(f"{'message':<15} {alert.get('message') or '-'}")
-    print(f"\n{len(deliveries)} message(s):")
+    print(f"\n{len(deliveries)} message(s){' about its incident' if incident is not None else ''}:")
     for r in deliveries.itertuples():
         print(f"  #{r.id} {r.event:<10} {r.target:<18} {r.status:<10} attempts {r.attempts} "
               f"{r.note or r.last_error or ''}")
@@ -222,9 +247,70 @@ def show_alert(args: argparse.Namespace) -> int:
     return 0
 
 
+def incidents(args: argparse.Namespace) -> int:
+    """Incidents with their member alerts (``--all``: resolved too); with an id, one incident in full."""
+    from smmdn.alerts.incidents import load
+    from smmdn.commands.output import print_json
+    from smmdn.errors import InputError
+    from smmdn.store import alerts as db
+    from smmdn.store import incidents as idb
+
+    store = _store(args)
+    if args.id is not None:
+        inc = load(store, args.id)
+        if inc is None:
+            raise InputError(f"no incident {args.id}", where="alerts", fix="smmdn alerts incidents --all")
+        box = db.read_outbox(store)
+        box = box.loc[box["incident_id"] == args.id] if len(box) else box
+        if args.json:
+            print_json({**inc.row, "members": inc.members, "messages": box.drop(
+                columns=["attachment", "body"], errors="ignore").to_dict("records")})
+            return 0
+        print(f"incident #{inc.id} {inc.row['kind']} at {inc.row['site']}: {inc.row['status']}, opened "
+              f"{_day(inc.row['opened_at'])}" + (f", resolved {_day(inc.row['resolved_at'])}"
+                                                 if inc.row.get("resolved_at") is not None else ""))
+        for m in inc.members:
+            _member(m, inc.row.get("root_alert_id"))
+        print(f"\n{len(box)} message(s):")
+        for r in box.itertuples():
+            print(f"  #{r.id} {r.event:<10} {r.target:<18} {r.status:<10} {r.note or r.last_error or ''}")
+        return 0
+    frame = idb.read_incidents(store, status=None if args.all else ["open", "acked"], site=args.site)
+    frame = frame.sort_values("id", ascending=False).head(args.limit) if len(frame) else frame
+    loaded = [load(store, int(i)) for i in frame["id"]] if len(frame) else []
+    if args.json:
+        print_json([{**i.row, "members": i.members} for i in loaded if i is not None])
+        return 0
+    print(f"{len(loaded)} {'incident(s)' if args.all else 'open incident(s)'}")
+    for inc in loaded:
+        if inc is None:
+            continue
+        print(f"#{inc.id} {inc.row['status']:<8} {inc.row['kind']:<13} {inc.row['site']} since "
+              f"{_day(inc.row['opened_at'])}" + (f" (ack {inc.row['acked_by']})" if inc.row.get("acked_by") else ""))
+        for m in inc.members:
+            _member(m, inc.row.get("root_alert_id"))
+    return 0
+
+
+def _member(m: dict, root: object) -> None:  # type: ignore[type-arg]
+    mark = "root" if m["id"] == root else "    "
+    why = f"  inhibited by #{m['inhibited_by']} ({m.get('inhibit_rule')})" if m.get("inhibited_by") is not None else ""
+    print(f"    {mark} alert #{m['id']} {m['kind']:<13} {m['site']} {float(m['depth_cm']):g} cm {m['sensor']} "
+          f"{m['status']}{why}")
+
+
 def ack_alert(args: argparse.Namespace) -> int:
     from smmdn.alerts import operator
+    from smmdn.errors import InputError
 
+    if (args.id is None) == (args.incident is None):
+        raise InputError("give an alert id or --incident (one of them)", where="smmdn alerts ack",
+                         fix="smmdn alerts ack 12 --by <name>, or smmdn alerts ack --incident 3 --by <name>")
+    if args.incident is not None:
+        done = operator.ack_incident(_store(args), args.incident, args.by, _now(), note=args.note)
+        print(f"incident {args.incident} acknowledged by {args.by.strip()} (alerts {done or 'already acknowledged'}): "
+              "no reminders or escalation until it resolves")
+        return 0
     row = operator.ack(_store(args), args.id, args.by, _now(), note=args.note)
     print(f"alert {row['id']} acknowledged by {row['acked_by']}: no reminders or escalation until it resolves")
     return 0
@@ -244,9 +330,19 @@ def resolve_alert(args: argparse.Namespace) -> int:
 
 def silence(args: argparse.Namespace) -> int:
     from smmdn.alerts import operator
+    from smmdn.errors import InputError
 
     now = _now()
     until = now + parse_duration(args.duration) if args.duration else parse_time(args.until, "--until")
+    if (args.site is None) == (args.incident is None):
+        raise InputError("give a site or --incident (one of them)", where="smmdn alerts silence",
+                         fix="smmdn alerts silence S1 --for 2d --by <name>, or --incident 3 --for 2d --by <name>")
+    if args.incident is not None:
+        ids = operator.silence_incident(_store(args), args.incident, by=args.by, now=now, until=until,
+                                        reason=args.reason)
+        print(f"incident {args.incident} silenced until {until.isoformat()}: silence(s) {ids} (alerts still open "
+              "and listed; not delivered)")
+        return 0
     sid = operator.silence(_store(args), args.site, by=args.by, now=now, until=until, depth_cm=args.depth,
                             sensor=args.sensor, kind=args.kind, reason=args.reason)
     print(f"silence #{sid}: {args.site} until {until.isoformat()} (alerts still open and listed; not delivered)")
@@ -342,7 +438,7 @@ def retry(args: argparse.Namespace) -> int:
 
     store = _store(args)
     n = db.requeue(store, args.ids, _now())
-    outcome = deliver_outbox(store, _settings(), routes=_routes())
+    outcome = deliver_outbox(store, _settings(), routes=_routes(), only=list(args.ids), plan=False)  # just these
     print(f"{n} message(s) requeued; sent {outcome.sent}, waiting {outcome.retrying}, failed {outcome.failed}")
     return 0 if not outcome.failed else 1
 
@@ -383,7 +479,7 @@ def run_step(args: argparse.Namespace) -> int:
 
     store, settings, now = _store(args), _settings(), parse_time(args.now, "--now")
     if args.step == "detect":
-        from smmdn.alerts.step import detect
+        from smmdn.alerts.step import detect  # messages are planned by deliver (the end of the cycle)
 
         result = summarise(detect(store, now, settings, routes=_routes()))
     elif args.step == "deliver":

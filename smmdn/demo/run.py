@@ -198,12 +198,14 @@ def _torch_threads(n: int) -> int:
 
 def write_routes(path: Path, sites: Any, receiver: Any) -> Path:
     """The demo's routing table: one field team per site (by its ``team:field-N`` tag), operators apart;
-    every team posts to the local receiver under its own path (``/field-1``, ``/ops``)."""
+    every team posts to the local receiver under its own path (``/field-1``, ``/ops``) and takes the daily
+    digest (``smmdn.alerts.digest``) instead of per-incident reminders; grouping, inhibition and timing are
+    the product defaults."""
     import yaml
 
-    teams = {f"field-{s.site[-1]}": {"urls": [receiver.url_for(f"field-{s.site[-1]}")], "escalate_to": "ops"}
-             for s in sites}
-    teams["ops"] = {"urls": [receiver.url_for("ops")]}
+    teams = {f"field-{s.site[-1]}": {"urls": [receiver.url_for(f"field-{s.site[-1]}")], "escalate_to": "ops",
+                                     "digest": True} for s in sites}
+    teams["ops"] = {"urls": [receiver.url_for("ops")], "digest": True}  # digests instead of reminders
     spec = {"teams": teams, "operators": ["ops"],
             "routes": [{"tags": [f"team:field-{s.site[-1]}"], "teams": [f"field-{s.site[-1]}"]} for s in sites]}
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")

@@ -165,9 +165,14 @@ def finish(store: Store, outbox_id: int, status: str, now: Timeish, *, error: st
     with store._begin() as conn:
         conn.execute(o.update().where(o.c.id == int(outbox_id)).values(**values))
         if status == "sent":
-            alert_id = conn.execute(sa.select(o.c.alert_id).where(o.c.id == int(outbox_id))).scalar()
-            if alert_id is not None:
-                conn.execute(T.alerts.update().where(T.alerts.c.id == alert_id).values(notified_at=_ts(now)))
+            alert_id, incident_id = conn.execute(sa.select(o.c.alert_id, o.c.incident_id).where(
+                o.c.id == int(outbox_id))).one()
+            ids = [alert_id] if alert_id is not None else []
+            if incident_id is not None:  # an incident's message tells about every member
+                m = T.alert_incident_members
+                ids += [r[0] for r in conn.execute(sa.select(m.c.alert_id).where(m.c.incident_id == incident_id))]
+            if ids:
+                conn.execute(T.alerts.update().where(T.alerts.c.id.in_(ids)).values(notified_at=_ts(now)))
 
 
 def requeue(store: Store, ids: Sequence[int], now: Timeish) -> int:

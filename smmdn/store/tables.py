@@ -196,3 +196,76 @@ for _column in observation_flag_columns():
     observations.append_column(_column)
 
 HYPERTABLES = {**BASELINE_HYPERTABLES, **ALERTING_HYPERTABLES}
+
+
+# --- revision 0009: incidents (alerts grouped by cause), inhibition, per-team notification state ---------
+def define_incidents(md: sa.MetaData) -> dict[str, sa.Table]:
+    """Revision 0009 (issue 17): notifications go out per *incident*, not per alert.
+
+    - ``alert_incidents``: alerts that share a cause (a sensor fault with the sibling and cluster deviations
+      it causes, a cluster event across depths, a silent logger with its missing sensors).
+    - ``alert_incident_members``: each alert belongs to one incident; ``inhibited_by`` names the alert whose
+      rule mutes it (NULL: not inhibited), ``inhibit_rule`` / ``inhibit_reason`` say why.
+    - ``alert_incident_notices``: per incident and team, what was last told (fingerprint, sequence number,
+      reminders and the next reminder): the grouping and repeat clock of Alertmanager, kept in the database.
+    """
+    incidents = sa.Table(
+        "alert_incidents",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("group_key", sa.Text, nullable=False, comment="What its members share: fault|S|d|s, cluster|S, …"),
+        sa.Column("kind", sa.Text, nullable=False, comment="The kind of its root alert."),
+        sa.Column("root_alert_id", sa.Integer, sa.ForeignKey("alerts.id")),
+        sa.Column("site", sa.Text, nullable=False),
+        sa.Column("depth_cm", sa.Float),
+        sa.Column("sensor", sa.Text),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("opened_at", Time, nullable=False),
+        sa.Column("resolved_at", Time),
+        sa.Column("acked_by", sa.Text),
+        sa.Column("acked_at", Time),
+        sa.Column("ack_note", sa.Text),
+        sa.Column("updated_at", Time),
+        sa.CheckConstraint("status IN ('open', 'acked', 'resolved')", name="alert_incidents_status"),
+    )
+    members = sa.Table(
+        "alert_incident_members",
+        md,
+        sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id"), primary_key=True),
+        sa.Column("incident_id", sa.Integer, sa.ForeignKey("alert_incidents.id"), nullable=False),
+        sa.Column("joined_at", Time, nullable=False),
+        sa.Column("inhibited_by", sa.Integer, comment="Alert whose inhibition rule mutes this one now."),
+        sa.Column("inhibit_rule", sa.Text),
+        sa.Column("inhibit_reason", sa.Text),
+    )
+    notices = sa.Table(
+        "alert_incident_notices",
+        md,
+        sa.Column("incident_id", sa.Integer, sa.ForeignKey("alert_incidents.id"), primary_key=True),
+        sa.Column("team", sa.Text, primary_key=True),
+        sa.Column("seq", sa.Integer, nullable=False, comment="Messages planned so far (part of their keys)."),
+        sa.Column("fingerprint", sa.Text, comment="What the last message said (members, severity, status)."),
+        sa.Column("last_event", sa.Text),
+        sa.Column("first_sent_at", Time),
+        sa.Column("last_sent_at", Time),
+        sa.Column("reminders", sa.Integer, nullable=False, default=0),
+        sa.Column("next_reminder_at", Time),
+    )
+    sa.Index("ix_alert_incidents_status", incidents.c.status, incidents.c.site)
+    sa.Index("ix_alert_incident_members_incident", members.c.incident_id)
+    return {t.name: t for t in (incidents, members, notices)}
+
+
+def outbox_incident_columns() -> list[sa.Column]:
+    """Revision 0009: an outbox row may be about an incident (``incident_id``) or be a digest (neither id)."""
+    return [sa.Column("incident_id", sa.Integer, comment="The incident this message is about (NULL: alert or "
+                                                         "digest).")]
+
+
+INCIDENT_TABLES = ("alert_incidents", "alert_incident_members", "alert_incident_notices")
+_incidents = define_incidents(metadata)
+alert_incidents = _incidents["alert_incidents"]
+alert_incident_members = _incidents["alert_incident_members"]
+alert_incident_notices = _incidents["alert_incident_notices"]
+for _column in outbox_incident_columns():
+    alert_outbox.append_column(_column)

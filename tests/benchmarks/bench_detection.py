@@ -140,7 +140,14 @@ def worker(run_dir: Path) -> None:
     from smmdn.store import alerts as db
 
     store = Store(settings.resolved_database_url)
-    db.read_alerts(store).drop(columns=["details"], errors="ignore").to_csv(run_dir / "alerts.csv", index=False)
+    from smmdn.store import incidents as idb  # issue 17: incidents and their members, scored apart
+
+    members = idb.read_members(store)
+    idb.read_incidents(store).to_csv(run_dir / "incidents.csv", index=False)
+    members.to_csv(run_dir / "incident_members.csv", index=False)
+    alerts = db.read_alerts(store).drop(columns=["details"], errors="ignore")
+    alerts["incident"] = alerts["id"].map(dict(zip(members["alert_id"], members["incident_id"], strict=True)))
+    alerts.to_csv(run_dir / "alerts.csv", index=False)
     db.read_outbox(store).drop(columns=["body", "attachment_spec"], errors="ignore").to_csv(run_dir / "outbox.csv",
                                                                                             index=False)
     (run_dir / "cycles.json").write_text(json.dumps({"cycles": cycles, "seconds": time.perf_counter() - t_run}),
@@ -252,6 +259,13 @@ def report(out: Path, datasets: list[str]) -> dict[str, Any]:
                     print(events[["run", "kind", "in_forcing", "site", "as_event", "as_fault", "messages"]]
                           .to_string(index=False))
             print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in total.items()})
+        from tests.helpers import notification_score as N  # issue 17's targets, same runs
+
+        figures = N.score_dirs(runs)
+        if figures is not None:
+            result[dataset]["notifications"] = figures
+            print(f"\n== {dataset} / notifications (messages = what the receiver got, digests apart)")
+            print(N.table(figures))
     (out / "results.json").write_text(S.to_json(result), encoding="utf-8")
     (out / "results.md").write_text(markdown(result), encoding="utf-8")
     return result

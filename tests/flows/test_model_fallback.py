@@ -42,7 +42,10 @@ def test_an_unloadable_champion_falls_back_and_alerts_the_operators(ops: Ops) ->
     [alert] = db.read_alerts(store, status=db.ACTIVE, kinds=["model_fallback"]).to_dict("records")
     assert alert["site"] == "*" and alert["details"]["serving"] == first and copy in alert["details"]["champion"]
     assert "model_fallback" in OPERATOR_KINDS
-    messages = db.read_outbox(store, alert_id=int(alert["id"]))
+    from smmdn.alerts.incidents import incident_of
+
+    box = db.read_outbox(store)
+    messages = box.loc[box["incident_id"] == incident_of(store, int(alert["id"]))]  # its incident's messages
     assert not messages.empty and set(messages["event"]) == {"opened"}  # queued for the operators (delivered too)
 
     weights.write_bytes(good)  # storage repaired

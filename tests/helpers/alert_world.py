@@ -130,8 +130,10 @@ def observe(world: World, days: Sequence[int], **kwargs: Any) -> pd.DataFrame:
 
 
 def routes_file(path: Any, receiver: Any, teams: dict[str, list[str]], *, operators: str | None = None,
-                escalate: dict[str, str] | None = None) -> Any:
-    """A routes YAML: team name → site tags; each team posts to ``receiver`` under ``/<team>``."""
+                escalate: dict[str, str] | None = None, notify: dict[str, Any] | None = None,
+                extra: dict[str, Any] | None = None) -> Any:
+    """A routes YAML: team name → site tags; each team posts to ``receiver`` under ``/<team>``; ``notify``:
+    the timing defaults (group_wait, repeat_interval, …), ``extra``: more top-level keys (inhibit_rules)."""
     import yaml
 
     escalate = escalate or {}
@@ -142,5 +144,8 @@ def routes_file(path: Any, receiver: Any, teams: dict[str, list[str]], *, operat
     }
     if operators:
         spec["operators"] = [operators]
+    if notify:
+        spec["notify"] = notify
+    spec.update(extra or {})
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path

@@ -27,6 +27,7 @@ from tests.helpers import alert_world as W
 
 TAGS = {"S1": ["team:north"], "S2": ["team:south"]}
 QUIET = {"alert_cooldown_hours": 24 * 30, "alert_escalate_after_hours": 24 * 60, "drift_min_pairs": 10_000}
+QUIET_NOTIFY = {"repeat_interval": "30d", "repeat_max": "30d"}  # no reminders unless a test asks for them
 
 
 @dataclass
@@ -43,6 +44,12 @@ class Env:
     def deliver(self, day: int, hours: float = 0.0) -> notify.DeliveryOutcome:
         return notify.deliver_outbox(self.store, self.settings, self.world.now_after(day) + pd.Timedelta(hours=hours))
 
+    def plan(self, day: int, hours: float = 0.0) -> Any:
+        """The notification planning the deliver step runs first (incidents → outbox), without sending."""
+        from smmdn.alerts.notify import notify as plan_notifications
+
+        return plan_notifications(self.store, self.world.now_after(day) + pd.Timedelta(hours=hours), self.routes())
+
     def cycle(self, day: int) -> tuple[anomalies.DetectOutcome, notify.DeliveryOutcome]:
         return self.detect(day), self.deliver(day)
 
@@ -57,14 +64,16 @@ class Env:
 
 
 def make_env(store: Any, tmp: Path, *, sensors: tuple[str, ...] = ("a", "b", "c"), depths: tuple[float, ...] = (10.0,),
-             days: int = 20, settings: dict | None = None, escalate: dict | None = None) -> Env:
+             days: int = 20, settings: dict | None = None, escalate: dict | None = None,
+             timing: dict | None = None) -> Env:
     world = W.build(store, sensors=sensors, depths=depths, days=days, tags=TAGS)
     W.write_forecasts(world, range(days))
     rx = AlertReceiver(tmp / "received.jsonl").start()
     teams = {"north": ["team:north"], "south": ["team:south"], "ops": []}
     if escalate:
         teams["leads"] = []
-    routes = W.routes_file(tmp / "routes.yaml", rx, teams, operators="ops", escalate=escalate)
+    routes = W.routes_file(tmp / "routes.yaml", rx, teams, operators="ops", escalate=escalate,
+                           notify={**QUIET_NOTIFY, **(timing or {})})
     cfg = Settings(_env_file=None, home=tmp, alert_routes_file=routes, **{**QUIET, **(settings or {})})
     return Env(store, world, rx, cfg, tmp)
 
@@ -112,7 +121,10 @@ def test_drift_on_one_of_three_replicates_is_one_sensor_fault_alert_to_its_team(
     assert "highest-density region" in text and "{'" not in text and "a 0." in text
     assert "Residual vs siblings" in text and "+0.05" in text and "comparison sensors agree" not in text
     assert png_of(north[0]).startswith(b"\x89PNG\r\n\x1a\n")
-    assert north[0]["key"] == f"alert:{a['id']}:r1:opened:north#0"  # the idempotency key travels as a header
+    incident = int(db.read_outbox(env.store).iloc[0]["incident_id"])
+    assert north[0]["key"] == f"incident:{incident}:north:n1:opened:north#0"  # the key travels as a header
+    assert "smmdn alerts ack --incident" in text and "smmdn alerts silence --incident" in text
+    assert "What to check:" in text and "smmdn alerts maintenance S1" in text
 
 
 def test_wet_up_of_the_whole_cluster_after_missed_rain_is_a_cluster_alert(env: Env) -> None:
@@ -144,9 +156,12 @@ def test_normal_data_raises_nothing(env: Env) -> None:
 def test_rerun_for_the_same_now_changes_nothing(env: Env) -> None:
     W.observe(env.world, range(13), bend=drift_c(env.world))
     first = env.detect(12)
-    assert first.opened == 1 and first.messages_queued == 1
+    assert first.opened == 1
     again = env.detect(12)
     assert (again.opened, again.messages_queued, again.observations) == (0, 0, 0)
+    assert env.deliver(12).sent == 1
+    rerun = env.deliver(12)  # planning again at the same clock: nothing new to say
+    assert rerun.notifications["queued"] == {} and rerun.sent == 0 and len(env.rx.messages()) == 1
     assert len(env.alerts()) == 1 and len(db.read_outbox(env.store)) == 1
 
 
@@ -176,7 +191,7 @@ def test_bimodal_mixture_observation_between_the_modes_is_caught_by_the_hdr_rule
 # --- lifecycle: ack, silence, maintenance, escalation, reminders, resolution --------------------------------
 def test_ack_stops_reminders_and_escalation_but_not_the_resolution(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     e = make_env(store, tmp_path, settings={"alert_cooldown_hours": 24, "alert_escalate_after_hours": 72},
-                 escalate={"north": "leads"})
+                 escalate={"north": "leads"}, timing={"repeat_interval": "24h"})
     W.observe(e.world, range(15), bend=drift_c(e.world))
     e.cycle(11)
     assert [m["payload"]["title"].split(":")[0] for m in e.messages("north")] == ["[smmdn] NEW"]
@@ -216,11 +231,23 @@ def test_silence_suppresses_delivery_but_keeps_the_alert(env: Env) -> None:
     W.observe(env.world, range(13), bend=drift_c(env.world))
     with pytest.raises(Exception, match="unknown site"):
         operator.silence(env.store, "NOPE", by="bob", now=env.world.now_after(9), until=env.world.now_after(20))
-    sid = operator.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
+    operator.silence(env.store, "S1", by="bob", now=env.world.now_after(9), until=env.world.now_after(20),
                             reason="probe c known broken")
-    env.cycle(11)
+    env.detect(11)
+    plan = env.plan(11)
+    assert plan.muted == 1 and plan.queued == {}  # a muted incident plans nothing
     env.cycle(12)
     assert len(env.alerts(status=db.ACTIVE)) == 1  # still listed
+    assert env.rx.messages() == [] and db.read_outbox(env.store).empty
+
+
+def test_message_queued_before_a_silence_is_suppressed_with_the_reason(env: Env) -> None:
+    W.observe(env.world, range(13), bend=drift_c(env.world))
+    env.detect(11)
+    env.plan(11)  # queued, not yet sent
+    sid = operator.silence(env.store, "S1", by="bob", now=env.world.now_after(11), until=env.world.now_after(20),
+                            reason="probe c known broken")
+    env.deliver(11, hours=1)
     assert env.rx.messages() == []
     box = db.read_outbox(env.store)
     assert list(box["status"]) == ["suppressed"] and f"silence #{sid} by bob" in box.iloc[0]["note"]
@@ -275,6 +302,7 @@ def test_new_episode_after_the_cooldown_is_a_new_alert(store, tmp_path) -> None:
 
     W.observe(e.world, range(17), bend=episodes)
     e.detect(9)  # opens the first episode
+    e.deliver(9)
     e.detect(16)  # one run over the next week: the first resolves, the second opens, in order
     e.deliver(16)
     alerts = e.alerts()
@@ -412,6 +440,7 @@ def test_undeliverable_message_is_parked_as_failed_with_its_error_and_can_be_ret
 def test_crash_between_send_and_mark_resends_after_the_lease_with_the_same_key(env: Env) -> None:
     W.observe(env.world, range(13), bend=drift_c(env.world))
     env.detect(11)
+    env.plan(11)
     now = env.world.now_after(11)
     lease = pd.Timedelta(seconds=env.settings.alert_delivery_lease_s)
     [outbox_id] = db.due_ids(env.store, now, lease)
@@ -457,7 +486,8 @@ def test_no_route_and_no_default_url_keeps_the_message_with_the_reason(store, tm
     rx = AlertReceiver(tmp_path / "rx.jsonl").start()
     try:  # the operator sets the default URL: the waiting message goes out
         cfg = Settings(_env_file=None, home=tmp_path, apprise_urls=rx.url, **QUIET)
-        assert notify.deliver_outbox(store, cfg, world.now_after(12)).sent == 1 and len(rx.messages()) == 1
+        later = world.now_after(11) + pd.Timedelta(hours=2)  # before the first reminder is due
+        assert notify.deliver_outbox(store, cfg, later).sent == 1 and len(rx.messages()) == 1
     finally:
         rx.stop()
 

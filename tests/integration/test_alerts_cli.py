@@ -32,7 +32,8 @@ def cli(tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:  # type: ignore[no-u
 
     W.observe(world, range(13), bend=bend)
     rx = AlertReceiver(tmp_path / "rx.jsonl").start()
-    routes = W.routes_file(tmp_path / "routes.yaml", rx, {"north": ["team:north"], "south": ["team:south"]})
+    routes = W.routes_file(tmp_path / "routes.yaml", rx, {"north": ["team:north"], "south": ["team:south"]},
+                           notify={"repeat_interval": "30d"})  # reminders: tests/integration/test_incidents.py
     for key, value in {"SMMDN_DATABASE_URL": url, "SMMDN_HOME": str(tmp_path), "SMMDN_ALERT_ROUTES_FILE": str(routes),
                        "SMMDN_ALERT_COOLDOWN_HOURS": "720", "SMMDN_DRIFT_MIN_PAIRS": "100000"}.items():
         monkeypatch.setenv(key, value)
@@ -114,3 +115,33 @@ def test_unknown_things_exit_2_with_the_fix(cli, capsys) -> None:  # type: ignor
     assert rc == 2 and "unknown team" in err
     rc, _, err = run(capsys, "maintenance", "S1", "--start", "2024-05-03", "--end", "2024-05-01", "--by", "x")
     assert rc == 2 and "ends before it starts" in err
+
+
+def test_incidents_are_listed_acknowledged_and_silenced_as_a_whole(cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    from smmdn.store import incidents as idb
+
+    world, store = cli["world"], cli["store"]
+    run(capsys, "detect", "--now", world.now_after(12).isoformat())
+    run(capsys, "deliver", "--now", world.now_after(12).isoformat())
+    alert_id = int(db.read_alerts(store).iloc[0]["id"])
+    sibling = db.insert_alert(store, dict(dedup_key="sib", kind="deviation", site="S1", depth_cm=10.0, sensor="a",
+                                          window_start=world.day(11), window_end=world.day(12), status="open",
+                                          details={}, created_at=world.now_after(12), revision=1))
+    run(capsys, "deliver", "--now", (world.now_after(12) + pd.Timedelta(hours=1)).isoformat())
+    incident = int(idb.read_incidents(store).iloc[0]["id"])
+    rc, out, _ = run(capsys, "incidents")
+    assert rc == 0 and "1 open incident(s)" in out and f"#{incident} open" in out and "root alert" in out
+    assert f"alert #{sibling} deviation" in out and f"inhibited by #{alert_id} (sensor-fault-siblings)" in out
+    rc, out, _ = run(capsys, "show", str(sibling))
+    assert rc == 0 and f"incident        {incident}" in out and f"by alert #{alert_id}: sensor-fault-siblings" in out
+    rc, out, _ = run(capsys, "incidents", str(incident), "--json")
+    assert rc == 0 and {m["id"] for m in json.loads(out)["members"]} == {alert_id, sibling}
+    rc, _, err = run(capsys, "ack", "--by", "x")
+    assert rc == 2 and "alert id or --incident" in err
+    rc, out, _ = run(capsys, "ack", "--incident", str(incident), "--by", "Alice")
+    assert rc == 0 and f"incident {incident} acknowledged by Alice" in out
+    assert set(db.read_alerts(store, status=["acked"])["id"]) == {alert_id, sibling}
+    rc, out, _ = run(capsys, "silence", "--incident", str(incident), "--for", "2d", "--by", "bob")
+    assert rc == 0 and "silence(s) [1, 2]" in out
+    rc, _, err = run(capsys, "incidents", "999")
+    assert rc == 2 and "no incident 999" in err

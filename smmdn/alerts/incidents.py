@@ -1,0 +1,256 @@
+"""Incidents: alerts that share a cause, grouped (Alertmanager's dispatcher, with the cause as group_by).
+
+Why: a fault on one probe also moves its siblings' reference and its cluster's mean, a silent logger
+makes every sensor missing; one message per alert told a team the same story many times. Grouping:
+
+- a ``site_silent`` alert (every sensor of a logger missing) takes every other alert at its site;
+- a sensor fault (``sensor_fault``, ``flatline``) takes the deviations and the cluster alert at its depth,
+  and the earlier alerts of the same sensor;
+- a ``cluster`` alert takes the cluster alerts at the site's other depths and their sensor deviations;
+- ``missing`` alerts of one site share an incident; anything else starts its own.
+
+An incident is open while any member is active, acknowledged when an operator acknowledged it (or every
+un-inhibited member), resolved when every member is; a member that comes back reopens it. Which members
+are inhibited, and by what, is decided here too (``smmdn.alerts.inhibit``), and kept with the member.
+What is *sent* about incidents is ``smmdn.alerts.notify``'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from smmdn.alerts.inhibit import Rule, inhibitions
+from smmdn.alerts.lifecycle import ConcurrentChange
+from smmdn.alerts.routing import OPERATOR_KINDS, Routes
+from smmdn.store import alerts as adb
+from smmdn.store import incidents as idb
+
+ROOT_ORDER = {"site_silent": 0, "sensor_fault": 1, "flatline": 1, "cluster": 2, "missing": 3, "deviation": 4}
+FAULTS = ("sensor_fault", "flatline")
+
+
+@dataclass
+class Incident:
+    """An incident with its member alerts as this run sees them."""
+
+    row: dict[str, Any]
+    members: list[dict[str, Any]] = field(default_factory=list)  # alert rows + inhibited_by / inhibit_rule
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+    @property
+    def root(self) -> dict[str, Any]:
+        rid = self.row.get("root_alert_id")
+        return next((m for m in self.members if m["id"] == rid), self.members[0] if self.members else {})
+
+    def active(self) -> list[dict[str, Any]]:
+        return [m for m in self.members if m["status"] in adb.ACTIVE]
+
+    def loud(self) -> list[dict[str, Any]]:
+        """Members the messages are about: not inhibited (resolved ones included: a member that cleared
+        does not change the story; a new one does)."""
+        return [m for m in self.members if m.get("inhibited_by") is None]
+
+    def speaking(self) -> list[dict[str, Any]]:
+        """Loud members still active."""
+        return [m for m in self.loud() if m["status"] in adb.ACTIVE]
+
+
+def _same_site(alert: dict[str, Any], inc: Incident) -> bool:
+    return str(inc.row["site"]) == str(alert["site"])
+
+
+def _same_depth(alert: dict[str, Any], inc: Incident) -> bool:
+    return _same_site(alert, inc) and inc.row.get("depth_cm") is not None and float(inc.row["depth_cm"]) == float(
+        alert["depth_cm"])
+
+
+def _same_sensor(alert: dict[str, Any], inc: Incident) -> bool:
+    return _same_depth(alert, inc) and str(inc.row.get("sensor")) == str(alert["sensor"])
+
+
+def home_of(alert: dict[str, Any], open_incidents: list[Incident]) -> Incident | None:
+    """The open incident a new alert belongs to (None: it starts its own)."""
+    kind = alert["kind"]
+    if kind in OPERATOR_KINDS:
+        return None
+    candidates = [i for i in open_incidents if _same_site(alert, i)]
+
+    def first(test: Any) -> Incident | None:
+        return next((i for i in candidates if test(i)), None)
+
+    if kind == "site_silent":
+        return first(lambda i: i.row["kind"] == "missing")
+    found = first(lambda i: i.row["kind"] == "site_silent")
+    if found:
+        return found
+    if kind in FAULTS:
+        return first(lambda i: _same_sensor(alert, i))
+    if kind in ("deviation", "cluster"):
+        return (first(lambda i: i.row["kind"] in FAULTS and _same_depth(alert, i))
+                or first(lambda i: i.row["kind"] == "cluster")
+                or (first(lambda i: _same_sensor(alert, i)) if kind == "deviation" else None))
+    if kind == "missing":
+        return first(lambda i: i.row["kind"] == "missing")
+    return None
+
+
+def _group_key(alert: dict[str, Any]) -> str:
+    kind, site = alert["kind"], alert["site"]
+    if kind in OPERATOR_KINDS:
+        return f"network|{kind}"
+    if kind in ("site_silent", "missing", "cluster"):
+        return f"{'silent' if kind != 'cluster' else 'cluster'}|{site}"
+    return f"sensor|{site}|{float(alert['depth_cm']):g}|{alert['sensor']}"
+
+
+def _upgrade_root(inc: Incident, alert: dict[str, Any]) -> None:
+    """A stronger explanation joined (a fault after its deviation, a silent logger after its missing
+    sensors): it becomes the root the messages speak of."""
+    if ROOT_ORDER.get(alert["kind"], 9) < ROOT_ORDER.get(inc.row["kind"], 9):
+        inc.row.update(kind=alert["kind"], root_alert_id=int(alert["id"]), group_key=_group_key(alert),
+                       depth_cm=alert["depth_cm"] if alert["kind"] != "site_silent" else None,
+                       sensor=alert["sensor"] if alert["kind"] in FAULTS or alert["kind"] == "deviation" else None)
+
+
+def group(tx: Any, now: pd.Timestamp, rules: tuple[Rule, ...]) -> list[Incident]:
+    """Bring incidents up to date with the alerts (membership, inhibition, status); returns every incident
+    that is not resolved or changed in this run (resolved now included), members attached."""
+    active = adb.read_alerts(tx, status=adb.ACTIVE).to_dict("records")
+    current = idb.read_incidents(tx, status=["open", "acked"])
+    mine = idb.read_members(tx, alert_ids=[a["id"] for a in active]) if active else pd.DataFrame()
+    reopened = sorted(set(mine["incident_id"]) - set(current["id"])) if len(mine) else []
+    rows = current.to_dict("records") + (idb.read_incidents(tx, ids=reopened).to_dict("records") if reopened else [])
+    incidents = {int(r["id"]): Incident(dict(r)) for r in rows}
+    members = idb.read_members(tx, incident_ids=list(incidents)) if incidents else pd.DataFrame()
+    alerts = {int(a["id"]): a for a in active}
+    missing_ids = [int(i) for i in members["alert_id"] if int(i) not in alerts] if len(members) else []
+    if missing_ids:
+        alerts |= {int(a["id"]): a for a in adb.read_alerts(tx, ids=missing_ids).to_dict("records")}
+    member_of: dict[int, int] = {}
+    for m in members.to_dict("records") if len(members) else []:
+        a = dict(alerts[int(m["alert_id"])])
+        a.update(inhibited_by=_int(m.get("inhibited_by")), inhibit_rule=m.get("inhibit_rule"),
+                 inhibit_reason=m.get("inhibit_reason"), joined_at=m.get("joined_at"))
+        incidents[int(m["incident_id"])].members.append(a)
+        member_of[int(a["id"])] = int(m["incident_id"])
+    fresh = sorted((a for a in active if int(a["id"]) not in member_of),
+                   key=lambda a: (ROOT_ORDER.get(a["kind"], 9), a["id"]))
+    for alert in fresh:
+        open_now = [i for i in incidents.values() if i.active()]  # a cleared episode is not joined
+        inc = home_of(alert, open_now)
+        if inc is None:
+            values = {"group_key": _group_key(alert), "kind": alert["kind"], "root_alert_id": int(alert["id"]),
+                      "site": alert["site"], "depth_cm": None if alert["kind"] in ("site_silent", "missing", "cluster")
+                      else float(alert["depth_cm"]),
+                      "sensor": None if alert["kind"] in ("site_silent", "missing", "cluster") else alert["sensor"],
+                      "status": "open", "opened_at": now, "updated_at": now}
+            if alert["kind"] in OPERATOR_KINDS or alert["kind"] == "cluster":
+                values["depth_cm"] = float(alert["depth_cm"]) if alert["kind"] == "cluster" else None
+            inc = Incident({**values, "id": idb.insert_incident(tx, values)})
+            incidents[inc.id] = inc
+        else:
+            _upgrade_root(inc, alert)
+        if not idb.add_member(tx, inc.id, int(alert["id"]), now):
+            raise ConcurrentChange(f"alert {alert['id']} was grouped by another run meanwhile; plan again")
+        inc.members.append({**alert, "inhibited_by": None, "inhibit_rule": None, "inhibit_reason": None,
+                            "joined_at": now, "_new": True})
+        member_of[int(alert["id"])] = inc.id
+    _inhibit(tx, incidents, active, rules)
+    for inc in incidents.values():
+        _settle(tx, inc, now)
+    return list(incidents.values())
+
+
+def _inhibit(tx: Any, incidents: dict[int, Incident], active: list[dict[str, Any]], rules: tuple[Rule, ...]) -> None:
+    """Record, per active member, which alert and rule mute it now (cleared when nothing does)."""
+    muted = inhibitions(active, rules)
+    by_id = {int(a["id"]): a for a in active}
+    for inc in incidents.values():
+        for m in inc.members:
+            if m["status"] not in adb.ACTIVE:
+                continue  # a resolved member keeps what muted it last: its story is told
+            hit = muted.get(int(m["id"]))
+            want = (hit[0], hit[1].name) if hit else (None, None)
+            if (m.get("inhibited_by"), m.get("inhibit_rule")) != want:
+                reason = None
+                if hit:
+                    src = by_id[hit[0]]
+                    reason = (f"{hit[1].name}: alert #{src['id']} ({src['kind']} at {src['site']} "
+                              f"{float(src['depth_cm']):g} cm {src['sensor']}) is active"
+                              + (f" — {hit[1].description}" if hit[1].description else ""))
+                idb.set_inhibition(tx, int(m["id"]), want[0], want[1], reason)
+                m.update(inhibited_by=want[0], inhibit_rule=want[1], inhibit_reason=reason)
+
+
+def _settle(tx: Any, inc: Incident, now: pd.Timestamp) -> None:
+    """Status from the members (resolved when none is active; reopened when one is again)."""
+    before = dict(inc.row)
+    if not inc.active():
+        ends = [adb.aware(m.get("resolved_at")) for m in inc.members]
+        inc.row.update(status="resolved", resolved_at=max([e for e in ends if e is not None], default=now))
+    else:
+        acked = inc.row.get("acked_by") or (inc.speaking() and all(m["status"] == "acked" for m in inc.speaking()))
+        inc.row.update(status="acked" if acked else "open", resolved_at=None)
+        if before["status"] == "resolved":
+            inc.row["_reopened"] = True
+            inc.row.update(acked_by=None, acked_at=None, ack_note=None, status="open")
+    keys = ("status", "resolved_at", "kind", "root_alert_id", "group_key", "depth_cm", "sensor", "acked_by",
+            "acked_at", "ack_note")
+    changed = {k: inc.row.get(k) for k in keys if inc.row.get(k) != before.get(k)}
+    if changed:
+        idb.update_incident(tx, inc.id, {**changed, "updated_at": now})
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def incident_of(store: Any, alert_id: int) -> int | None:
+    """The incident an alert belongs to (None: not grouped yet; the next notification run groups it)."""
+    m = idb.read_members(store, alert_ids=[alert_id])
+    return None if m.empty else int(m.iloc[0]["incident_id"])
+
+
+def load(store: Any, incident_id: int) -> Incident | None:
+    """One incident with its members (for the CLI and the messages)."""
+    row = idb.get_incident(store, incident_id)
+    if row is None:
+        return None
+    inc = Incident(row)
+    members = idb.read_members(store, incident_ids=[incident_id])
+    if len(members):
+        alerts = {int(a["id"]): a for a in adb.read_alerts(store, ids=list(members["alert_id"])).to_dict("records")}
+        for m in members.to_dict("records"):
+            inc.members.append({**alerts[int(m["alert_id"])], "inhibited_by": _int(m.get("inhibited_by")),
+                                "inhibit_rule": m.get("inhibit_rule"), "inhibit_reason": m.get("inhibit_reason"),
+                                "joined_at": m.get("joined_at")})
+    return inc
+
+
+def teams_of(inc: Incident, routes: Routes, sites: dict[str, dict[str, Any]]) -> list[str]:
+    """The teams the incident's speaking members route to (the operators for the system's own kinds)."""
+    out: list[str] = []
+    for m in inc.loud():
+        tags = (sites.get(m["site"]) or {}).get("tags") or []
+        out.extend(t for t in routes.teams_for_alert(m["kind"], m["site"], tags) if t not in out)
+    return out
+
+
+def plot_spec(inc: Incident, event: str, plot_days: int, now: pd.Timestamp, title: str) -> dict[str, Any] | None:
+    """The evidence plot of the root alert (replicates vs the mixture band, residual vs siblings)."""
+    root = inc.root
+    if not root or str(root.get("site")) == "*" or root.get("kind") in ("missing", "site_silent"):
+        return None
+    since = root.get("window_start")
+    day = root.get("window_end") if event == "resolved" else now
+    return {"site": str(root["site"]), "depth_cm": float(root["depth_cm"]), "sensor": str(root["sensor"]),
+            "day": pd.Timestamp(day if day is not None and not pd.isna(day) else now).floor("D").isoformat(),
+            "days": int(plot_days),
+            "since": None if since is None or pd.isna(since) else pd.Timestamp(since).isoformat(),
+            "title": title.removeprefix("[smmdn] "), "residual": str(root["sensor"]) != "*"}
