@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 
 from flows import common
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 
 @flow(name="forecast", flow_run_name=common.run_name("forecast"), timeout_seconds=1800, persist_result=True)
@@ -32,7 +35,7 @@ def forecast(day: str | None = None, history_days: int = 400, validation: dict |
     return outcome
 
 
-def _tell_operators_about_the_model(db: Any, cfg: Any, now: Any, outcome: dict[str, Any]) -> None:
+def _tell_operators_about_the_model(db: Store, cfg: Any, now: Any, outcome: dict[str, Any]) -> None:
     """Open (or resolve) the operators' ``model_fallback`` alert; a failure to tell them never stops the day."""
     from flows.secrets import prefect_secret
     from smmdn.alerts.network import network_transition

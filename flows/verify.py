@@ -5,13 +5,16 @@ publish the skill tables and reliability view as artifacts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import task
 
 from flows import common
 from flows.secrets import prefect_secret
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 
 @task(name="verify", timeout_seconds=900, persist_result=True)
@@ -47,7 +50,7 @@ def verify(now: pd.Timestamp) -> dict[str, Any]:
     return out
 
 
-def publish_verification(db: Any, now: pd.Timestamp, cfg: Any, result: dict[str, Any]) -> None:
+def publish_verification(db: Store, now: pd.Timestamp, cfg: Any, result: dict[str, Any]) -> None:
     """Skill per site and lead (keyed tables: their history in the UI is the skill over time) and the
     reliability view. Artifacts are for people: failing to publish them never fails the cycle."""
     from flows.report import skill_rows, verification_markdown

@@ -34,7 +34,7 @@ import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -47,6 +47,9 @@ from smmdn.errors import InputError
 from smmdn.redact import redact
 from smmdn.store import alerts as db
 from smmdn.timeutil import utc
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def backoff(attempts: int, settings: Settings) -> pd.Timedelta:
     return pd.Timedelta(seconds=seconds)
 
 
-def incident_suppression(store: Any, incident_id: int, event: str, muter: Muter) -> str | None:
+def incident_suppression(store: Store, incident_id: int, event: str, muter: Muter) -> str | None:
     """Why an incident message should not go out now: every speaking member muted, or an acknowledgement /
     resolution since it was queued that makes a reminder or escalation pointless."""
     from smmdn.alerts.incidents import load
@@ -155,7 +158,7 @@ def send(url: str, row: dict[str, Any], settings: Settings, attachment: bytes | 
 class _Plots:
     """Plot specs drawn at most once per delivery run (several targets share one event's plot)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.drawn: dict[str, bytes | None] = {}
 
@@ -177,7 +180,7 @@ class _Plots:
         return self.drawn[key]
 
 
-def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | None = None, *,
+def deliver_outbox(store: Store, settings: Settings, now: pd.Timestamp | str | None = None, *,
                    routes: Routes | None = None, limit: int | None = None, only: list[int] | None = None,
                    secrets: SecretResolver | None = None, plan: bool = True) -> DeliveryOutcome:
     """Plan the incident notifications due now (``smmdn.alerts.notify``; ``plan=False`` skips it), then
@@ -247,7 +250,7 @@ def deliver_outbox(store: Any, settings: Settings, now: pd.Timestamp | str | Non
     return outcome
 
 
-def send_test(store: Any, settings: Settings, team: str, now: pd.Timestamp | str | None = None, *,
+def send_test(store: Store, settings: Settings, team: str, now: pd.Timestamp | str | None = None, *,
               by: str = "operator", routes: Routes | None = None,
               secrets: SecretResolver | None = None) -> DeliveryOutcome:
     """Queue and deliver a test message to every URL of ``team`` (checks a route without an anomaly)."""

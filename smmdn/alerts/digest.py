@@ -7,7 +7,7 @@ Keyed ``digest:<team>:<UTC day>:<target>``: one per team and day, however often 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -18,10 +18,13 @@ from smmdn.alerts.silences import matching_silence
 from smmdn.store import alerts as adb
 from smmdn.store import incidents as idb
 
+if TYPE_CHECKING:
+    from smmdn.store import Store
+
 MAX_PANELS = 6
 
 
-def queue_digests(tx: Any, incidents: list[Incident], routes: Routes, sites: dict[str, dict[str, Any]],
+def queue_digests(tx: Store, incidents: list[Incident], routes: Routes, sites: dict[str, dict[str, Any]],
                   silences: pd.DataFrame, now: pd.Timestamp, plot_days: int) -> int:
     """Queue today's digest for every team that takes one and has something to list; returns rows queued."""
     queued = 0

@@ -6,15 +6,18 @@ not to field teams: drift is the model's problem, not a probe's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from smmdn.alerts.network import network_transition
 from smmdn.alerts.routing import Routes
 
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
-def drift_transition(store: Any, now: pd.Timestamp, drift: bool, details: dict[str, Any], routes: Routes,
+
+def drift_transition(store: Store, now: pd.Timestamp, drift: bool, details: dict[str, Any], routes: Routes,
                      attachment: bytes | None = None) -> str | None:
     """Open / update / resolve the network-wide calibration-drift alert; returns the event queued, if any."""
     return network_transition(

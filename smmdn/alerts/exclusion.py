@@ -7,17 +7,20 @@ network's sensors are excluded the ops route hears about it (one network-wide al
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from smmdn.alerts.network import network_transition
 from smmdn.alerts.routing import Routes
 
+if TYPE_CHECKING:
+    from smmdn.store import Store
+
 KIND = "sensors_excluded"
 
 
-def exclusion_transition(store: Any, now: pd.Timestamp, excluded: int, total: int, limit: float,
+def exclusion_transition(store: Store, now: pd.Timestamp, excluded: int, total: int, limit: float,
                          routes: Routes) -> str | None:
     """Open / update / resolve the excluded-share alert; returns the event queued, if any."""
     share = excluded / total if total else 0.0

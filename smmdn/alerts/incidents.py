@@ -18,7 +18,7 @@ What is *sent* about incidents is ``smmdn.alerts.notify``'s job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from smmdn.alerts.lifecycle import ConcurrentChange
 from smmdn.alerts.routing import OPERATOR_KINDS, Routes
 from smmdn.store import alerts as adb
 from smmdn.store import incidents as idb
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 ROOT_ORDER = {"site_silent": 0, "sensor_fault": 1, "flatline": 1, "cluster": 2, "missing": 3, "deviation": 4}
 FAULTS = ("sensor_fault", "flatline")
@@ -118,7 +121,7 @@ def _upgrade_root(inc: Incident, alert: dict[str, Any]) -> None:
                        sensor=alert["sensor"] if alert["kind"] in FAULTS or alert["kind"] == "deviation" else None)
 
 
-def group(tx: Any, now: pd.Timestamp, rules: tuple[Rule, ...]) -> list[Incident]:
+def group(tx: Store, now: pd.Timestamp, rules: tuple[Rule, ...]) -> list[Incident]:
     """Bring incidents up to date with the alerts (membership, inhibition, status); returns every incident
     that is not resolved or changed in this run (resolved now included), members attached."""
     active = adb.read_alerts(tx, status=adb.ACTIVE).to_dict("records")
@@ -167,7 +170,7 @@ def group(tx: Any, now: pd.Timestamp, rules: tuple[Rule, ...]) -> list[Incident]
     return list(incidents.values())
 
 
-def _inhibit(tx: Any, incidents: dict[int, Incident], active: list[dict[str, Any]], rules: tuple[Rule, ...]) -> None:
+def _inhibit(tx: Store, incidents: dict[int, Incident], active: list[dict[str, Any]], rules: tuple[Rule, ...]) -> None:
     """Record, per active member, which alert and rule mute it now (cleared when nothing does)."""
     muted = inhibitions(active, rules)
     by_id = {int(a["id"]): a for a in active}
@@ -188,7 +191,7 @@ def _inhibit(tx: Any, incidents: dict[int, Incident], active: list[dict[str, Any
                 m.update(inhibited_by=want[0], inhibit_rule=want[1], inhibit_reason=reason)
 
 
-def _settle(tx: Any, inc: Incident, now: pd.Timestamp) -> None:
+def _settle(tx: Store, inc: Incident, now: pd.Timestamp) -> None:
     """Status from the members (resolved when none is active; reopened when one is again)."""
     before = dict(inc.row)
     if not inc.active():
@@ -211,13 +214,13 @@ def _int(value: Any) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def incident_of(store: Any, alert_id: int) -> int | None:
+def incident_of(store: Store, alert_id: int) -> int | None:
     """The incident an alert belongs to (None: not grouped yet; the next notification run groups it)."""
     m = idb.read_members(store, alert_ids=[alert_id])
     return None if m.empty else int(m.iloc[0]["incident_id"])
 
 
-def load(store: Any, incident_id: int) -> Incident | None:
+def load(store: Store, incident_id: int) -> Incident | None:
     """One incident with its members (for the CLI and the messages)."""
     row = idb.get_incident(store, incident_id)
     if row is None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,9 @@ from smmdn.errors import SmmdnError
 from smmdn.model.mixture import hdr_intervals, mixture_arrays
 from smmdn.store import alerts as db
 from smmdn.timeutil import DAY
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +84,12 @@ def key_of(row: dict[str, Any]) -> tuple:
 # ---------------------------------------------------------------------------------------------------
 # inputs of planning
 # ---------------------------------------------------------------------------------------------------
-def site_watermarks(store: Any) -> dict[str, pd.Timestamp]:
+def site_watermarks(store: Store) -> dict[str, pd.Timestamp]:
     """Last local day evaluated per site (watermarks ``alerts / detected_through:<site>``)."""
     return db.detected_through(store)
 
 
-def _set_watermarks(store: Any, marks: dict[str, pd.Timestamp], now: pd.Timestamp) -> None:
+def _set_watermarks(store: Store, marks: dict[str, pd.Timestamp], now: pd.Timestamp) -> None:
     current = site_watermarks(store)
     advanced = {f"detected_through:{site}": day for site, day in marks.items()
                 if site not in current or day > current[site]}
@@ -94,7 +97,7 @@ def _set_watermarks(store: Any, marks: dict[str, pd.Timestamp], now: pd.Timestam
         db.set_watermarks(store, "alerts", advanced, now)
 
 
-def last_readings(store: Any, since: pd.Timestamp, periods: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+def last_readings(store: Store, since: pd.Timestamp, periods: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     """Series expected to report now, with their last reading since ``since`` (NaT: none in that window).
 
     Expected: series seen since ``since`` plus registry sensors active now, minus sensors whose active
@@ -129,7 +132,7 @@ def retired(periods: pd.DataFrame | None, now: pd.Timestamp) -> set[tuple[str, f
     return {(str(r.site), float(r.depth_cm), str(r.sensor)) for r in ended.itertuples()}
 
 
-def plan(store: Any, conditions: pd.DataFrame, scored: pd.DataFrame, last: pd.DataFrame, now: pd.Timestamp,
+def plan(store: Store, conditions: pd.DataFrame, scored: pd.DataFrame, last: pd.DataFrame, now: pd.Timestamp,
          rules: Any, periods: pd.DataFrame | None = None) -> list[Action]:
     """Turn fresh daily conditions, the last readings and the clock into lifecycle actions."""
     actions: list[Action] = []
@@ -204,7 +207,7 @@ def _coalesce(actions: list[Action], action: Action) -> None:
     actions.append(action)
 
 
-def _plan_missing(actions: list[Action], handles: dict[tuple, Handle], store: Any, last: pd.DataFrame,
+def _plan_missing(actions: list[Action], handles: dict[tuple, Handle], store: Store, last: pd.DataFrame,
                   now: pd.Timestamp, rules: Any) -> None:
     if last is None or last.empty:
         return
@@ -269,7 +272,7 @@ def _plan_silent(actions: list[Action], handles: dict[tuple, Handle], last: pd.D
             handles.pop(key)
 
 
-def _plan_clock(actions: list[Action], handles: dict[tuple, Handle], store: Any, now: pd.Timestamp,
+def _plan_clock(actions: list[Action], handles: dict[tuple, Handle], store: Store, now: pd.Timestamp,
                 rules: Any) -> None:
     """Escalation and reminders for alerts still open (not acknowledged, not silenced) after the day rules."""
     touched = {id(a.handle) for a in actions if a.event}
@@ -345,7 +348,7 @@ def _float(value: Any) -> float | None:
 # ---------------------------------------------------------------------------------------------------
 # applying (one transaction)
 # ---------------------------------------------------------------------------------------------------
-def apply(store: Any, actions: list[Action], now: pd.Timestamp, settings: Any, rules: Any, routes: Routes,
+def apply(store: Store, actions: list[Action], now: pd.Timestamp, settings: Any, rules: Any, routes: Routes,
           marks: dict[str, pd.Timestamp] | None = None, attachments: dict[int, bytes] | None = None) -> dict[str, Any]:
     """Write every action and its outbox rows in one transaction (all or nothing); returns counts."""
     sites = site_info(store)
@@ -373,7 +376,7 @@ def apply(store: Any, actions: list[Action], now: pd.Timestamp, settings: Any, r
     return counts
 
 
-def write_action(tx: Any, action: Action, now: pd.Timestamp) -> dict[str, Any]:
+def write_action(tx: Store, action: Action, now: pd.Timestamp) -> dict[str, Any]:
     """Write one action's alert row (insert or revision-checked update); returns the row as written."""
     handle = action.handle
     values = dict(action.values)
@@ -419,7 +422,7 @@ def plot_spec(row: dict[str, Any], action: Action, plot_days: int) -> dict[str, 
             "title": message.subject(row, action.event).removeprefix("[smmdn] ")}
 
 
-def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, site: dict[str, Any] | None,
+def enqueue_event(tx: Store, alert: dict[str, Any], event: str, routes: Routes, site: dict[str, Any] | None,
                   now: pd.Timestamp, *, attachment: bytes | None = None, plot: dict[str, Any] | None = None,
                   note: str | None = None) -> int:
     """Record the latest words of ``alert`` for ``smmdn alerts show``; returns the messages queued (none).
@@ -445,7 +448,7 @@ def enqueue_event(tx: Any, alert: dict[str, Any], event: str, routes: Routes, si
 PLOT_KEY = "plot_png_b64"
 
 
-def site_info(store: Any) -> dict[str, dict[str, Any]]:
+def site_info(store: Store) -> dict[str, dict[str, Any]]:
     """Registry facts per site (name, coordinates, tags) for messages and routing."""
     sites = store.read_sites()
     return {str(r["site"]): r for r in sites.to_dict("records")} if not sites.empty else {}

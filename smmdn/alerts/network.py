@@ -6,7 +6,7 @@ probe's; both are one alert for the whole network, routed to ``operators:`` (``O
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -14,8 +14,11 @@ from smmdn.alerts.lifecycle import Action, Handle, apply
 from smmdn.alerts.routing import OPERATOR_KINDS, Routes
 from smmdn.store import alerts as db
 
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
-def network_transition(store: Any, now: pd.Timestamp, kind: str, active: bool, details: dict[str, Any],
+
+def network_transition(store: Store, now: pd.Timestamp, kind: str, active: bool, details: dict[str, Any],
                        routes: Routes, *, observed: float | None = None, attachment: bytes | None = None,
                        resolved_note: str = "back to normal") -> str | None:
     """Open / update / resolve the network-wide ``kind`` alert; returns the event queued, if any."""

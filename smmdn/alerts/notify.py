@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -33,6 +33,9 @@ from smmdn.alerts.routing import Routes, Timing
 from smmdn.alerts.silences import matching_silence
 from smmdn.store import alerts as adb
 from smmdn.store import incidents as idb
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 PLOT_DAYS = 21
@@ -83,7 +86,7 @@ def decide(inc: Incident, team: str, notice: dict[str, Any] | None, timing: Timi
     return "reminder" if due is not None and now >= due else None
 
 
-def notify(store: Any, now: pd.Timestamp, routes: Routes, *, plot_days: int = PLOT_DAYS) -> NotifyOutcome:
+def notify(store: Store, now: pd.Timestamp, routes: Routes, *, plot_days: int = PLOT_DAYS) -> NotifyOutcome:
     """Group, inhibit and plan every incident message due now, in one transaction."""
     from smmdn.alerts.digest import queue_digests
     from smmdn.alerts.lifecycle import site_info
@@ -122,7 +125,7 @@ def notify(store: Any, now: pd.Timestamp, routes: Routes, *, plot_days: int = PL
     return outcome
 
 
-def enqueue(tx: Any, inc: Incident, team: str, event: str, notice: dict[str, Any] | None, routes: Routes,
+def enqueue(tx: Store, inc: Incident, team: str, event: str, notice: dict[str, Any] | None, routes: Routes,
             site: dict[str, Any] | None, now: pd.Timestamp, plot_days: int) -> int:
     """Queue one message per target of ``team`` and record what the team was told."""
     timing = routes.timing(team)

@@ -6,7 +6,7 @@ the same transaction as the change, like every lifecycle transition (``smmdn.ale
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -14,6 +14,9 @@ from smmdn.alerts.lifecycle import Action, Handle, enqueue_event, site_info, wri
 from smmdn.alerts.routing import Routes
 from smmdn.errors import InputError
 from smmdn.store import alerts as db
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 
 def _require_name(by: str | None, what: str) -> str:
@@ -23,7 +26,7 @@ def _require_name(by: str | None, what: str) -> str:
     return by.strip()
 
 
-def _active(store: Any, alert_id: int) -> dict[str, Any]:
+def _active(store: Store, alert_id: int) -> dict[str, Any]:
     row = db.get_alert(store, alert_id)
     if row is None:
         raise InputError(f"no alert {alert_id}", where="alerts", column="id", fix="list alerts: smmdn alerts list")
@@ -33,7 +36,7 @@ def _active(store: Any, alert_id: int) -> dict[str, Any]:
     return row
 
 
-def ack(store: Any, alert_id: int, by: str, now: pd.Timestamp, note: str | None = None) -> dict[str, Any]:
+def ack(store: Store, alert_id: int, by: str, now: pd.Timestamp, note: str | None = None) -> dict[str, Any]:
     """Someone is on it: no more reminders or escalation for this alert (its resolution is still sent)."""
     by = _require_name(by, "acknowledging")
     row = _active(store, alert_id)
@@ -43,7 +46,7 @@ def ack(store: Any, alert_id: int, by: str, now: pd.Timestamp, note: str | None 
     return db.get_alert(store, alert_id) or {}
 
 
-def resolve(store: Any, alert_id: int, by: str, now: pd.Timestamp, routes: Routes,
+def resolve(store: Store, alert_id: int, by: str, now: pd.Timestamp, routes: Routes,
             note: str | None = None) -> dict[str, Any]:
     """Resolved by an operator: the resolution message goes out; a new anomaly later opens a new alert."""
     by = _require_name(by, "resolving")
@@ -57,7 +60,7 @@ def resolve(store: Any, alert_id: int, by: str, now: pd.Timestamp, routes: Route
     return written
 
 
-def _site_known(store: Any, site: str) -> None:
+def _site_known(store: Store, site: str) -> None:
     if site == "*":
         return
     if site not in site_info(store):
@@ -65,7 +68,7 @@ def _site_known(store: Any, site: str) -> None:
                          fix="use a site id from the registry (smmdn sites list)")
 
 
-def silence(store: Any, site: str, *, by: str, now: pd.Timestamp, until: pd.Timestamp, depth_cm: float | None = None,
+def silence(store: Store, site: str, *, by: str, now: pd.Timestamp, until: pd.Timestamp, depth_cm: float | None = None,
             sensor: str | None = None, kind: str | None = None, reason: str | None = None) -> int:
     """Suppress deliveries for matching alerts until ``until`` (alerts are still opened and listed)."""
     by = _require_name(by, "silencing")
@@ -77,7 +80,7 @@ def silence(store: Any, site: str, *, by: str, now: pd.Timestamp, until: pd.Time
                           created_at=now, depth_cm=depth_cm, sensor=sensor, alert_kind=kind, reason=reason)
 
 
-def maintenance(store: Any, site: str, *, by: str, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp,
+def maintenance(store: Store, site: str, *, by: str, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp,
                 reason: str | None = None) -> int:
     """Planned field work: the site's days in [start, end) raise no alerts and nothing is delivered meanwhile."""
     by = _require_name(by, "planning maintenance")
@@ -88,7 +91,7 @@ def maintenance(store: Any, site: str, *, by: str, start: pd.Timestamp, end: pd.
                           created_at=now, reason=reason)
 
 
-def replace_sensor(store: Any, site: str, depth_cm: float, old: str, new: str | None, *, at: pd.Timestamp, by: str,
+def replace_sensor(store: Store, site: str, depth_cm: float, old: str, new: str | None, *, at: pd.Timestamp, by: str,
                    now: pd.Timestamp, routes: Routes, note: str | None = None) -> list[int]:
     """End ``old``'s active period at ``at``, start ``new`` there, close the old sensor's alerts (announced).
 
@@ -126,7 +129,7 @@ def replace_sensor(store: Any, site: str, depth_cm: float, old: str, new: str | 
     return closed
 
 
-def _incident(store: Any, incident_id: int) -> Any:
+def _incident(store: Store, incident_id: int) -> Any:
     from smmdn.alerts.incidents import load
 
     inc = load(store, incident_id)
@@ -139,7 +142,7 @@ def _incident(store: Any, incident_id: int) -> Any:
     return inc
 
 
-def ack_incident(store: Any, incident_id: int, by: str, now: pd.Timestamp, note: str | None = None) -> list[int]:
+def ack_incident(store: Store, incident_id: int, by: str, now: pd.Timestamp, note: str | None = None) -> list[int]:
     """Someone is on the whole incident: every active member acknowledged, the incident marked; returns the
     alert ids acknowledged (no reminders or escalation; the resolution is still sent)."""
     from smmdn.store import incidents as idb
@@ -157,7 +160,7 @@ def ack_incident(store: Any, incident_id: int, by: str, now: pd.Timestamp, note:
     return done
 
 
-def silence_incident(store: Any, incident_id: int, *, by: str, now: pd.Timestamp, until: pd.Timestamp,
+def silence_incident(store: Store, incident_id: int, *, by: str, now: pd.Timestamp, until: pd.Timestamp,
                      reason: str | None = None) -> list[int]:
     """Silence what an incident is made of: one silence per active member (its site, depth, sensor and kind),
     so a new, different alert at the site still gets through. Returns the silence ids."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -37,6 +37,9 @@ from smmdn.store import alerts as db
 from smmdn.store import forecasts as forecast_rows
 from smmdn.store.sites import site_offsets
 from smmdn.timeutil import DAY, utc
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ class DetectOutcome:
 FAULT_HOLDING = ("sensor_fault", "flatline")
 
 
-def held_sensors(store: Any) -> set[tuple[str, float, str]]:
+def held_sensors(store: Store) -> set[tuple[str, float, str]]:
     """Sensors under an open fault alert: the consensus starts them excluded (the alert is the state)."""
     active = db.read_alerts(store, status=db.ACTIVE)
     if active.empty:
@@ -75,7 +78,7 @@ def held_sensors(store: Any) -> set[tuple[str, float, str]]:
     return {(str(r.site), float(r.depth_cm), str(r.sensor)) for r in active.itertuples()}
 
 
-def fault_periods(store: Any) -> dict[tuple[str, float, str], list[tuple[pd.Timestamp, pd.Timestamp | None]]]:
+def fault_periods(store: Store) -> dict[tuple[str, float, str], list[tuple[pd.Timestamp, pd.Timestamp | None]]]:
     """Every fault alert's period per sensor: its first day to the day after its last (open-ended while the
     alert is active). The consensus keeps a sensor out on a past fault's days (a trailing window that starts
     inside one must not learn the faulty level) and starts sensors under an open alert excluded."""
@@ -90,7 +93,7 @@ def fault_periods(store: Any) -> dict[tuple[str, float, str], list[tuple[pd.Time
     return out
 
 
-def detect(store: Any, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
+def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
            routes: Routes | None = None) -> DetectOutcome:
     """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
     now = utc(now)

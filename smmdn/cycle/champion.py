@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from smmdn.cycle.day import CycleDay
 from smmdn.cycle.inputs import CycleInputs
 from smmdn.cycle.plan import record_full_retrain
 from smmdn.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,7 @@ def _fit(kind: str, champion_model: Any, inputs: CycleInputs, train_end: pd.Time
     return fit(inputs.observations, inputs.forcing, inputs.sites, config, train_end=train_end, seed=config.seed)
 
 
-def train_and_judge(store: Any, settings: Settings, inputs: CycleInputs, cycle: CycleDay, kind: str,
+def train_and_judge(store: Store, settings: Settings, inputs: CycleInputs, cycle: CycleDay, kind: str,
                     overrides: dict | None = None) -> TrainOutcome:
     """Train a challenger of ``kind`` for ``cycle``, judge it against the champion, register the outcome."""
     from smmdn.cycle.serving import serving_model

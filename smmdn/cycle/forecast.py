@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,6 +19,9 @@ from smmdn.config import Settings
 from smmdn.cycle.day import CycleDay
 from smmdn.cycle.inputs import CycleInputs, check_forcing_consistency, prepare_forecast_forcing
 from smmdn.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def run_id_for(issue: pd.Timestamp, version: str) -> str:
     return f"{issue:%Y%m%dT%H%M}-{version}"
 
 
-def complete_run(store: Any, issue: pd.Timestamp) -> dict[str, Any] | None:
+def complete_run(store: Store, issue: pd.Timestamp) -> dict[str, Any] | None:
     runs = store.forecast_runs()
     if runs.empty:
         return None
@@ -53,7 +56,7 @@ def complete_run(store: Any, issue: pd.Timestamp) -> dict[str, Any] | None:
     return None if done.empty else done.iloc[-1].to_dict()
 
 
-def issue_forecast(store: Any, settings: Settings, inputs: CycleInputs, cycle: CycleDay, *,
+def issue_forecast(store: Store, settings: Settings, inputs: CycleInputs, cycle: CycleDay, *,
                    validation: dict[str, Any] | None = None, force: bool = False) -> ForecastOutcome:
     """Forecast ``cycle.issue`` with the current champion; see the module docstring for the bookkeeping."""
     from smmdn.cycle.serving import serving_model

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from smmdn.schema import DAILY_FORCING, OBSERVATION_COLUMNS, UNTRUSTED_FLAGS
 from smmdn.store import alerts as alerts_db
 from smmdn.store.sites import site_offsets
 from smmdn.timeutil import DAY
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class CycleInputs:
     stale_forcing: bool = False
 
 
-def model_sites(store: Any) -> pd.DataFrame | None:
+def model_sites(store: Store) -> pd.DataFrame | None:
     """Static site attributes the model uses (numeric, complete columns only): coordinates, elevation and the
     registry's numeric ``attributes`` (ISMN: soil fractions, saturation). Text attributes (land cover,
     climate class) stay text: the network takes numbers only and does not encode them."""
@@ -81,7 +84,7 @@ FAULT_KINDS = ("sensor_fault", "flatline")
 PERIOD_COLUMNS = ["site", "depth_cm", "sensor", "since", "until"]
 
 
-def faulty_sensors(store: Any) -> pd.DataFrame:
+def faulty_sensors(store: Store) -> pd.DataFrame:
     """Periods of sensors under a fault alert: ``since`` the day the fault began, ``until`` the day after its
     last faulty day (NaT while the alert is open or acknowledged).
 
@@ -149,7 +152,7 @@ def runs_free(obs: pd.DataFrame, faulty: pd.DataFrame, at: pd.Timestamp) -> list
     return out
 
 
-def load_inputs(store: Any, settings: Settings, cycle: CycleDay, *, history_days: int, horizon: int | None = None,
+def load_inputs(store: Store, settings: Settings, cycle: CycleDay, *, history_days: int, horizon: int | None = None,
                 sites: list[str] | None = None) -> CycleInputs:
     """Observations and forcing as the model should see them on ``cycle``.
 
@@ -327,12 +330,12 @@ def prepare_forecast_forcing(inputs: CycleInputs, cycle: CycleDay, horizon: int,
 # ---------------------------------------------------------------------------------------------------
 # validation status of a cycle's ingest
 # ---------------------------------------------------------------------------------------------------
-def last_validation_id(store: Any) -> int:
+def last_validation_id(store: Store) -> int:
     runs = store.validation_runs()
     return 0 if runs.empty else int(runs["id"].max())
 
 
-def validation_status(store: Any, after_id: int) -> dict[str, Any]:
+def validation_status(store: Store, after_id: int) -> dict[str, Any]:
     """Validation runs written by this cycle's ingest: counts, failures, where their Data Docs are."""
     runs = store.validation_runs()
     runs = runs.loc[runs["id"] > after_id] if not runs.empty else runs

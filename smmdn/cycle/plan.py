@@ -8,12 +8,15 @@ the champion step records each full retrain (``record_full_retrain``).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
 from smmdn.config import Settings
 from smmdn.cycle.day import CycleDay
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 
 class DriftVerdict(Protocol):
@@ -28,17 +31,17 @@ DRIFT_WATERMARK = ("verification", "calibration_drift")
 DRIFT_HANDLED = ("verification", "drift_retrained")
 
 
-def record_drift(store: Any, at: pd.Timestamp) -> None:
+def record_drift(store: Store, at: pd.Timestamp) -> None:
     """Remember that verification saw calibration drift (the next cycle retrains in full)."""
     store.set_watermark(*DRIFT_WATERMARK, at)
 
 
-def record_full_retrain(store: Any, at: pd.Timestamp) -> None:
+def record_full_retrain(store: Store, at: pd.Timestamp) -> None:
     """A full retrain ran at ``at``: drift reported before it is dealt with."""
     store.set_watermark(*DRIFT_HANDLED, at)
 
 
-def training_plan(store: Any, settings: Settings, cycle: CycleDay) -> tuple[str, str]:
+def training_plan(store: Store, settings: Settings, cycle: CycleDay) -> tuple[str, str]:
     """``(kind, why)``: ``full`` on cold start, on the weekly retrain day or after calibration drift
     not yet answered by a full retrain; ``fine-tune`` otherwise."""
     if store.champion() is None:
@@ -52,7 +55,7 @@ def training_plan(store: Any, settings: Settings, cycle: CycleDay) -> tuple[str,
     return "fine-tune", "daily fine-tune of the champion"
 
 
-def request_retrain(store: Any, now: pd.Timestamp, report: DriftVerdict) -> bool:
+def request_retrain(store: Store, now: pd.Timestamp, report: DriftVerdict) -> bool:
     """Whether this drift should schedule a full retrain.
 
     Once per champion lineage: if a full retrain already ran after the request and the champion (hence

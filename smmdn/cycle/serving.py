@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from smmdn.config import Settings
 from smmdn.errors import ModelError
+
+if TYPE_CHECKING:
+    from smmdn.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ class ServingModel:
         return {"champion": self.fallback_from or self.version, "serving": self.version, "error": self.error}
 
 
-def previous_good(store: Any, champion: str) -> list[dict[str, Any]]:
+def previous_good(store: Store, champion: str) -> list[dict[str, Any]]:
     """Retired champions with an artifact, most recently promoted first."""
     known = store.model_versions()
     if known.empty:
@@ -43,7 +46,7 @@ def previous_good(store: Any, champion: str) -> list[dict[str, Any]]:
     return good.drop(columns="_at").to_dict("records")
 
 
-def serving_model(store: Any, settings: Settings, champion: dict[str, Any]) -> ServingModel:
+def serving_model(store: Store, settings: Settings, champion: dict[str, Any]) -> ServingModel:
     """Load ``champion`` or fall back (``ModelError`` when no version at all can be loaded)."""
     from smmdn.modelfiles import load_model_uri
 
