@@ -8,7 +8,7 @@ together in batches; a file that spoils its batch is found and rejected alone.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ def ingest_landing(
     settle_s: float = 30.0,
     batch_rows: int = LANDING_BATCH_ROWS,
     only: set[str] | None = None,
+    chunk_rows: int | None = None,
 ) -> list[IngestSummary]:
     """Process TOA5 files in the landing directory, each exactly once (by sha256).
 
@@ -71,9 +72,17 @@ def ingest_landing(
     Why batches: a network drops one file per logger per day, and validating each alone costs a Great
     Expectations run (~1 s) per file. The readable files of a run are therefore validated and written
     together (one transaction, up to ``batch_rows`` rows; one summary per batch). A batch-level
-    validation failure falls back to file by file, so only the offending file is rejected.
+    validation failure falls back to file by file, so only the offending file is rejected. Pending
+    files are written as soon as they reach ``batch_rows``, so memory does not grow with their number.
+
+    Why streaming: a file bigger than one chunk (``chunk_rows`` observation rows, default
+    ``stream.STREAM_CHUNK_ROWS``) is read once in chunks and published in its own transaction
+    (``stream.ingest_streamed``): memory stays bounded whatever its size, and it is still all or nothing.
     """
-    from smmdn.sources.toa5 import landing_files, read_logger_file, sha256_bytes
+    from smmdn.ingest.stream import STREAM_CHUNK_ROWS
+    from smmdn.sources.toa5 import landing_files
+
+    chunk_rows = STREAM_CHUNK_ROWS if chunk_rows is None else chunk_rows
 
     now = utc(now)
     landing = settings.path("landing")
@@ -89,18 +98,25 @@ def ingest_landing(
     for n, path in enumerate(candidates):
         summary = IngestSummary("toa5", path.name)
         try:
-            sha = sha256_bytes(path.read_bytes())
+            opened = _open(path, registry, chunk_rows)
         except FileNotFoundError:  # taken by a concurrent run: not ours to report
             continue
         except OSError as exc:  # unreadable now (permissions, I/O): leave it, try again next run
             report(failed(summary, classify(exc)))
             continue
+        if opened.streamed:  # bigger than one chunk: its own transaction, its sha256 known at the end
+            report(_streamed(store, settings, registry, opened, summary, landing, sites, chunk_rows, now))
+            continue
+        sha = opened.sha256
+        assert sha is not None
         try:
             seen = store.file_seen(sha)
         except Exception as exc:  # the database is gone: judge nothing, every file waits for the next run
             error = classify(exc, store)
             if not is_environment(error):
                 raise
+            for f in pending:
+                report(failed(f.summary, error))
             for rest in candidates[n:]:
                 report(failed(IngestSummary("toa5", rest.name), error))
             return out
@@ -111,9 +127,7 @@ def ingest_landing(
             report(summary)
             continue
         try:
-            _, batch = read_logger_file(path, registry)
-        except FileNotFoundError:
-            continue
+            batch = opened.batch()
         except Exception as exc:
             error = classify(exc, store)
             if is_environment(error):
@@ -128,7 +142,104 @@ def ingest_landing(
             continue
         summary.key = f"{batch.site}:{path.name}"
         pending.append(_LandingFile(path, sha, batch, summary))
+        if sum(f.rows for f in pending if not f.alone) >= batch_rows:  # bounded: write what is pending now
+            _write_pending(store, settings, registry, pending, batch_rows, now, landing, report)
+            pending = []
+    _write_pending(store, settings, registry, pending, batch_rows, now, landing, report)
+    return out
 
+
+@dataclass
+class _Opened:
+    """A landing file after its header and first chunk: small (read to the end), streamed, or unreadable."""
+
+    path: Path
+    reader: Any = None
+    site: Any = None
+    spec: Any = None
+    first: Any = None
+    error: Exception | None = None
+    sha256: str | None = None  # known once every byte was read: small and unreadable files
+
+    @property
+    def streamed(self) -> bool:
+        return self.error is None and self.sha256 is None
+
+    def batch(self) -> Any:
+        """The small file's ``Toa5Batch`` (raises the error that made the file unreadable)."""
+        from smmdn.sources.toa5 import to_observations
+
+        if self.error is not None:
+            raise self.error
+        return to_observations(self.first, self.site.id, self.spec, where=str(self.path))
+
+
+def _open(path: Path, registry: Registry, chunk_rows: int) -> _Opened:
+    """Read a file's header and first chunk; ``OSError`` means the file cannot be read now."""
+    from smmdn.ingest.stream import records_per_chunk
+    from smmdn.sources.toa5 import open_logger_file, sha256_file
+
+    try:
+        reader, site, spec = open_logger_file(path, registry)
+    except Exception as exc:
+        if isinstance(exc, OSError):
+            raise  # not TOA5, no mapping: judged after the ledger check, like any file
+        return _Opened(path, error=exc, sha256=sha256_file(path))
+    try:
+        first = next(reader.chunks(records_per_chunk(spec, chunk_rows)))
+        if not reader.exhausted:
+            return _Opened(path, reader, site, spec, first)
+        return _Opened(path, None, site, spec, first, sha256=reader.sha256())
+    except OSError:
+        reader.close()
+        raise
+    except Exception as exc:
+        reader.close()
+        return _Opened(path, error=exc, sha256=sha256_file(path))
+    finally:
+        if reader is not None and reader.exhausted:
+            reader.close()
+
+
+def _streamed(store: Any, settings: Settings, registry: Registry, opened: _Opened, summary: IngestSummary,
+              landing: Path, sites: list[str] | None, chunk_rows: int, now: pd.Timestamp | None) -> IngestSummary:
+    """A file bigger than one chunk: streamed in its own transaction, then moved (or rejected, or kept)."""
+    from smmdn.ingest.stream import AlreadySeen, ingest_streamed
+
+    reader, path = opened.reader, opened.path
+    try:
+        if sites and opened.site.id not in sites:
+            summary.status = "skipped"
+            summary.notes.append(f"site {opened.site.id} not selected")
+            return summary
+        summary.key = f"{opened.site.id}:{path.name}"
+        try:
+            summary, _ = ingest_streamed(store, settings, registry, path=path, reader=reader, first=opened.first,
+                                         site=opened.site, spec=opened.spec, summary=summary,
+                                         chunk_rows=chunk_rows, now=now)
+        except AlreadySeen:
+            summary = IngestSummary("toa5", path.name, status="skipped", notes=["already processed (same sha256)"])
+        except Exception as exc:
+            error = classify(exc, store)
+            if is_environment(error):  # judged nothing: the file stays in landing for the next run
+                return failed(IngestSummary("toa5", summary.key), error)
+            try:
+                sha = reader.sha256()
+            except OSError as read_exc:
+                return failed(IngestSummary("toa5", summary.key), classify(read_exc))
+            reader.close()
+            return _reject(store, landing, path, sha, IngestSummary("toa5", summary.key), error)
+        reader.close()
+        _move(path, landing / "processed")
+        return summary
+    finally:
+        reader.close()
+
+
+def _write_pending(store: Any, settings: Settings, registry: Registry, pending: list[_LandingFile],
+                   batch_rows: int, now: pd.Timestamp | None, landing: Path,
+                   report: Callable[[IngestSummary], None]) -> None:
+    """Validate and write the pending small files in groups; a spoiled group is retried file by file."""
     groups = _landing_groups(pending, batch_rows)
     for n, group in enumerate(groups):
         try:
@@ -150,7 +261,6 @@ def ingest_landing(
                 _move(f.path, landing / "processed")
         for summary in summaries:
             report(summary)
-    return out
 
 
 def rejected_files(settings: Settings) -> list[Path]:
