@@ -96,7 +96,12 @@ def parse_cosmos_csv(text: str, source_name: str = "cosmos-uk csv") -> tuple[pd.
 
 def read_cosmos_csv(path: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """File wrapper: (observations, forcing, sites) — the portal export carries no coordinates."""
-    with open(path, encoding="utf-8-sig") as fh:
-        obs, forcing = parse_cosmos_csv(fh.read(), str(path))
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text: {exc}", where=str(path),
+                         fix="save the COSMOS-UK portal export as UTF-8 CSV (as the portal delivers it)") from exc
+    obs, forcing = parse_cosmos_csv(text, str(path))
     sites = pd.DataFrame({"site": obs["site"].unique()})
     return obs, forcing, sites

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from smmdn.errors import InputError
@@ -29,8 +30,26 @@ REQUIRED = ("wban", "lst_date", "longitude", "latitude", *FORCING_MAP)
 
 def read_uscrn_daily_csv(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Return (observations, forcing, sites) from the pre-parsed USCRN daily CSV."""
-    raw = pd.read_csv(path, dtype={"wban": str, "lst_date": str})
+    try:
+        raw = pd.read_csv(path, dtype={"wban": str, "lst_date": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"not a readable CSV: {type(exc).__name__}: {exc}", where=str(path),
+                         fix="use the shared uscrn_daily01_<year>.csv (UTF-8, comma-separated)") from exc
     return parse_uscrn_daily_frame(raw, str(path))
+
+
+def _numbers(raw: pd.DataFrame, columns: list[str], where: str) -> pd.DataFrame:
+    """``columns`` as floats; a cell that is there but not a number is an ``InputError`` naming it."""
+    out = raw.copy()
+    for column in columns:
+        values = pd.to_numeric(raw[column], errors="coerce")
+        bad = values.isna() & raw[column].notna()
+        if bad.any():
+            rows = [int(i) + 2 for i in raw.index[bad][:20]]  # file line numbers (line 1 is the header)
+            raise InputError(f"non-numeric values in {column}", where=where, column=column, rows=rows,
+                             fix="numbers only (missing values empty); use the shared uscrn_daily01_<year>.csv")
+        out[column] = values.astype(float)
+    return out
 
 
 def parse_uscrn_daily_frame(raw: pd.DataFrame, where: str = "uscrn daily csv") -> tuple[pd.DataFrame, ...]:
@@ -38,12 +57,13 @@ def parse_uscrn_daily_frame(raw: pd.DataFrame, where: str = "uscrn daily csv") -
     if missing:
         raise InputError(f"not a USCRN daily01 CSV: missing {', '.join(missing)}", where=where,
                          column=", ".join(missing), fix="use the shared uscrn_daily01_<year>.csv")
-    raw = raw.copy()
-    raw["wban"] = raw["wban"].astype(str).str.strip().str.zfill(5)
     soil = [f"soil_moisture_{d}_daily" for d in DEPTHS_CM if f"soil_moisture_{d}_daily" in raw.columns]
+    raw = _numbers(raw.reset_index(drop=True), [*soil, "latitude", "longitude"], where)
+    raw["wban"] = raw["wban"].astype(str).str.strip().str.zfill(5)
     long = raw.melt(id_vars=["lst_date", "wban"], value_vars=soil, var_name="col", value_name="vwc")
     long = long.dropna(subset=["vwc"])
     long = long[long["vwc"] >= 0]  # negative values are instrument codes, not water contents
+    long = long[np.isfinite(long["vwc"].to_numpy())]  # inf: no reading either (validation never sees it)
     obs = pd.DataFrame({
         "time": long["lst_date"].to_numpy(),
         "site": long["wban"].to_numpy(),

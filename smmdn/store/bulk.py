@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from smmdn.store import pgcopy
-from smmdn.store.frames import rows_of
+from smmdn.store.frames import rows_of, to_python
 
 _tmp_counter = itertools.count()
 
@@ -225,3 +225,66 @@ def _upsert_sqlite(conn, table, tmp, columns, rows, key, compare, touch) -> Writ
     conn.execute(sa.text(_merge_sql(table, tmp, columns, key, compare, touch, "sqlite")))
     staging.drop(conn)
     return WriteResult(inserted, updated, len(rows) - inserted - updated)
+
+
+def copy_frame(conn: sa.Connection, target: sa.Table, frame: pd.DataFrame, columns: Sequence[str],
+               types_from: sa.Table) -> None:
+    """Append ``frame[columns]`` to ``target`` (a staging table) on the caller's connection.
+
+    PostgreSQL: binary COPY, the payload built by numpy when it can be (``pgcopy``), else row by row;
+    SQLite: one executemany. ``types_from`` names the table whose column types the COPY uses.
+    """
+    if frame.empty:
+        return
+    if conn.dialect.name != "postgresql":
+        values = [_sqlite_values(frame[c]) for c in columns]
+        marks = ", ".join("?" for _ in columns)
+        conn.exec_driver_sql(f"INSERT INTO {target.name} ({', '.join(columns)}) VALUES ({marks})",
+                             list(zip(*values, strict=True)))
+        return
+    types = [_pg_type(types_from.c[c]) if c in types_from.c else _pg_type(target.c[c]) for c in columns]
+    payload = pgcopy.encode(frame, [pgcopy.Field(c, t, (c,)) for c, t in zip(columns, types, strict=True)])
+    raw = conn.connection.driver_connection
+    if payload is not None:
+        _copy(raw, target.name, columns, payload)
+        return
+    with raw.cursor() as cur, cur.copy(f"COPY {target.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows_of(frame, columns):
+            copy.write_row(row)
+
+
+def _sqlite_values(series: pd.Series) -> list[object]:
+    """A column as SQLite stores it through SQLAlchemy (UTC times as 'YYYY-MM-DD HH:MM:SS.ffffff'), NULL for
+    missing values; whole columns at once, for the staging path's plain executemany."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
+        utc = pd.to_datetime(series, utc=True)
+        naive = utc.dt.tz_localize(None).to_numpy("datetime64[us]")
+        text = np.char.replace(np.datetime_as_string(naive, unit="us"), "T", " ", count=1)
+        return [None if gone else t for t, gone in zip(text.tolist(), utc.isna().to_numpy(), strict=True)]
+    return to_python(series)
+
+
+def merge_staged(conn: sa.Connection, table: sa.Table, staged: str, columns: Sequence[str], key: Sequence[str],
+                 compare: Sequence[str], touch: Sequence[str] = ()) -> WriteResult:
+    """Merge every row of the staging table ``staged`` into ``table`` with one statement (upsert counts).
+
+    The staging table must hold each key once (``staging`` moves cross-chunk duplicates to quarantine).
+    """
+    total = conn.execute(sa.text(f"SELECT count(*) FROM {staged}")).scalar_one()
+    if not total:
+        return WriteResult()
+    if conn.dialect.name == "postgresql":
+        merged = _merge_sql(table, staged, columns, key, compare, touch, "pg")
+        inserted, updated = conn.execute(sa.text(_counted(merged))).one()
+        return WriteResult(inserted, updated, total - inserted - updated)
+    join = " AND ".join(f"t.{k} = s.{k}" for k in key)
+    inserted = conn.execute(
+        sa.text(f"SELECT count(*) FROM {staged} s LEFT JOIN {table.name} t ON {join} WHERE t.{key[0]} IS NULL")
+    ).scalar_one()
+    differs = " OR ".join(f"t.{c} IS NOT s.{c}" for c in compare)
+    updated = conn.execute(
+        sa.text(f"SELECT count(*) FROM {staged} s JOIN {table.name} t ON {join} WHERE {differs}")
+    ).scalar_one()
+    conn.execute(sa.text(_merge_sql(table, staged, columns, key, compare, touch, "sqlite")))
+    return WriteResult(inserted, updated, total - inserted - updated)

@@ -7,12 +7,14 @@ f-string counts as an import of every module its constant prefix names). Only im
 - Prefect and ``flows`` only in the faces: ``smmdn/commands/``, ``smmdn/demo/``, ``smmdn/cli.py``;
 - ``smmdn.model`` never imports ``smmdn.store``;
 - SQL only in ``smmdn.store``: sqlalchemy, psycopg and the table definitions are imported nowhere else;
-- the ground floor (config, errors, schema, registry, timeutil, display, redact) imports nothing of smmdn above it.
+- the ground floor (config, errors, schema, registry, timeutil, display, redact) imports nothing of smmdn above it;
+- at most 8 modules at ``smmdn/``'s root, no Python file over 700 lines, every store handle typed ``Store``.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,3 +212,30 @@ def test_architecture_page_names_every_module() -> None:
         if f"`{rel}`" not in page:
             missing.append(rel)
     assert missing == []
+
+
+MAX_ROOT_MODULES = 8
+MAX_LINES = 700
+
+
+def test_at_most_eight_modules_at_the_package_root() -> None:
+    """A new role gets a package of its own instead of piling up at ``smmdn/``'s root."""
+    modules = sorted(p.name for p in (ROOT / "smmdn").glob("*.py") if p.name != "__init__.py")
+    assert len(modules) <= MAX_ROOT_MODULES, modules
+
+
+def test_no_python_file_over_700_lines() -> None:
+    """Small modules with one job each: a file past 700 lines holds more than one (split it)."""
+    files = [p for top in ("smmdn", "flows", "tests", "scripts", "infra") for p in (ROOT / top).rglob("*.py")]
+    long = {p.relative_to(ROOT).as_posix(): n for p in files
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_store_handles_are_typed() -> None:
+    """A parameter holding the store is typed ``Store`` (under TYPE_CHECKING where an import would cycle), so
+    a misspelt store call is a type error, not a runtime surprise."""
+    loose = [f"{p.relative_to(ROOT).as_posix()}:{i}" for top in ("smmdn", "flows") for p in (ROOT / top).rglob("*.py")
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if re.search(r"\bstore: (Any|object)\b", line)]
+    assert loose == []

@@ -1,8 +1,18 @@
-"""Property tests: parsers fed garbage (random or mutated real samples) raise only InputError/SourceError."""
+"""Property tests: parsers fed garbage (random or mutated real samples) raise only InputError/SourceError.
+
+Every parser is here (USCRN hourly/daily and its shared CSV, TOA5 whole and streamed, COSMOS-UK text
+and file, ISMN, Open-Meteo, SensorThings, the registry, validation), with the property that what comes
+out is canonical and finite or quarantined. CI runs a small number of examples; set
+``SMMDN_FUZZ_PROFILE=heavy`` for 20 times as many (see the README's test section).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +26,17 @@ from smmdn.sources import cosmos, ismn, open_meteo, sensorthings, toa5, uscrn
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "formats"
 EXPECTED = (InputError, SourceError)
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SCALE = 20 if os.environ.get("SMMDN_FUZZ_PROFILE") == "heavy" else 1  # examples per test: CI small, heavy ×20
+settings.register_profile("smmdn", deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                          HealthCheck.function_scoped_fixture])
+
+
+def examples(n: int) -> settings:
+    """``n`` examples in CI, ``20 n`` with SMMDN_FUZZ_PROFILE=heavy."""
+    return settings(settings.get_profile("smmdn"), max_examples=n * SCALE)
+
+
+FAST = examples(60)
 
 
 def _sample(*parts: str) -> str:
@@ -127,7 +147,7 @@ def _ismn_stm() -> str:
 
 ISMN_STM = _ismn_stm()
 ISMN_NAME = "SOILSCAPE/node505/SOILSCAPE_SOILSCAPE_node505_sm_0.050000_0.050000_EC5_20070101_20131231.stm"
-ISMN_FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ISMN_FAST = examples(30)
 
 
 @ISMN_FAST
@@ -195,7 +215,7 @@ cells = st.one_of(st.text(max_size=12), st.sampled_from(["", "NaN", "2024-06-01"
                                                          "-1", "1e309", "inf", "a"]))
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@examples(12)
 @given(st.lists(st.fixed_dictionaries({c: cells for c in ("time", "site", "depth_cm", "sensor", "vwc")}),
                 max_size=6))
 def test_validation_garbage(rows: list[dict[str, str]]) -> None:
@@ -225,8 +245,7 @@ def garbage_env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     store.dispose()
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@examples(10)
 @given(st.one_of(st.binary(max_size=300), mutated(DAILY).map(str.encode)))
 def test_ingest_of_garbage_never_writes_part_of_a_batch(garbage_env, body: bytes) -> None:  # type: ignore[no-untyped-def]
     from smmdn.ingest import ingest_sensors
@@ -254,8 +273,7 @@ def json_server():  # type: ignore[no-untyped-def]
                                http_retries=0)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@examples(40)
 @given(meta=json_values, page=st.one_of(json_values, st.fixed_dictionaries(
     {"value": st.lists(json_values, max_size=3), "@iot.nextLink": json_values})), raw=st.binary(max_size=40))
 def test_adapters_on_garbage_json_raise_only_source_errors(json_server, meta, page, raw) -> None:  # type: ignore[no-untyped-def]
@@ -273,3 +291,152 @@ def test_adapters_on_garbage_json_raise_only_source_errors(json_server, meta, pa
     server.route("/om", Reply(json.dumps(page)))
     _only_expected(open_meteo.fetch_open_meteo, session, cfg, [open_meteo.Location("s", 1, 2)],
                    variables=["precipitation_sum"])
+
+
+# --- TOA5 streamed: the path large landing files take ------------------------------------------------
+TOA5_SPEC = Toa5Source(station="Station", utc_offset_hours=1,
+                       columns={"RH_Min": {"depth_cm": 5, "sensor": "a"}, "AirT_Max": {"depth_cm": 10, "sensor": "b"}})
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=600), mutated(TOA5).map(lambda t: t.encode("utf-8", "surrogatepass"))),
+       st.integers(1, 7))
+def test_toa5_streamed_garbage(data: bytes, size: int) -> None:
+    """Arbitrary bytes through the streaming reader in chunks of ``size`` records: canonical rows with
+    finite values, every record stored, missing or quarantined; the sha256 is the bytes'; the chunks
+    hold what the whole-file parser reads; nothing but SourceError/InputError escapes."""
+    try:
+        reader = toa5.Toa5Reader(io.BytesIO(data), "f.dat")
+        chunks = list(reader.chunks(size))
+    except EXPECTED:
+        return
+    assert reader.sha256() == hashlib.sha256(data).hexdigest()
+    assert all(len(c.records) <= size for c in chunks)
+    whole = toa5.parse_toa5(data)
+    assert [r for c in chunks for r in c.records] == whole.records
+    for chunk in chunks:
+        batch = _only_expected(toa5.to_observations, chunk, "s", TOA5_SPEC, "f.dat", False)
+        if batch is None:
+            continue
+        obs = batch.observations
+        assert list(obs.columns) == ["time", "site", "depth_cm", "sensor", "vwc"]
+        assert obs["time"].dt.tz is not None and obs["time"].notna().all()
+        assert all(math.isfinite(v) for v in obs["vwc"])
+        assert batch.bad_rows["reason"].notna().all()
+        readable = len(chunk.records) - len(batch.bad_rows)
+        assert len(obs) + batch.missing_values == 2 * readable
+
+
+@FAST
+@given(st.lists(st.one_of(st.text(max_size=25), st.sampled_from(
+    ["2024-01-05 00:00:00", "2024-1-5 0:0:0", "2024-01-05 00:00:00.5", "2024-01-05T00:00:00", "9999-12-31 23:00:00",
+     "0001-01-01 00:00:00", "2024-02-30 00:00:00", " 2024-01-05 00:00:00", "05/01/2024 13:00", "2024-01-05 24:00:00",
+     "2024-01-05 00:00:60", "２０２４-01-05 00:00:00"])), max_size=12),
+       st.sampled_from([list(toa5.Toa5Source.model_fields["timestamp_formats"].default_factory()),
+                        ["%d/%m/%Y %H:%M", "%Y-%m-%d %H:%M:%S"], ["%Y-%m-%dT%H:%M:%S"]]))
+def test_toa5_column_times_match_the_one_by_one_parser(stamps: list[str], formats: list[str]) -> None:
+    """The column-at-once TIMESTAMP reader decides every stamp exactly as ``parse_timestamp`` does."""
+    values, ok = toa5._parse_times(stamps, formats)
+    for stamp, value, parsed in zip(stamps, values, ok, strict=True):
+        try:
+            expected = toa5.parse_timestamp(stamp, formats)
+        except ValueError:
+            assert not parsed, stamp
+        else:
+            assert parsed and pd.Timestamp(value) == expected, stamp
+
+
+@FAST
+@given(st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["NAN", "nan", "", "INF", "-inf", "1e999", "1_0",
+                                                                "0x1", " 0.2 ", "Nan", "٣"])), max_size=12))
+def test_toa5_column_floats_match_python_float(cells: list[str]) -> None:
+    values, missing, unusable = toa5._floats(cells)
+    for cell, value, gone, bad in zip(cells, values, missing, unusable, strict=True):
+        if cell in toa5.MISSING:
+            assert gone and not bad
+            continue
+        try:
+            expected = float(cell)
+        except ValueError:
+            assert bad, cell
+            continue
+        assert bad == (not math.isfinite(expected)), cell
+        if not bad:
+            assert value == expected
+
+
+# --- the file-level readers: USCRN's shared daily CSV and COSMOS-UK exports -------------------------
+USCRN_CSV = SHARED.parent / "data" / "uscrn"
+
+
+def _uscrn_csv_sample() -> str:
+    files = sorted(USCRN_CSV.glob("*.csv")) if USCRN_CSV.is_dir() else []
+    if not files:
+        return "wban,lst_date,soil_moisture_5\n"
+    with files[0].open(encoding="utf-8") as fh:
+        return "".join(line for _, line in zip(range(30), fh, strict=False))
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=400), mutated(_uscrn_csv_sample()).map(lambda t: t.encode("utf-8", "replace"))))
+def test_uscrn_daily_csv_garbage(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    from smmdn.sources.uscrn_csv import read_uscrn_daily_csv
+
+    path = tmp_path_factory.mktemp("uscrn") / "daily.csv"
+    path.write_bytes(data)
+    out = _only_expected(read_uscrn_daily_csv, path)
+    if out is not None:
+        obs = out[0]
+        assert {"time", "site", "depth_cm", "sensor", "vwc"} <= set(obs.columns)
+        assert pd.to_numeric(obs["vwc"]).map(math.isfinite).all()
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=400), mutated(COSMOS).map(lambda t: t.encode("utf-8", "replace"))))
+def test_cosmos_uk_file_garbage(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("cosmos") / "SITE-export.csv"
+    path.write_bytes(data)
+    out = _only_expected(cosmos.read_cosmos_csv, str(path))
+    if out is not None:
+        obs = out[0]
+        assert obs["vwc"].between(0, 1).all()
+
+
+# --- the streamed landing path end to end: all or nothing per file ----------------------------------
+@pytest.fixture(scope="module")
+def landing_env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from smmdn.config import Settings
+    from smmdn.store import Store
+
+    tmp = tmp_path_factory.mktemp("landing-fuzz")
+    store = Store(f"sqlite:///{tmp / 'db.sqlite'}")
+    store.init()
+    registry = parse_registry("version: 1\nsites:\n  - id: s\n    name: S\n    lat: 1\n    lon: 2\n    sources:\n"
+                              "      toa5: {station: Station, utc_offset_hours: 1, columns: "
+                              "{RH_Min: {depth_cm: 5, sensor: a}, AirT_Max: {depth_cm: 10, sensor: b}}}\n")
+    store.upsert_sites(registry.sites_frame())
+    yield Settings(_env_file=None, home=tmp, landing_dir=tmp / "landing"), registry, store
+    store.dispose()
+
+
+@examples(10)
+@given(st.one_of(st.binary(max_size=300), mutated(TOA5).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+def test_streamed_landing_of_garbage_is_all_or_nothing(landing_env, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    """A garbage file streamed in chunks of 2 records: stored whole, or rejected/failed with nothing written."""
+    import time as _time
+
+    from smmdn.ingest import ingest_landing
+
+    settings, registry, store = landing_env
+    landing = settings.path("landing")
+    landing.mkdir(parents=True, exist_ok=True)
+    path = landing / f"f{hashlib.sha256(data).hexdigest()[:12]}.dat"
+    path.write_bytes(data)
+    os.utime(path, (_time.time() - 3600, _time.time() - 3600))
+    before = (store.count("observations"), store.count("quarantine"), store.count("validation_runs"))
+    summaries = ingest_landing(store, settings, registry, now=pd.Timestamp("2030-01-01T00:00Z"), chunk_rows=4,
+                               only={path.name})
+    after = (store.count("observations"), store.count("quarantine"), store.count("validation_runs"))
+    assert [s.status for s in summaries] in (["ok"], ["empty"], ["rejected"], ["skipped"])
+    if summaries[0].status in ("rejected", "skipped"):
+        assert after == before
