@@ -186,7 +186,7 @@ def _reasons(row: dict, most_obs: int) -> list[str]:
     if float(row.get("depth_cm", 0)) >= DEEP_CM:
         out.append(f"deep sensor ({float(row['depth_cm']):g} cm)")
     if row.get("n", most_obs) < GAPPY * most_obs:
-        out.append(f"gaps ({row.get('n')} of {most_obs} test days)")
+        out.append(f"gaps ({row.get('n')} of {most_obs} scored test values)")
     return out
 
 
