@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def test_folds_end_at_the_training_end_and_do_not_overlap() -> None:
     end = pd.Timestamp(TRAIN_END, tz="UTC")
     windows = fold_windows(end, 3, 10)
     assert windows[-1][1] == end and windows[0][0] == end - pd.Timedelta(days=30)
-    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(windows))
 
 
 def test_tiny_study_writes_study_summary_and_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
