@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "db",
     "data",
     "backtest",
+    "tune",
     "validate",
     "sites",
     "ingest",

@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-start", required=True, help="first time of the test period (YYYY-MM-DD or ISO instant)")
     p.add_argument("--test-end", help="last time of the test period (inclusive; default: end of forcing)")
     p.add_argument("--test-sites", default="", help="comma-separated sites left out of training (ungauged)")
-    p.add_argument("--mode", choices=("simulation", "forecast"), default="simulation")
+    p.add_argument("--mode", choices=("simulation", "forecast"), default=None,
+                   help="default: simulation, or the preset's mode with --preset")
+    p.add_argument("--preset", help="train a named preset instead of the task preset: `production` is exactly "
+                   "what the daily cycle trains (forecast mode, daily data)")
     p.add_argument("--horizon", type=int, default=7, help="forecast leads 1..N (forecast mode)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-epochs", type=int, help="upper bound on training epochs")
@@ -31,18 +34,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_handle)
 
 
+def _preset_mode(preset: str | None) -> str:
+    """The mode a preset trains (simulation without one: the comparable default)."""
+    from smmdn.errors import InputError
+    from smmdn.model.presets import load_preset
+
+    if preset is None:
+        return "simulation"
+    try:
+        return str(load_preset(preset)["settings"]["mode"])
+    except ValueError as exc:
+        raise InputError(str(exc), where="--preset", fix="name a preset file of smmdn/model/preset_files") from exc
+
+
 def _handle(args: argparse.Namespace) -> int:
     from smmdn.verify.backtest import BacktestOptions, run_backtest_files
 
     options = BacktestOptions(
         test_start=args.test_start, test_end=args.test_end,
         test_sites=[s.strip() for s in args.test_sites.split(",") if s.strip()],
-        mode=args.mode, horizon=args.horizon, seed=args.seed, max_epochs=args.max_epochs,
+        mode=args.mode or _preset_mode(args.preset), preset=args.preset, horizon=args.horizon, seed=args.seed,
+        max_epochs=args.max_epochs,
         init_model=args.init_model, min_test_obs=args.min_test_obs, progress=args.progress,
         save_model=args.save_model,
     )
     metrics = run_backtest_files(args.observations, args.forcing, args.sites, args.out, options)
     med = metrics["overall"]["median"]
+    if metrics.get("preset"):
+        print(f"preset {metrics['preset']} (config {metrics['config_hash']}, {metrics['mode']} mode)")
     print(
         f"{metrics['n_series']} series  median KGE {med['kge']:.3f}  Spearman {med['spearman']:.3f}  "
         f"RMSE {med['rmse']:.4f}  CRPS {med['crps']:.4f}  coverage_90 {med['coverage_90']:.3f}  -> {args.out}"

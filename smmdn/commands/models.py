@@ -1,4 +1,4 @@
-"""``smmdn models list|promote|rollback``: the model registry (champion/challenger history)."""
+"""``smmdn models list|show|promote|rollback``: the model registry (champion/challenger history)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", help="every version with status, held-out CRPS, parent and note")
     add_json(ls)
     ls.set_defaults(handler=list_models)
+    sh = sub.add_parser("show", help="one version: status, lineage, preset, config hash, held-out and backtest "
+                                     "figures, the training config")
+    sh.add_argument("version")
+    add_json(sh)
+    sh.set_defaults(handler=show_model)
     pr = sub.add_parser("promote", help="make VERSION the champion")
     pr.add_argument("version")
     pr.add_argument("--note", default=None)
@@ -48,6 +53,60 @@ def list_models(args: argparse.Namespace) -> int:
                           ("kind", lambda r: r["kind"]), ("crps", lambda r: score(r["holdout_crps"])),
                           ("parent", lambda r: r.get("parent")), ("note", lambda r: r.get("note"))])
     return 0
+
+
+SHOW_FIELDS = ("version", "status", "kind", "parent", "artifact_uri", "train_start", "train_end", "created_at",
+               "promoted_at", "note")
+
+
+def show_model(args: argparse.Namespace) -> int:
+    """Everything recorded about one version; what the preset's backtest measured, when the config is the preset's."""
+    from smmdn.commands.output import print_json
+    from smmdn.display import score
+    from smmdn.errors import InputError
+
+    versions = _store().model_versions()
+    row = versions.loc[versions["version"] == args.version]
+    if row.empty:
+        raise InputError(f"unknown model version {args.version!r}", where="model_versions", column="version",
+                         fix="list versions with `smmdn models list`")
+    record = row.iloc[-1].to_dict()
+    metrics = record.get("metrics") or {}
+    if args.json:
+        print_json({**{k: record.get(k) for k in SHOW_FIELDS}, "metrics": metrics})
+        return 0
+    for key in SHOW_FIELDS:
+        print(f"{key:<20} {_plain(record.get(key))}")
+    print(f"{'holdout crps':<20} {score(metrics.get('holdout_crps'))} (champion then: "
+          f"{score(metrics.get('champion_holdout_crps'))}; window {' .. '.join(metrics.get('holdout') or []) or '-'})")
+    print(f"{'preset':<20} {metrics.get('preset') or 'not recorded (trained before presets were recorded)'}")
+    if metrics.get("preset"):
+        same = "yes" if metrics.get("matches_preset") else "no"
+        print(f"{'config hash':<20} {metrics.get('config_hash')} (preset's {metrics.get('preset_hash')}; same: {same})")
+        for name, change in (metrics.get("changes_from_preset") or {}).items():
+            print(f"  changed {name:<12} preset {change['preset']} -> used {change['used']}")
+        backtest = metrics.get("preset_backtest")
+        if backtest:
+            print("preset backtest (what `smmdn backtest --preset` measured with this config):")
+            for key, value in backtest.items():
+                print(f"  {key:<28} {_plain(value)}")
+        elif metrics.get("matches_preset"):
+            print("preset backtest     not measured yet")
+        else:
+            print("preset backtest     not applicable: the config differs from the preset")
+    config = metrics.get("config") or {}
+    if config:
+        print("config:")
+        for key, value in config.items():
+            print(f"  {key:<22} {_plain(value)}")
+    return 0
+
+
+def _plain(value: object) -> str:
+    from smmdn.commands.output import jsonable
+
+    value = jsonable(value)
+    return "-" if value is None else str(value)
 
 
 def _confirm(question: str) -> bool:

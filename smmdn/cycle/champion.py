@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRAIN = {"mode": "forecast", "progress": False}
+DEFAULT_TRAIN = {"progress": False}  # on top of the production preset (smmdn/model/preset_files/production.json)
 
 
 @dataclass
@@ -84,11 +84,11 @@ def version_name(kind: str, cycle: CycleDay) -> str:
 
 
 def train_config(settings: Settings, overrides: dict | None = None) -> Any:
-    from smmdn.model import TrainConfig
+    from smmdn.model.presets import PRODUCTION, preset_config
 
     values = {**DEFAULT_TRAIN, "components": settings.mixture_components, "sigma_floor": settings.sigma_floor,
               "horizon": settings.forecast_horizon, **(overrides or {})}
-    return TrainConfig.from_dict(values)
+    return preset_config(PRODUCTION, **values)
 
 
 def has_nan_weights(model: Any) -> bool:
@@ -116,6 +116,14 @@ def _fit(kind: str, champion_model: Any, inputs: CycleInputs, train_end: pd.Time
         return fine_tune(champion_model, inputs.observations, inputs.forcing, inputs.sites, train_end=train_end,
                          epochs=config.fine_tune_epochs, lr=config.fine_tune_lr)
     return fit(inputs.observations, inputs.forcing, inputs.sites, config, train_end=train_end, seed=config.seed)
+
+
+def _provenance(model: Any, config: Any) -> dict:
+    """Preset, config hash and the preset's backtest figures of what was trained (a fine-tune keeps its
+    champion's config)."""
+    from smmdn.model.presets import provenance
+
+    return provenance(model.config if model is not None else config)
 
 
 def train_and_judge(store: Store, settings: Settings, inputs: CycleInputs, cycle: CycleDay, kind: str,
@@ -156,7 +164,7 @@ def train_and_judge(store: Store, settings: Settings, inputs: CycleInputs, cycle
                      if champion_model is not None else None)
     verdict = judge(challenger_crps, champion_crps, settings.promotion_tolerance, error)
     metrics = {"holdout_crps": challenger_crps, "champion_holdout_crps": champion_crps, "holdout": window,
-               "train_seconds": seconds, "decision": verdict.reason,
+               "train_seconds": seconds, "decision": verdict.reason, **_provenance(model, config),
                # which sensors and periods this version never saw (under a fault alert; smmdn.cycle.inputs)
                "excluded_sensors": list(inputs.freshness.get("excluded_sensors") or [])}
     uri = save_model(model, settings, version) if model is not None and error is None else ""

@@ -117,6 +117,7 @@ def per_group_factors(
 def fit_calibration(
     lw: np.ndarray, mu: np.ndarray, sg: np.ndarray, y: np.ndarray, row_keys: list[str], *, per_lead: bool,
     prior_steps: float | None, per_series: bool = True, distance_block: int = 0,
+    extend: float = DISTANCE_EXTEND, max_growth: float = MAX_GROWTH,
 ) -> Calibration:
     """Fit factors on validation predictions ``(n, T, K)`` vs ``y (n, T, R)``; ``row_keys[i]`` is the
     location key of row ``i``. ``per_series``: the series-balanced score of ``best_factor`` (else the
@@ -142,7 +143,8 @@ def fit_calibration(
         n_blocks = y.shape[1] // distance_block  # a short remainder joins the last whole block
         block = np.minimum(idx[1] // distance_block, n_blocks - 1)
         fitted = [(b, factor(block == b)) for b in range(n_blocks) if np.sum(block == b) >= MIN_OBS]
-        curve = np.array(growth_curve(fitted, distance_block, n_blocks * DISTANCE_EXTEND, cal.overall))
+        curve = np.array(growth_curve(fitted, distance_block, max(round(n_blocks * extend), n_blocks), cal.overall,
+                                      max_growth))
         level = cal.overall / np.exp(np.mean(np.log(curve[:n_blocks])))  # the whole window's CRPS sets it
         cal.by_distance = (curve * level).tolist()
         cal.distance_block = int(distance_block)
@@ -152,8 +154,9 @@ def fit_calibration(
     return cal
 
 
-def growth_curve(fitted: list[tuple[int, float]], block: int, n_out: int, default: float) -> list[float]:
-    """Factors for blocks ``0 .. n_out - 1`` from a power law ``f = a d^b`` (``0 <= b <= MAX_GROWTH``)
+def growth_curve(fitted: list[tuple[int, float]], block: int, n_out: int, default: float,
+                 max_growth: float = MAX_GROWTH) -> list[float]:
+    """Factors for blocks ``0 .. n_out - 1`` from a power law ``f = a d^b`` (``0 <= b <= max_growth``)
     fitted by least squares in log-log to the per-block factors ``(block index, factor)``.
 
     Why a curve: one block's factor is noisy (the grid is coarse, a week is short), and the blocks past
@@ -166,7 +169,7 @@ def growth_curve(fitted: list[tuple[int, float]], block: int, n_out: int, defaul
     d = np.array([(b + 0.5) * block + 0.5 for b, _ in fitted])
     logf = np.log([f for _, f in fitted])
     if len(fitted) >= 2 and np.ptp(d) > 0:
-        slope = float(np.clip(np.polyfit(np.log(d), logf, 1)[0], 0.0, MAX_GROWTH))
+        slope = float(np.clip(np.polyfit(np.log(d), logf, 1)[0], 0.0, max_growth))
     else:
         slope = 0.0
     intercept = float(np.mean(logf - slope * np.log(d)))

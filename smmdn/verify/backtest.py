@@ -27,8 +27,10 @@ from smmdn.verify.metrics import (
     METRIC_KEYS,
     climatology,
     gaussian_scores,
+    kge_tail,
     persistence_sd,
     series_scores,
+    skill_vs_persistence,
     summarise_scores,
 )
 
@@ -50,6 +52,7 @@ class BacktestOptions:
     progress: bool = False
     save_model: str | None = None
     config_overrides: dict = field(default_factory=dict)  # TrainConfig fields (benchmarks, experiments)
+    preset: str | None = None  # a named preset (smmdn.model.presets) instead of the task preset
 
 
 def read_csv(path: str | Path, what: str) -> pd.DataFrame:
@@ -75,6 +78,7 @@ def run_backtest_files(
 
 
 def _config(options: BacktestOptions, daily: bool):
+    from smmdn.model.presets import load_preset, preset_config
     from smmdn.model.train import recommended_config
 
     settings: dict = {"seed": options.seed, "horizon": options.horizon, "progress": options.progress}
@@ -82,7 +86,20 @@ def _config(options: BacktestOptions, daily: bool):
         settings["max_epochs"] = options.max_epochs
     settings.update(options.config_overrides)
     try:
-        return recommended_config(options.mode, daily, **settings)
+        if options.preset is None:
+            return recommended_config(options.mode, daily, **settings)
+        preset = load_preset(options.preset)
+    except ValueError as exc:
+        raise InputError(str(exc), where="--preset" if options.preset else "config overrides") from exc
+    if preset["settings"].get("mode") != options.mode:
+        raise InputError(f"preset {options.preset!r} is a {preset['settings'].get('mode')}-mode preset, not "
+                         f"{options.mode}", where="--mode",
+                         fix="leave --mode out with --preset (it follows the preset)")
+    if preset.get("resolution") == "daily" and not daily:
+        raise InputError(f"preset {options.preset!r} is for daily data; these observations are sub-daily",
+                         where="--preset", fix="give daily observations, or leave --preset out")
+    try:
+        return preset_config(options.preset, **settings)
     except ValueError as exc:
         raise InputError(str(exc), where="config overrides") from exc
 
@@ -95,6 +112,7 @@ def run_backtest(
     from smmdn.model.api import fine_tune, fit, to_utc
     from smmdn.model.checkpoint import load_model
     from smmdn.model.data import build_panel, prepare
+    from smmdn.model.presets import config_hash
 
     started = time.perf_counter()
     if options.mode not in ("simulation", "forecast"):
@@ -165,11 +183,16 @@ def run_backtest(
         "training": {k: v for k, v in model.metrics.get("training", {}).items() if k != "train_loss"},
         "fine_tune": model.metrics.get("fine_tune"),  # present only after --init-model
         "wall_time_s": time.perf_counter() - started,
+        "preset": options.preset,
+        "config": model.config.to_dict(),
+        "config_hash": config_hash(model.config),
+        "kge_tail": kge_tail(per_series),
     }
     metrics["overall"]["share_beating_climatology"] = _share(per_series, "crps_skill")
     metrics["overall"]["share_beating_persistence"] = _share(per_series, "crps_skill_persistence")
     if per_lead is not None:
         metrics["per_lead"] = per_lead
+        metrics["skill_vs_persistence"] = skill_vs_persistence(per_lead)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "predictions.csv", index=False, float_format="%.6g")
@@ -256,7 +279,7 @@ def _simulation(model, panel, prep, t0: int, t1: int, min_obs: int):
             c_mean, c_sd = climatology(train)
             last_i = np.nonzero(np.isfinite(train))[0]
             clim = gaussian_scores(y, np.full(n_t, c_mean), np.full(n_t, c_sd))
-            row = {"site": site, "depth_cm": depth, "sensor": sensor}
+            row = {"site": site, "depth_cm": depth, "sensor": sensor, "n_train": int(np.isfinite(train).sum())}
             row |= series_scores(y, w[li], mu[li], sg[li], crps_reference=clim["crps"])
             row["crps_climatology"] = clim["crps"]
             if len(last_i):
@@ -335,7 +358,7 @@ def _forecast(model, panel, prep, t0: int, t1: int, horizon: int, min_obs: int):
             p_sdv = p_sd[age - 1]
             clim = gaussian_scores(y[sel], np.full(sel.sum(), c_mean), np.full(sel.sum(), c_sd))
             pers = gaussian_scores(y[sel], p_mean[sel], p_sdv[sel])
-            row = {"site": site, "depth_cm": depth, "sensor": sensor}
+            row = {"site": site, "depth_cm": depth, "sensor": sensor, "n_train": int(np.isfinite(train).sum())}
             row |= series_scores(y[sel], w[li][sel], mu[li][sel], sg[li][sel], crps_reference=clim["crps"])
             row["crps_climatology"], row["crps_persistence"] = clim["crps"], pers["crps"]
             row["crps_skill_persistence"] = 1 - row["crps"] / pers["crps"] if pers["crps"] else float("nan")
@@ -361,6 +384,7 @@ def _forecast(model, panel, prep, t0: int, t1: int, horizon: int, min_obs: int):
             **summary["median"],
             "mean": summary["mean"],
             "crps_persistence": base["median"]["crps"],
+            "mean_crps_persistence": base["mean"]["crps"],
             "share_beating_persistence": _share(lead_rows[h], "crps_skill_persistence"),
             "n_series": len(lead_rows[h]),
         }

@@ -93,6 +93,7 @@ def series_scores(
         "coverage_90": float(np.mean((obs >= lo90) & (obs <= hi90))),
         "width_90": float(np.mean(hi90 - lo90)),
         "n": len(obs),
+        **kge_parts(mean, obs),
     }
     out["pit_histogram"] = pit_histogram(mixture_pit(obs, w, mu, sigma))  # type: ignore[assignment]
     return out
@@ -154,4 +155,96 @@ def summarise_scores(rows: list[dict], keys: tuple[str, ...] = METRIC_KEYS) -> d
         vals = vals[np.isfinite(vals)]
         out["median"][k] = float(np.median(vals)) if len(vals) else float("nan")
         out["mean"][k] = float(np.mean(vals)) if len(vals) else float("nan")
+    return out
+
+
+def kge_parts(sim: np.ndarray, obs: np.ndarray) -> dict[str, float]:
+    """KGE 2009's three parts (correlation r, variability ratio alpha, bias ratio beta) and the observed sd:
+    what a low KGE is made of (``kge_tail``)."""
+    r, ms, mo, ss, so = _components(sim, obs)
+    return {"kge_r": r, "kge_alpha": ss / so if so > 0 else float("nan"),
+            "kge_beta": ms / mo if mo != 0 else float("nan"), "obs_sd": so}
+
+
+SHORT_HISTORY = 90  # training observations: fewer is a short history
+LOW_VARIANCE = 0.01  # m3/m3: a test-period sd below this is a near-flat series
+DEEP_CM = 50.0
+GAPPY = 0.8  # fewer test observations than this share of the best-observed series: gaps
+
+
+def _reasons(row: dict, most_obs: int) -> list[str]:
+    """Why one series' KGE is low: its largest KGE term first, then what is unusual about the series."""
+    r, a, b = (row.get(k, float("nan")) for k in ("kge_r", "kge_alpha", "kge_beta"))
+    terms = {f"timing (r {r:.2f})": (r - 1) ** 2, f"variability (alpha {a:.2f})": (a - 1) ** 2,
+             f"bias (beta {b:.2f})": (b - 1) ** 2}
+    terms = {k: v for k, v in terms.items() if np.isfinite(v)}
+    out = [max(terms, key=terms.__getitem__)] if terms else ["undefined KGE (flat simulation or observations)"]
+    if row.get("n_train", SHORT_HISTORY) < SHORT_HISTORY:
+        out.append(f"short history ({row.get('n_train')} training days)")
+    if row.get("obs_sd", 1.0) < LOW_VARIANCE:
+        out.append(f"little variance (test sd {row.get('obs_sd'):.4f})")
+    if float(row.get("depth_cm", 0)) >= DEEP_CM:
+        out.append(f"deep sensor ({float(row['depth_cm']):g} cm)")
+    if row.get("n", most_obs) < GAPPY * most_obs:
+        out.append(f"gaps ({row.get('n')} of {most_obs} scored test values)")
+    return out
+
+
+def _flags(row: dict, most_obs: int) -> dict[str, bool]:
+    terms = {k: (row.get(f"kge_{k}", np.nan) - 1) ** 2 for k in ("r", "alpha", "beta")}
+    finite = {k: v for k, v in terms.items() if np.isfinite(v)}
+    main = max(finite, key=finite.__getitem__) if finite else None
+    return {"short_history": row.get("n_train", SHORT_HISTORY) < SHORT_HISTORY,
+            "little_variance": row.get("obs_sd", 1.0) < LOW_VARIANCE,
+            "deep": float(row.get("depth_cm", 0)) >= DEEP_CM, "gaps": row.get("n", most_obs) < GAPPY * most_obs,
+            "bias_dominant": main == "beta", "variability_dominant": main == "alpha", "timing_dominant": main == "r"}
+
+
+def kge_tail(per_series: list[dict], worst: int = 10) -> dict:
+    """The per-series KGE distribution's tail: 10th percentile, mean, the ``worst`` series with reasons, and
+    how often each trait occurs in the tail (KGE below the 10th percentile) against all series. Series with
+    an undefined KGE count as the worst (they are in the scored set; leaving them out would flatter the mean)."""
+    rows = [r for r in per_series]
+    if not rows:
+        return {}
+    kges = np.array([r.get("kge", np.nan) for r in rows], dtype=float)
+    finite = kges[np.isfinite(kges)]
+    most_obs = max(int(r.get("n", 0)) for r in rows)
+    order = np.argsort(np.where(np.isfinite(kges), kges, -np.inf), kind="stable")
+    p10 = float(np.percentile(finite, 10)) if len(finite) else float("nan")
+    in_tail = [rows[i] for i in range(len(rows)) if not np.isfinite(kges[i]) or kges[i] < p10]
+    traits = {}
+    for name in _flags(rows[0], most_obs):
+        share_all = float(np.mean([_flags(r, most_obs)[name] for r in rows]))
+        share_tail = float(np.mean([_flags(r, most_obs)[name] for r in in_tail])) if in_tail else float("nan")
+        traits[name] = {"share_of_tail": share_tail, "share_of_all": share_all}
+    return {
+        "n_series": len(rows), "n_undefined": int(np.sum(~np.isfinite(kges))),
+        "p10": p10, "p25": float(np.percentile(finite, 25)) if len(finite) else float("nan"),
+        "median": float(np.median(finite)) if len(finite) else float("nan"),
+        "mean": float(np.mean(finite)) if len(finite) else float("nan"),
+        "share_below_0": float(np.mean(finite < 0)) if len(finite) else float("nan"),
+        "worst": [{"site": rows[i]["site"], "depth_cm": rows[i]["depth_cm"], "sensor": rows[i]["sensor"],
+                   "kge": rows[i].get("kge"), "reasons": _reasons(rows[i], most_obs)} for i in order[:worst]],
+        "traits": traits,
+    }
+
+
+PERSISTENCE_SKILL_TARGET = 0.25
+
+
+def skill_vs_persistence(per_lead: dict[str, dict]) -> dict:
+    """CRPS skill vs persistence per lead, two ways: the median over series of each series' skill, and the
+    skill of the mean CRPS over series (``1 - mean CRPS / mean persistence CRPS``); with the target."""
+    out: dict = {"target": PERSISTENCE_SKILL_TARGET, "per_lead": {}}
+    for lead, row in per_lead.items():
+        mean_model, mean_pers = row.get("mean", {}).get("crps"), row.get("mean_crps_persistence")
+        pooled = 1 - mean_model / mean_pers if mean_model is not None and mean_pers else float("nan")
+        out["per_lead"][lead] = {"median_series_skill": row.get("crps_skill_persistence"),
+                                 "skill_of_mean_crps": pooled,
+                                 "share_beating_persistence": row.get("share_beating_persistence")}
+    medians = [v["median_series_skill"] for v in out["per_lead"].values()]
+    out["ahead_at_every_lead"] = bool(medians) and all(m is not None and m > 0 for m in medians)
+    out["target_met_at_every_lead"] = bool(medians) and all(
+        m is not None and m >= PERSISTENCE_SKILL_TARGET for m in medians)
     return out

@@ -3,6 +3,7 @@
     python tests/benchmarks/bench_backtest.py --dataset uscrn --mode simulation --seeds 0 1 2
     python tests/benchmarks/bench_backtest.py --dataset uscrn --mode forecast --horizon 7 --seeds 0
     python tests/benchmarks/bench_backtest.py --dataset cosmos --seeds 0 1 2
+    python tests/benchmarks/bench_backtest.py --dataset uscrn --preset production --seeds 0 1 2
 
 Reports mean ± sd over seeds of the median per-series figures, the share of series beating
 climatology (CRPS), per-lead CRPS vs persistence (forecast mode), the share of days with both COSMOS
@@ -100,9 +101,15 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--overrides", default="{}", help="JSON of TrainConfig fields")
+    p.add_argument("--preset", help="a named preset (production: what the daily cycle trains; forecast mode)")
+    p.add_argument("--json-out", help="also write every seed's metrics.json (without per_series) here")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
+    if args.preset:
+        from smmdn.model.presets import load_preset
+
+        args.mode = load_preset(args.preset)["settings"]["mode"]
     path, start, end = DATASETS[args.dataset]
     if not path.exists():
         raise SystemExit(f"skip: {path} absent")
@@ -110,12 +117,13 @@ def main() -> None:
     print(f"fp32 matmul: {matmul_gflops():.0f} GFLOP/s; bare LSTM step (h64, seq90, b256): "
           f"{bare_lstm_seq_per_s():.0f} seq/s; torch threads {torch.get_num_threads()}")
     obs, frc, sites = load(args.dataset)
-    rows = []
+    rows: list[dict] = []
+    full: list[dict] = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             opts = BacktestOptions(test_start=start, test_end=end, mode=args.mode, horizon=args.horizon, seed=seed,
                                    max_epochs=args.max_epochs, save_model=f"{tmp}/model",
-                                   config_overrides=json.loads(args.overrides))
+                                   config_overrides=json.loads(args.overrides), preset=args.preset)
             m = run_backtest(obs, frc, sites, f"{tmp}/out", opts)
             rate = inference_rate(Path(f"{tmp}/model"), obs, frc, sites) if seed == args.seeds[0] else None
         med = m["overall"]["median"]
@@ -130,15 +138,27 @@ def main() -> None:
                "calibration_windows": m["training"].get("calibration_windows"),
                "best_epoch": m["training"].get("best_epoch"),
                "both_in_90": m["replicates"].get("all_replicates_in_90"), "infer": rate,
-               "per_lead": m.get("per_lead")}
+               "per_lead": m.get("per_lead"), "tail": m["kge_tail"], "config_hash": m["config_hash"],
+               "skill": m.get("skill_vs_persistence")}
         rows.append(row)
-        print(f"seed {seed}: " + json.dumps({k: v for k, v in row.items() if k != "per_lead"}, default=str))
+        full.append({k: v for k, v in m.items() if k != "per_series"} | {"seed": seed})
+        print(f"seed {seed}: " + json.dumps({k: v for k, v in row.items() if k not in ("per_lead", "tail", "skill")},
+                                            default=str))
+        tail = row["tail"]
+        print(f"  KGE tail: p10 {tail['p10']:.3f} mean {tail['mean']:.3f} below 0 {tail['share_below_0']:.3f}; worst: "
+              + "; ".join(f"{w['site']}/{w['depth_cm']:g} {w['kge']:.2f} ({', '.join(w['reasons'])})"
+                          for w in tail["worst"]))
+        print("  tail traits (share of tail / of all): " + ", ".join(
+            f"{k} {v['share_of_tail']:.2f}/{v['share_of_all']:.2f}" for k, v in tail["traits"].items()))
         if row["per_lead"]:
             for h, v in row["per_lead"].items():
                 print(f"  lead {h}: crps {v['crps']:.4f} persistence {v['crps_persistence']:.4f} "
                       f"skill_vs_pers {v['crps_skill_persistence']:.3f} share_beating_pers "
                       f"{v['share_beating_persistence']:.2f} coverage_90 {v['coverage_90']:.3f}")
-    print(f"\n{args.dataset} {args.mode}: {rows[0]['n']} series, seeds {args.seeds}")
+    print(f"\n{args.dataset} {args.mode} (preset {args.preset or 'task'}, config {rows[0]['config_hash']}): "
+          f"{rows[0]['n']} series, seeds {args.seeds}")
+    print(f"  KGE p10      {fmt([r['tail']['p10'] for r in rows])}")
+    print(f"  KGE mean     {fmt([r['tail']['mean'] for r in rows])}")
     for key in ("kge", "kge_2012", "spearman", "rmse", "crps", "crps_skill", "coverage_50", "coverage_90",
                 "width_90", "beat_clim", "beat_pers", "both_in_90", "spread", "train_seq_s", "wall"):
         print(f"  median {key:12s} {fmt([r[key] for r in rows], 4 if key in ('rmse', 'crps', 'width_90') else 3)}")
@@ -150,8 +170,12 @@ def main() -> None:
             skill = [r["per_lead"][h]["crps_skill_persistence"] for r in rows]
             share = [r["per_lead"][h]["share_beating_persistence"] for r in rows]
             cov = [r["per_lead"][h]["coverage_90"] for r in rows]
+            pooled = [r["skill"]["per_lead"][h]["skill_of_mean_crps"] for r in rows]
             print(f"  lead {h}: crps {fmt(crps, 4)}  persistence {fmt(pers, 4)}  skill_vs_pers {fmt(skill)}  "
-                  f"share_beating_pers {fmt(share, 2)}  coverage_90 {fmt(cov)}")
+                  f"skill_of_mean_crps {fmt(pooled)}  share_beating_pers {fmt(share, 2)}  coverage_90 {fmt(cov)}"
+                  f"  (target skill >= {rows[0]['skill']['target']})")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(full, indent=1, default=str), encoding="utf-8")
     print(f"load average (1, 5, 15 min): {os.getloadavg()}")
 
 

@@ -150,3 +150,12 @@ def test_hourly_replicates_without_sites_file_in_both_modes(tmp_path: Path) -> N
         assert pred["time"].str.endswith("+00:00").all()
         if mode == "forecast":
             assert set(metrics["per_lead"]) == {str(h) for h in range(1, 7)}
+
+
+def test_preset_flag_refuses_a_mode_it_does_not_train_and_unknown_presets(
+        slice_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_args(slice_dir, tmp_path / "a", "--preset", "production", "--mode", "simulation")) == 2
+    assert "forecast-mode preset" in capsys.readouterr().err
+    assert main(_args(slice_dir, tmp_path / "b", "--preset", "nightly")) == 2
+    assert "unknown preset 'nightly'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing partial written
