@@ -12,6 +12,7 @@ import os
 import pytest
 
 # the flow tests' harness, simulated network and settings (one Prefect harness per session)
+from tests.deploy.conftest import login_user, pg_env  # noqa: F401
 from tests.flows.conftest import network, ops, prefect_harness  # noqa: F401
 
 HEAVY_ENV = "SMMDN_FAULTS_HEAVY"

@@ -148,3 +148,16 @@ def build(landing: Path, readings: pd.DataFrame, source_day: pd.Timestamp) -> di
     settle(copy)
     cases["twice-renamed"] = Case(copy.name, cases["twice"].day, cases["twice"].data_lines)
     return cases
+
+
+def write_long(landing: Path, readings: pd.DataFrame, records: int, start: pd.Timestamp) -> Path:
+    """One long upload of SITE (``records`` hourly records from ``start``): the simulated readings repeated,
+    big enough that writing it to the database takes a noticeable while."""
+    mine = readings.loc[readings["site"] == SITE]
+    wide = mine.assign(col=[column_name(d, s) for d, s in zip(mine["depth_cm"], mine["sensor"], strict=True)]
+                       ).pivot_table(index="time", columns="col", values="vwc", aggfunc="first").sort_index()
+    wide = wide.reindex(columns=COLUMNS).dropna()
+    repeats = -(-records // len(wide))
+    long = pd.concat([wide] * repeats).iloc[:records]
+    long.index = pd.date_range(start, periods=records, freq="h")
+    return write_toa5_file(landing, STATION, "Hourly", long, start)
