@@ -17,6 +17,7 @@ import pickle
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import pytest
 from tests.faults import landing_files
 from tests.faults.ledger import assert_no_duplicates, landing_state, quarantine_of_day, stored_of_day
 from tests.flows.conftest import HISTORY, START, Ops, run_daily
+from tests.helpers.http_server import Reply, serve
 
 pytestmark = [pytest.mark.prefect, pytest.mark.postgres]
 
@@ -213,3 +215,48 @@ def test_a_malicious_champion_is_refused_not_run_and_the_day_falls_back(world: W
     assert fc["model_version"] == first and fc["fallback_from"] == evil, fc
     assert "cannot be loaded" in store.forecast_runs().iloc[-1]["message"]
     assert_no_duplicates(store)
+
+
+@contextmanager
+def _settings(**env: str) -> Iterator[None]:
+    """Override ``SMMDN_*`` settings for one step of the module's world, then restore them."""
+    from smmdn.config import get_settings
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
+
+
+def test_a_broken_forecast_api_still_issues_for_every_site_flagged_stale(world: World) -> None:
+    """The forecast API answers an HTML error page with status 200, the historical-forecast API cut-off JSON:
+    both forcing batches fail, nothing of theirs is written, and the day issues for every site with
+    yesterday's forcing, flagged stale (tests/flows/test_daily.py: the same for a plain 503)."""
+    store = world.ops.store()
+    before = assert_no_duplicates(store)
+    forcing_before = store.count("forcing")
+    with serve() as upstream:
+        upstream.route("/v1/forecast", Reply("<!DOCTYPE html><html><body>Service temporarily unavailable</body>"
+                                             "</html>", headers={"Content-Type": "text/html"}))
+        upstream.route("/historical-forecast/v1/forecast",
+                       Reply('{"latitude": 35.8, "daily": {"time": ["2024-04-08",', headers={"Content-Type":
+                                                                                             "application/json"}))
+        with _settings(SMMDN_OPEN_METEO_URL=f"{upstream.url}/v1/forecast",
+                       SMMDN_OPEN_METEO_HISTORICAL_FORECAST_URL=f"{upstream.url}/historical-forecast/v1/forecast"):
+            summary = run_daily(world.ops, HISTORY + 2, skip_training=True)
+        assert upstream.hits("/v1/forecast") >= 1 and upstream.hits("/historical-forecast/v1/forecast") >= 1
+    failed = [r for r in summary["ingest"]["failed"] if "forcing" in r["source"]]
+    assert len(failed) == 2, summary["ingest"]
+    fc = summary["forecast"]
+    assert fc["status"] == "complete" and fc["series"] == 2 * 3 and fc["stale_forcing"] is True, fc
+    assert store.count("forcing") == forcing_before  # the archive's rows only; nothing of the bad answers
+    after = assert_no_duplicates(store)
+    assert after["forecast_runs"] == before["forecast_runs"] + 1

@@ -23,7 +23,7 @@ from tests.faults.ledger import assert_no_duplicates, landing_state
 
 pytestmark = pytest.mark.postgres
 
-RECORDS = 40_000  # hourly records x 9 columns: a COPY of 360 000 rows
+RECORDS = 20_000  # hourly records x 9 columns: a COPY of 180 000 rows
 START = pd.Timestamp("2019-01-01", tz="UTC")
 
 
