@@ -80,6 +80,7 @@ def test_a_cycle_killed_mid_way_is_rerun_to_completion_with_nothing_twice(ops: O
     completes and adds each row once."""
     _prefect_env(monkeypatch)
     ops.drop_day(ops.day(HISTORY))
+    ops.weather.today = ops.day(HISTORY) + pd.Timedelta(days=1)
     store = ops.store()
     child = _child(_daily_code(ops, HISTORY))
     deadline = time.monotonic() + 300
@@ -91,7 +92,8 @@ def test_a_cycle_killed_mid_way_is_rerun_to_completion_with_nothing_twice(ops: O
 
     summary = run_daily(ops, HISTORY)
     fc = summary["forecast"]
-    assert fc["status"] in ("complete", "exists") and len(store.latest_forecasts()) == 2 * 3 * 3, fc
+    assert fc["status"] in ("complete", "exists") and len(store.latest_forecasts()) == 2 * 3 * 3, (
+        str(fc), str(summary["training"]), str(store.model_versions().to_dict("records")))
     runs = store.forecast_runs()
     assert (runs["status"] == "complete").sum() == 1, runs
     state = landing_state(ops.home / "landing")
