@@ -60,6 +60,25 @@ def test_two_ingest_processes_at_once_take_each_file_once(network, pg_url, pg_st
     get_settings.cache_clear()
 
 
+def test_a_promotion_interrupted_by_a_kill_is_completed_by_the_rerun(pg_store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The state the killed cycle below leaves (a same-day version judged promotable, registered as
+    'challenger', never promoted): the rerun's training step makes it the champion instead of reporting
+    'already trained' and leaving the day without a model."""
+    from smmdn.config import Settings
+    from smmdn.cycle.champion import train_and_judge, version_name
+    from smmdn.cycle.day import resolve_day
+
+    settings = Settings(_env_file=None, home=tmp_path)
+    cycle = resolve_day("2024-04-06", settings)
+    version = version_name("full", cycle)
+    pg_store.register_model_version(version, kind="full", artifact_uri="file:///nowhere", status="challenger",
+                                    note="no comparable champion: first model")
+    outcome = train_and_judge(pg_store, settings, None, cycle, "full")  # type: ignore[arg-type]
+    assert outcome.status == "exists" and pg_store.champion()["version"] == version == outcome.champion
+    again = train_and_judge(pg_store, settings, None, cycle, "full")  # type: ignore[arg-type]
+    assert again.status == "exists" and list(pg_store.model_versions()["status"]) == ["champion"]
+
+
 def _daily_code(ops: Ops, n: int) -> str:
     """The real daily flow for day ``n`` in a child process, against this session's Prefect server."""
     return (f"from flows.daily import daily; "
