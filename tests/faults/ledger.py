@@ -17,16 +17,25 @@ from smmdn.store import Store
 KEY = ["time", "site", "depth_cm", "sensor"]
 
 
+def _raw_time(raw: str) -> pd.Timestamp | None:
+    """The logger timestamp opening a raw TOA5 record (the demo loggers keep UTC), None if unreadable."""
+    try:
+        return pd.Timestamp(raw.split(",")[0].strip('"'), tz="UTC")
+    except ValueError:
+        return None
+
+
 def quarantine_of_day(store: Store, site: str, day: pd.Timestamp) -> tuple[int, int]:
     """(cells, whole records) of ``site`` quarantined for ``day``: cell rows carry a time, record rows the raw
-    line whose first field is the logger's timestamp."""
+    line whose first field is the logger's timestamp (a record whose time cannot be read is not counted, so
+    the accounting of its file fails loudly)."""
     q = store.list_quarantine(table="observations")
     q = q[q["site"] == site]
     end = day + pd.Timedelta(days=1)
     cells = records = 0
     for time, row in zip(q["time"], q["row"], strict=True):
         if isinstance(row, dict) and row.get("raw"):
-            stamp = pd.Timestamp(str(row["raw"]).split(",")[0].strip('"'), tz="UTC") if row["raw"] else None
+            stamp = _raw_time(str(row["raw"]))
             records += stamp is not None and day <= stamp < end
         elif pd.notna(time):
             cells += day <= pd.Timestamp(time) < end

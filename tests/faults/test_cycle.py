@@ -1,12 +1,15 @@
-"""One daily cycle on PostgreSQL + TimescaleDB with a poisoned landing directory, after a first attempt with
-the database down; then a rejected file fixed and dropped again, and a malicious champion checkpoint.
+"""One world on PostgreSQL + TimescaleDB, one module: a daily cycle over a poisoned landing directory after
+a first attempt with the database down; then, on later days of the same world, a rejected file fixed and
+dropped again, a corrupted and a malicious champion checkpoint, a broken forecast API, and the alert
+endpoint down then up.
 
 Every bad file is for site DEMO01 and owns one day of its own (``tests/faults/landing_files.py``), so the
 store's rows of that day are that file's rows. Each case asserts: nothing lost (every record stored or
 quarantined, or the file in ``landing/rejected`` with a reason), nothing duplicated, and the cycle issuing
-forecasts for every site. Already covered elsewhere, not repeated here: one non-finite cell and a non-TOA5
-file in a cycle (tests/flows/test_bad_landing_file.py), a value the server refuses, an outage mid-ingest,
-a down SQLite/PostgreSQL for ingest alone (tests/integration/test_ingest_isolation.py), a truncated champion
+forecasts for every site. Related cases elsewhere, not repeated: a non-finite cell and a non-TOA5 file in
+a cycle (tests/flows/test_bad_landing_file.py; the non-finite file is here only for the record-by-record
+accounting), a value the server refuses, an outage of write rights mid-ingest, a down database for ingest
+alone, retry of rejected files (tests/integration/test_ingest_isolation.py), one truncated champion
 (tests/flows/test_model_fallback.py).
 """
 
@@ -130,9 +133,10 @@ def test_nothing_is_duplicated(world: World) -> None:
 
 # key: (where the file ends, records quarantined whole, cells quarantined, cells stored) — from the file's
 # construction in landing_files.build: 24 hourly records of 9 mapped columns
-EXPECTED: dict[str, tuple[str, int, int, int]] = {
+EXPECTED: dict[str, tuple[str, int, int, int | None]] = {
     "nonfinite": ("processed", 3, 0, 21 * CELLS),  # three records with inf / 1e999 / -Infinity
-    "truncated": ("processed", 1, 0, None),  # the cut record, kept raw; all complete records stored
+    "truncated": ("processed", 1, 0, None),  # the cut record, kept raw; all complete records stored (None:
+    # from the file's length)
     "headeronly": ("processed", 0, 0, 0),
     "wrongcolumns": ("rejected", 0, 0, 0),
     "percent": ("rejected", 0, 0, 0),
@@ -191,31 +195,37 @@ class _Evil:
 
 
 def test_a_malicious_champion_is_refused_not_run_and_the_day_falls_back(world: World) -> None:
-    """The champion's weights.pt replaced by a pickle with ``__reduce__``: never executed; the next day
-    forecasts with the previous good version (the truncated-weights case is tests/flows/test_model_fallback.py)."""
+    """Two bad champions in a row on the model storage: a truncated weights.pt (promoted first, now retired)
+    and a pickle with ``__reduce__`` (the champion). The pickle is never executed; the day forecasts with
+    the last version that loads, past both (one bad champion alone: tests/flows/test_model_fallback.py)."""
     from smmdn.config import get_settings
     from smmdn.modelstore import local_path, model_uri
 
     store = world.ops.store()
     settings = get_settings()
     first = store.champion()["version"]
-    evil = "full-malicious-copy"
-    target = local_path(model_uri(settings, evil))
-    shutil.copytree(local_path(store.champion()["artifact_uri"]), target)
+    good = local_path(store.champion()["artifact_uri"])
     marker = world.ops.home / "pwned"
-    with open(target / "weights.pt", "wb") as fh:
-        pickle.dump({"lstm.weight_ih_l0": _Evil(marker)}, fh)
-    store.register_model_version(evil, kind="full", artifact_uri=model_uri(settings, evil), status="challenger")
-    store.promote(evil, note="test: a crafted checkpoint")
+    for bad in ("full-truncated-copy", "full-malicious-copy"):
+        target = local_path(model_uri(settings, bad))
+        shutil.copytree(good, target)
+        weights = target / "weights.pt"
+        if bad == "full-truncated-copy":
+            weights.write_bytes(weights.read_bytes()[:200])
+        else:
+            with open(weights, "wb") as fh:
+                pickle.dump({"lstm.weight_ih_l0": _Evil(marker)}, fh)
+        store.register_model_version(bad, kind="full", artifact_uri=model_uri(settings, bad), status="challenger")
+        store.promote(bad, note="test: a bad checkpoint")
 
     summary = run_daily(world.ops, HISTORY + 1, skip_training=True)
     fc = summary["forecast"]
     assert not marker.exists()  # refused, not executed
     assert fc["status"] == "complete" and fc["series"] == 2 * 3, fc
-    assert fc["model_version"] == first and fc["fallback_from"] == evil, fc
+    assert fc["model_version"] == first and fc["fallback_from"] == "full-malicious-copy", fc
+    assert "refusing to load" in fc["fallback_error"], fc
     assert "cannot be loaded" in store.forecast_runs().iloc[-1]["message"]
     assert_no_duplicates(store)
-
 
 @contextmanager
 def _settings(**env: str) -> Iterator[None]:

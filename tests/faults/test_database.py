@@ -100,6 +100,7 @@ def test_the_reader_role_cannot_write_and_nothing_is_rejected_for_it(network, la
     exit 3), the file stays in landing; through the Store too; and the writer's rerun stores it."""
     from smmdn.cli import main
     from smmdn.commands.exits import as_smmdn_error
+    from smmdn.demo.feeds import write_toa5_file
     from smmdn.errors import StoreUnavailable
     from smmdn.store import Store
 
@@ -107,8 +108,6 @@ def test_the_reader_role_cannot_write_and_nothing_is_rejected_for_it(network, la
     reader_url = make_url(pg_url).set(username=name, password=password).render_as_string(hide_password=False)
     day = pd.Timestamp("2024-03-10", tz="UTC")
     wide = landing_files.wide_day(network.readings, day, day)
-    from smmdn.demo.feeds import write_toa5_file
-
     path = write_toa5_file(landing_env, landing_files.STATION, "Hourly", wide, day)
     code = main(["ingest", "--url", reader_url, "sensors", "--site", landing_files.SITE])
     text = capsys.readouterr()

@@ -101,3 +101,30 @@ def test_a_broken_forecast_api_writes_nothing_and_the_recovered_rerun_stores_onc
     assert pg_store.count("forcing") == stored
     forcing = pg_store.read_forcing()
     assert not forcing.duplicated(["time", "site"]).any()
+
+
+@pytest.mark.heavy
+@pytest.mark.prefect
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_the_cycle_issues_for_every_site_whatever_the_forecast_api_does(ops, monkeypatch, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """Each mode for the forecast API during a day after a good one: the day still issues for every
+    series, flagged stale, and nothing of the bad answer is stored."""
+    from smmdn.config import get_settings
+    from tests.faults.ledger import assert_no_duplicates
+    from tests.flows.conftest import HISTORY, run_daily
+
+    run_daily(ops, HISTORY)
+    store = ops.store()
+    forcing = store.count("forcing")
+    with serve() as upstream:
+        upstream.route("/v1/forecast", MODES[mode](b'{"latitude": 0, "daily": {"time": []}}' * 20))
+        monkeypatch.setenv("SMMDN_OPEN_METEO_URL", f"{upstream.url}/v1/forecast")
+        monkeypatch.setenv("SMMDN_HTTP_READ_TIMEOUT_S", "1")
+        monkeypatch.setenv("SMMDN_HTTP_DEADLINE_S", "2")
+        get_settings.cache_clear()
+        summary = run_daily(ops, HISTORY + 1, skip_training=True)
+    fc = summary["forecast"]
+    assert fc["status"] == "complete" and fc["series"] == 2 * 3 and fc["stale_forcing"] is True, fc
+    assert any("forcing" in r["source"] for r in summary["ingest"]["failed"]), summary["ingest"]
+    assert store.count("forcing") >= forcing  # the historical-forecast API (still good) may add its day
+    assert_no_duplicates(store)
