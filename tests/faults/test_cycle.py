@@ -199,7 +199,7 @@ def test_a_malicious_champion_is_refused_not_run_and_the_day_falls_back(world: W
     and a pickle with ``__reduce__`` (the champion). The pickle is never executed; the day forecasts with
     the last version that loads, past both (one bad champion alone: tests/flows/test_model_fallback.py)."""
     from smmdn.config import get_settings
-    from smmdn.modelstore import local_path, model_uri
+    from smmdn.modelfiles import local_path, model_uri
 
     store = world.ops.store()
     settings = get_settings()
