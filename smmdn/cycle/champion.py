@@ -142,6 +142,9 @@ def train_and_judge(store: Store, settings: Settings, inputs: CycleInputs, cycle
     if not same_day.empty:  # this day already trained (any kind): a rerun reports it, does not retrain
         row = same_day.iloc[-1]
         version, kind = row["version"], row["kind"]
+        if row["status"] == "challenger":  # judged promotable, then the run died before promote(): finish it
+            store.promote(version, note=f"{row['note']} (promotion completed by a rerun)")
+            champion_name = version
         return TrainOutcome(version, kind, "exists", f"already trained ({row['status']}); not retrained",
                             champion_name, holdout=window, artifact_uri=row["artifact_uri"])
     champion_model = serving_model(store, settings, champion).model if champion else None  # previous good if need be

@@ -1,0 +1,33 @@
+"""The fault-injection suite's fixtures and its ``heavy`` switch.
+
+Cases marked ``heavy`` (whole extra cycles in subprocesses, several minutes on the 2-core CI machine) are
+deselected unless asked for: ``-m heavy`` (only them), any ``-m`` expression naming ``heavy``, or
+``SMMDN_FAULTS_HEAVY=1`` (everything). See the README's test section.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# the flow tests' harness, simulated network and settings (one Prefect harness per session)
+from tests.deploy.conftest import login_user, pg_env  # noqa: F401
+from tests.flows.conftest import network, ops, prefect_harness  # noqa: F401
+
+HEAVY_ENV = "SMMDN_FAULTS_HEAVY"
+
+
+def heavy_selected(config: pytest.Config) -> bool:
+    """Whether this run asked for the heavy cases."""
+    return os.environ.get(HEAVY_ENV, "").lower() in ("1", "true", "yes") or "heavy" in (config.option.markexpr or "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect heavy cases by default (CI budget); they are listed as deselected, not silently skipped."""
+    if heavy_selected(config):
+        return
+    heavy = [item for item in items if item.get_closest_marker("heavy")]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if not item.get_closest_marker("heavy")]
