@@ -8,6 +8,8 @@ deselected unless asked for: ``-m heavy`` (only them), any ``-m`` expression nam
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +33,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if heavy:
         config.hook.pytest_deselected(items=heavy)
         items[:] = [item for item in items if not item.get_closest_marker("heavy")]
+
+
+@pytest.fixture
+def landing_env(network, pg_url, tmp_path, monkeypatch) -> Iterator[Path]:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The simulated sites on a fresh TimescaleDB; returns the landing directory."""
+    from smmdn.cli import main
+    from smmdn.config import get_settings
+    from smmdn.demo.feeds import registry_yaml
+
+    (tmp_path / "registry.yaml").write_text(registry_yaml(network.sites))
+    for k, v in {"SMMDN_HOME": str(tmp_path), "SMMDN_DATABASE_URL": pg_url,
+                 "SMMDN_REGISTRY_FILE": str(tmp_path / "registry.yaml")}.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    assert main(["sites", "load", str(tmp_path / "registry.yaml")]) == 0
+    try:
+        yield get_settings().path("landing")
+    finally:
+        get_settings.cache_clear()

@@ -30,18 +30,11 @@ def _child(code: str) -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_ingest_processes_at_once_take_each_file_once(network, pg_url, pg_store, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from smmdn.cli import main
+def test_two_ingest_processes_at_once_take_each_file_once(network, landing_env, pg_store) -> None:  # type: ignore[no-untyped-def]
     from smmdn.config import get_settings
-    from smmdn.demo.feeds import registry_yaml, write_toa5_day
+    from smmdn.demo.feeds import write_toa5_day
 
-    (tmp_path / "registry.yaml").write_text(registry_yaml(network.sites))
-    for k, v in {"SMMDN_HOME": str(tmp_path), "SMMDN_DATABASE_URL": pg_url,
-                 "SMMDN_REGISTRY_FILE": str(tmp_path / "registry.yaml")}.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    assert main(["sites", "load", str(tmp_path / "registry.yaml")]) == 0
-    landing = get_settings().path("landing")
+    landing = landing_env
     start = pd.Timestamp(network.readings["time"].min())
     for n in range(6):  # six days per site, one file each
         for site in ("DEMO01", "DEMO02"):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
 import psycopg
@@ -25,25 +23,6 @@ pytestmark = pytest.mark.postgres
 
 RECORDS = 20_000  # hourly records x 9 columns: a COPY of 180 000 rows
 START = pd.Timestamp("2019-01-01", tz="UTC")
-
-
-@pytest.fixture
-def landing_env(network, pg_url, tmp_path, monkeypatch) -> Iterator[Path]:  # type: ignore[no-untyped-def]
-    """The simulated sites on a fresh TimescaleDB; returns the landing directory."""
-    from smmdn.cli import main
-    from smmdn.config import get_settings
-    from smmdn.demo.feeds import registry_yaml
-
-    (tmp_path / "registry.yaml").write_text(registry_yaml(network.sites))
-    for k, v in {"SMMDN_HOME": str(tmp_path), "SMMDN_DATABASE_URL": pg_url,
-                 "SMMDN_REGISTRY_FILE": str(tmp_path / "registry.yaml")}.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    assert main(["sites", "load", str(tmp_path / "registry.yaml")]) == 0
-    try:
-        yield get_settings().path("landing")
-    finally:
-        get_settings.cache_clear()
 
 
 class CopyKiller(threading.Thread):
