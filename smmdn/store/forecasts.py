@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from smmdn.store.store import Store
 
 
+# a forecast row as stored: its key, the mixture arrays, the summary (the bulk lanes and their benchmark use it)
+FORECAST_COLUMNS = ("valid_time", "site", "depth_cm", "issue_time", "model_version", "lead", "run_id", "weights",
+                    "means", "sigmas", "mean", "sd", "q05", "q25", "q50", "q75", "q95")
+
+
 def start_forecast_run(
     store: Store,
     issue_time: Timeish,
@@ -83,25 +88,7 @@ def write_forecasts(store: Store, frame: pd.DataFrame, run_id: str, model_versio
         out["model_version"] = model_version
     out["run_id"] = run_id
     out["lead"] = out["lead"].astype(int)
-    columns = [
-        "valid_time",
-        "site",
-        "depth_cm",
-        "issue_time",
-        "model_version",
-        "lead",
-        "run_id",
-        "weights",
-        "means",
-        "sigmas",
-        "mean",
-        "sd",
-        "q05",
-        "q25",
-        "q50",
-        "q75",
-        "q95",
-    ]
+    columns = list(FORECAST_COLUMNS)
     key = ["site", "depth_cm", "valid_time", "issue_time", "model_version"]
     arrays = {
         name: [f"{prefix}_{i}" for i in range(k)]

@@ -28,28 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from smmdn.store import Store
 from smmdn.store import tables as T
 from smmdn.store.bulk import _pg_type
+from smmdn.store.forecasts import FORECAST_COLUMNS
 from smmdn.store.frames import forecasts_for_write, rows_of
 from smmdn.store.pgcopy import Field, encode
 
-COLUMNS = [
-    "valid_time",
-    "site",
-    "depth_cm",
-    "issue_time",
-    "model_version",
-    "lead",
-    "run_id",
-    "weights",
-    "means",
-    "sigmas",
-    "mean",
-    "sd",
-    "q05",
-    "q25",
-    "q50",
-    "q75",
-    "q95",
-]
+COLUMNS = list(FORECAST_COLUMNS)
 
 
 def forecast_rows(n: int, k: int = 3, leads: int = 16, depths: int = 5) -> pd.DataFrame:
