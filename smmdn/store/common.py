@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 import sqlalchemy as sa
@@ -16,10 +17,19 @@ import sqlalchemy as sa
 from smmdn.errors import InputError
 from smmdn.store import tables as T
 
-if TYPE_CHECKING:
-    from smmdn.store.store import Store
-
 Timeish = datetime | pd.Timestamp | str | None
+
+
+class StoreHandle(Protocol):
+    """What a part needs of the ``Store`` facade: its engine and its transaction scope. Typed here, not
+    imported from ``store.py``, because the facade imports the parts (no cycle, not even for type checks)."""
+
+    engine: sa.Engine
+
+    @property
+    def is_postgres(self) -> bool: ...
+
+    def _begin(self) -> AbstractContextManager[sa.Connection]: ...
 
 
 def _ts(value: Timeish) -> datetime | None:
@@ -83,7 +93,7 @@ def aware(value: Any) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def read_frame(store: Store, query: sa.Select, times: Iterable[str], json: Iterable[str] = ()) -> pd.DataFrame:
+def read_frame(store: StoreHandle, query: sa.Select, times: Iterable[str], json: Iterable[str] = ()) -> pd.DataFrame:
     """Run a select in the store's transaction scope; times to UTC, JSON text decoded."""
     with store._begin() as conn:
         frame = pd.read_sql(query, conn)

@@ -5,7 +5,6 @@ best kind per hour (observed > archive > the latest forecast issued by ``as_of``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
@@ -13,17 +12,14 @@ import sqlalchemy as sa
 from smmdn.errors import InputError
 from smmdn.store import tables as T
 from smmdn.store.bulk import WriteResult, upsert_rows
-from smmdn.store.common import Timeish, _now, _ts, _utc_column, require_sites, time_filters
+from smmdn.store.common import StoreHandle, Timeish, _now, _ts, _utc_column, require_sites, time_filters
 from smmdn.store.frames import forcing_long_for_write, rows_of
-
-if TYPE_CHECKING:
-    from smmdn.store.store import Store
 
 FORCING_PRIORITY = {"observed": 0, "archive": 1, "forecast": 2}
 
 
 def write_forcing(
-    store: Store, frame: pd.DataFrame, source: str, kind: str = "observed", issue_time: Timeish = None
+    store: StoreHandle, frame: pd.DataFrame, source: str, kind: str = "observed", issue_time: Timeish = None
 ) -> WriteResult:
     """Upsert wide canonical forcing. Weather forecasts need ``issue_time`` (argument or column)."""
     if kind not in T.FORCING_KINDS:
@@ -70,7 +66,7 @@ def write_forcing(
 
 
 def read_forcing(
-    store: Store,
+    store: StoreHandle,
     sites: Sequence[str] | None = None,
     start: Timeish = None,
     end: Timeish = None,

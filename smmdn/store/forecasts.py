@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
@@ -15,12 +14,8 @@ import sqlalchemy as sa
 from smmdn.errors import InputError
 from smmdn.store import tables as T
 from smmdn.store.bulk import WriteResult, upsert_frame
-from smmdn.store.common import Timeish, _now, _ts, _utc_column, require_sites, time_filters
+from smmdn.store.common import StoreHandle, Timeish, _now, _ts, _utc_column, require_sites, time_filters
 from smmdn.store.frames import expand_mixture, forecasts_for_write
-
-if TYPE_CHECKING:
-    from smmdn.store.store import Store
-
 
 # a forecast row as stored: its key, the mixture arrays, the summary (the bulk lanes and their benchmark use it)
 FORECAST_COLUMNS = ("valid_time", "site", "depth_cm", "issue_time", "model_version", "lead", "run_id", "weights",
@@ -28,7 +23,7 @@ FORECAST_COLUMNS = ("valid_time", "site", "depth_cm", "issue_time", "model_versi
 
 
 def start_forecast_run(
-    store: Store,
+    store: StoreHandle,
     issue_time: Timeish,
     model_version: str,
     *,
@@ -60,7 +55,7 @@ def start_forecast_run(
     return run_id
 
 
-def finish_forecast_run(store: Store, run_id: str, status: str = "complete", message: str | None = None) -> None:
+def finish_forecast_run(store: StoreHandle, run_id: str, status: str = "complete", message: str | None = None) -> None:
     if status not in T.RUN_STATUSES:
         raise ValueError(f"unknown run status {status!r}")
     with store._begin() as conn:
@@ -74,7 +69,8 @@ def finish_forecast_run(store: Store, run_id: str, status: str = "complete", mes
         )
 
 
-def write_forecasts(store: Store, frame: pd.DataFrame, run_id: str, model_version: str | None = None) -> WriteResult:
+def write_forecasts(store: StoreHandle, frame: pd.DataFrame, run_id: str,
+                    model_version: str | None = None) -> WriteResult:
     """Upsert a forecast frame (canonical mixture columns) belonging to ``run_id``."""
     out, k = forecasts_for_write(frame)
     if "model_version" not in out.columns:
@@ -107,7 +103,7 @@ def write_forecasts(store: Store, frame: pd.DataFrame, run_id: str, model_versio
         return upsert_frame(conn, T.forecasts, out, columns, key, columns[5:], arrays=arrays, fresh_probe=may_exist)
 
 
-def read_forecast_query(store: Store, query) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+def read_forecast_query(store: StoreHandle, query) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     with store.engine.connect() as conn:
         frame = pd.read_sql(query, conn)
     for column in ("valid_time", "issue_time"):
@@ -119,7 +115,7 @@ def read_forecast_query(store: Store, query) -> pd.DataFrame:  # type: ignore[no
 
 
 def read_forecasts(
-    store: Store,
+    store: StoreHandle,
     issue_time: Timeish = None,
     sites: Sequence[str] | None = None,
     start: Timeish = None,
@@ -143,7 +139,7 @@ def read_forecasts(
     return read_forecast_query(store, query)
 
 
-def latest_forecasts(store: Store, sites: Sequence[str] | None = None) -> pd.DataFrame:
+def latest_forecasts(store: StoreHandle, sites: Sequence[str] | None = None) -> pd.DataFrame:
     """The ``latest_forecasts`` view: each series' newest complete forecast."""
     view = sa.table("latest_forecasts", *(sa.column(c.name) for c in T.forecasts.columns))
     query = sa.select(view)
@@ -152,7 +148,7 @@ def latest_forecasts(store: Store, sites: Sequence[str] | None = None) -> pd.Dat
     return read_forecast_query(store, query.order_by(view.c.site, view.c.depth_cm, view.c.valid_time))
 
 
-def forecast_runs(store: Store) -> pd.DataFrame:
+def forecast_runs(store: StoreHandle) -> pd.DataFrame:
     with store.engine.connect() as conn:
         frame = pd.read_sql(sa.select(T.forecast_runs).order_by(T.forecast_runs.c.issue_time), conn)
     for column in ("issue_time", "started_at", "finished_at"):
@@ -161,7 +157,7 @@ def forecast_runs(store: Store) -> pd.DataFrame:
 
 
 # --- forecasts -----------------------------------------------------------------------------------------
-def forecasts_issued_before(store: Store, start: Timeish, end: Timeish,
+def forecasts_issued_before(store: StoreHandle, start: Timeish, end: Timeish,
                             sites: Sequence[str] | None = None) -> pd.DataFrame:
     """Per (site, depth, valid day) in [start, end): the latest complete forecast issued before that day
     (newest finished run on ties), chosen in SQL so only one row per valid day travels.

@@ -5,7 +5,7 @@ exactly as received, nothing dropped).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -13,20 +13,17 @@ import sqlalchemy as sa
 from smmdn.errors import InputError
 from smmdn.store import tables as T
 from smmdn.store.bulk import upsert_rows
-from smmdn.store.common import Timeish, _now, _ts, json_columns
-
-if TYPE_CHECKING:
-    from smmdn.store.store import Store
+from smmdn.store.common import StoreHandle, Timeish, _now, _ts, json_columns
 
 
-def get_watermark(store: Store, source: str, key: str) -> pd.Timestamp | None:
+def get_watermark(store: StoreHandle, source: str, key: str) -> pd.Timestamp | None:
     w = T.watermarks
     with store._begin() as conn:
         value = conn.execute(sa.select(w.c.value).where(w.c.source == source, w.c.key == key)).scalar()
     return None if value is None else pd.Timestamp(_ts(value))
 
 
-def set_watermark(store: Store, source: str, key: str, value: Timeish) -> None:
+def set_watermark(store: StoreHandle, source: str, key: str, value: Timeish) -> None:
     rows = [(source, key, _ts(value), _now())]
     with store._begin() as conn:
         upsert_rows(
@@ -40,7 +37,7 @@ def set_watermark(store: Store, source: str, key: str, value: Timeish) -> None:
         )
 
 
-def file_seen(store: Store, sha256: str) -> bool:
+def file_seen(store: StoreHandle, sha256: str) -> bool:
     """True when these bytes were processed successfully (a rejection does not count: retry works)."""
     pf = T.processed_files
     with store._begin() as conn:
@@ -48,7 +45,8 @@ def file_seen(store: Store, sha256: str) -> bool:
                                                          pf.c.status == "processed")).first() is not None
 
 
-def record_file(store: Store, source: str, path: str, sha256: str, status: str, reason: str | None = None) -> None:
+def record_file(store: StoreHandle, source: str, path: str, sha256: str, status: str,
+                reason: str | None = None) -> None:
     """Record a file's outcome; ``reason`` (the last rejection's) is kept when none is given."""
     rows = [(sha256, source, str(path), status, reason, _now())]
     columns = ["sha256", "source", "path", "status", "reason", "processed_at"]
@@ -61,7 +59,7 @@ def record_file(store: Store, source: str, path: str, sha256: str, status: str, 
         upsert_rows(conn, T.processed_files, columns, rows, ["sha256"], compare, ["processed_at"])
 
 
-def file_record(store: Store, sha256: str) -> dict[str, Any] | None:
+def file_record(store: StoreHandle, sha256: str) -> dict[str, Any] | None:
     """A file's ``processed_files`` row (status, path, last rejection reason), or None."""
     pf = T.processed_files
     with store.engine.connect() as conn:
@@ -69,7 +67,8 @@ def file_record(store: Store, sha256: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def write_validation_run(store: Store, source: str, success: bool, summary: dict, data_docs: str | None = None) -> int:
+def write_validation_run(store: StoreHandle, source: str, success: bool, summary: dict,
+                         data_docs: str | None = None) -> int:
     with store._begin() as conn:
         result = conn.execute(
             T.validation_runs.insert().values(
@@ -83,7 +82,7 @@ def write_validation_run(store: Store, source: str, success: bool, summary: dict
         return int(result.inserted_primary_key[0])
 
 
-def validation_runs(store: Store, source: str | None = None) -> pd.DataFrame:
+def validation_runs(store: StoreHandle, source: str | None = None) -> pd.DataFrame:
     query = sa.select(T.validation_runs).order_by(T.validation_runs.c.id)
     if source:
         query = query.where(T.validation_runs.c.source == source)
@@ -92,7 +91,7 @@ def validation_runs(store: Store, source: str | None = None) -> pd.DataFrame:
     return json_columns(frame, ("summary",))
 
 
-def write_quarantine(store: Store, frame: pd.DataFrame, table: str, source: str) -> int:
+def write_quarantine(store: StoreHandle, frame: pd.DataFrame, table: str, source: str) -> int:
     """Keep rejected rows exactly as received, with their ``reason`` (nothing is dropped)."""
     if frame.empty:
         return 0
@@ -137,7 +136,7 @@ def write_quarantine(store: Store, frame: pd.DataFrame, table: str, source: str)
     return len(records)
 
 
-def list_quarantine(store: Store, table: str | None = None, released: bool = False) -> pd.DataFrame:
+def list_quarantine(store: StoreHandle, table: str | None = None, released: bool = False) -> pd.DataFrame:
     q = T.quarantine
     query = sa.select(q).order_by(q.c.id)
     if table:
@@ -148,7 +147,7 @@ def list_quarantine(store: Store, table: str | None = None, released: bool = Fal
     return json_columns(frame, ("row",))
 
 
-def release_quarantine(store: Store, ids: Sequence[int], released_by: str = "operator") -> pd.DataFrame:
+def release_quarantine(store: StoreHandle, ids: Sequence[int], released_by: str = "operator") -> pd.DataFrame:
     """Mark rows released and return them (the caller re-validates and writes them)."""
     q = T.quarantine
     with store._begin() as conn:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
 from smmdn.errors import InputError
 from smmdn.store import tables as T
-from smmdn.store.common import Timeish, _now, _ts, json_columns
-
-if TYPE_CHECKING:
-    from smmdn.store.store import Store
+from smmdn.store.common import StoreHandle, Timeish, _now, _ts, json_columns
 
 
 def register_model_version(
-    store: Store,
+    store: StoreHandle,
     version: str,
     *,
     kind: str,
@@ -47,7 +44,7 @@ def register_model_version(
             conn.execute(T.model_versions.insert().values(version=version, created_at=_now(), **values))
 
 
-def promote(store: Store, version: str, note: str | None = None) -> str | None:
+def promote(store: StoreHandle, version: str, note: str | None = None) -> str | None:
     """Make ``version`` the champion (the previous one retires). Returns the previous champion."""
     mv = T.model_versions
     with store._begin() as conn:
@@ -68,7 +65,7 @@ def promote(store: Store, version: str, note: str | None = None) -> str | None:
     return previous
 
 
-def roll_back(store: Store, target: str, note: str) -> str | None:
+def roll_back(store: StoreHandle, target: str, note: str) -> str | None:
     """Make ``target`` champion again and mark the champion it replaces rejected (an operator judged it
     bad), in one transaction: a second rollback then walks further back instead of flipping back."""
     mv = T.model_versions
@@ -83,7 +80,7 @@ def roll_back(store: Store, target: str, note: str) -> str | None:
     return previous
 
 
-def set_model_status(store: Store, version: str, status: str, note: str | None = None) -> None:
+def set_model_status(store: StoreHandle, version: str, status: str, note: str | None = None) -> None:
     if status not in T.MODEL_STATUSES:
         raise ValueError(f"unknown model status {status!r}")
     mv = T.model_versions
@@ -95,14 +92,14 @@ def set_model_status(store: Store, version: str, status: str, note: str | None =
         )
 
 
-def champion(store: Store) -> dict[str, Any] | None:
+def champion(store: StoreHandle) -> dict[str, Any] | None:
     mv = T.model_versions
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(mv).where(mv.c.status == "champion")).mappings().first()
     return dict(row) if row else None
 
 
-def model_versions(store: Store) -> pd.DataFrame:
+def model_versions(store: StoreHandle) -> pd.DataFrame:
     with store.engine.connect() as conn:
         frame = pd.read_sql(sa.select(T.model_versions).order_by(T.model_versions.c.created_at), conn)
     return json_columns(frame, ("metrics",))

@@ -7,21 +7,18 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
 from smmdn.store import tables as T
 from smmdn.store.bulk import WriteResult, upsert_rows
-from smmdn.store.common import Timeish, _now, _ts, _utc_column, require_sites, time_filters
+from smmdn.store.common import StoreHandle, Timeish, _now, _ts, _utc_column, require_sites, time_filters
 from smmdn.store.frames import observations_for_write, rows_of
 
-if TYPE_CHECKING:
-    from smmdn.store.store import Store
 
-
-def write_observations(store: Store, frame: pd.DataFrame, source: str) -> WriteResult:
+def write_observations(store: StoreHandle, frame: pd.DataFrame, source: str) -> WriteResult:
     """Upsert canonical observations (+ optional ``quality_flag``) from ``source``."""
     out = observations_for_write(frame)
     now = _now()
@@ -55,7 +52,7 @@ def write_observations(store: Store, frame: pd.DataFrame, source: str) -> WriteR
 
 
 def read_observations(
-    store: Store,
+    store: StoreHandle,
     sites: Sequence[str] | None = None,
     start: Timeish = None,
     end: Timeish = None,
@@ -88,7 +85,7 @@ def read_observations(
     return read_observation_rows(store, query)
 
 
-def read_observation_rows(store: Store, query: sa.Select) -> pd.DataFrame:
+def read_observation_rows(store: StoreHandle, query: sa.Select) -> pd.DataFrame:
     """Run an observations select fast: rows are many (a day of hourly readings per series).
 
     Why not ``pd.read_sql``: it builds a Python datetime per value and then infers the column type,
@@ -148,7 +145,7 @@ def read_observation_rows(store: Store, query: sa.Select) -> pd.DataFrame:
 
 
 def read_daily_observations(
-    store: Store,
+    store: StoreHandle,
     offsets: Mapping[str, float],
     sites: Sequence[str] | None = None,
     start: Timeish = None,
@@ -209,7 +206,7 @@ def read_daily_observations(
 
 
 def aggregate_observations(
-    store: Store,
+    store: StoreHandle,
     bucket: timedelta,
     sites: Sequence[str] | None = None,
     start: Timeish = None,

@@ -7,22 +7,17 @@ detection, verification and the cycle's inputs all need the same offsets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 import sqlalchemy as sa
 
 from smmdn.errors import InputError
 from smmdn.store import tables as T
 from smmdn.store.bulk import WriteResult, upsert_rows
-from smmdn.store.common import Timeish, _now, _ts, _utc_column, json_columns, require_sites
+from smmdn.store.common import StoreHandle, Timeish, _now, _ts, _utc_column, json_columns, require_sites
 from smmdn.store.frames import rows_of
 
-if TYPE_CHECKING:
-    from smmdn.store.store import Store
 
-
-def upsert_sites(store: Store, frame: pd.DataFrame) -> WriteResult:
+def upsert_sites(store: StoreHandle, frame: pd.DataFrame) -> WriteResult:
     if "site" not in frame.columns:
         raise InputError("missing column site", where="sites", column="site", fix="give a site id per row")
     out = frame.copy()
@@ -55,7 +50,7 @@ def upsert_sites(store: Store, frame: pd.DataFrame) -> WriteResult:
         return upsert_rows(conn, T.sites, columns, rows_of(out, columns), ["site"], compare, ["updated_at"])
 
 
-def upsert_sensors(store: Store, frame: pd.DataFrame) -> WriteResult:
+def upsert_sensors(store: StoreHandle, frame: pd.DataFrame) -> WriteResult:
     from smmdn.store.frames import reject_duplicates, reject_null_keys
 
     out = frame.copy()
@@ -87,7 +82,7 @@ def upsert_sensors(store: Store, frame: pd.DataFrame) -> WriteResult:
         )
 
 
-def end_sensor(store: Store, site: str, depth_cm: float, sensor: str, at: Timeish) -> None:
+def end_sensor(store: StoreHandle, site: str, depth_cm: float, sensor: str, at: Timeish) -> None:
     """Close a sensor's active period (replacement or removal)."""
     with store._begin() as conn:
         conn.execute(
@@ -101,13 +96,13 @@ def end_sensor(store: Store, site: str, depth_cm: float, sensor: str, at: Timeis
         )
 
 
-def read_sites(store: Store) -> pd.DataFrame:
+def read_sites(store: StoreHandle) -> pd.DataFrame:
     with store.engine.connect() as conn:
         frame = pd.read_sql(sa.select(T.sites).order_by(T.sites.c.site), conn)
     return json_columns(frame, ("tags", "attributes"))
 
 
-def read_sensors(store: Store, active_at: Timeish = None) -> pd.DataFrame:
+def read_sensors(store: StoreHandle, active_at: Timeish = None) -> pd.DataFrame:
     query = sa.select(T.sensors).order_by(T.sensors.c.site, T.sensors.c.depth_cm, T.sensors.c.sensor)
     if active_at is not None:
         at = _ts(active_at)
@@ -122,9 +117,9 @@ def read_sensors(store: Store, active_at: Timeish = None) -> pd.DataFrame:
     return json_columns(frame, ("attributes",))
 
 
-def site_offsets(store: Store) -> dict[str, float]:
+def site_offsets(store: StoreHandle) -> dict[str, float]:
     """Local-standard-time offset in hours per site (0 where the registry gives none)."""
-    sites = store.read_sites()
+    sites = read_sites(store)
     out: dict[str, float] = {}
     for site, attrs in zip(sites["site"], sites["attributes"], strict=True):
         value = (attrs or {}).get("lst_utc_offset_hours")
@@ -132,7 +127,7 @@ def site_offsets(store: Store) -> dict[str, float]:
     return out
 
 
-def site_freshness(store: Store, since: Timeish, now: Timeish) -> pd.DataFrame:
+def site_freshness(store: StoreHandle, since: Timeish, now: Timeish) -> pd.DataFrame:
     """Per site, from the database's aggregates (cheap at tens of thousands of series): series reporting and
     the last reading in [since, now], and the newest complete forecast issued for valid times after ``since``.
 
