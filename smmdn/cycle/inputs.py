@@ -234,7 +234,12 @@ def check_forcing_consistency(model_variables: list[str], forcing: pd.DataFrame)
 
 def climatology(forcing: pd.DataFrame, site: str, when: pd.Timestamp, variables: list[str]) -> dict[str, float]:
     """Expected forcing at ``when``: same time of year +-15 days when a year is stored, else the last 30 days."""
-    hist = forcing.loc[(forcing["site"].astype(str) == site) & (forcing["time"] < when)]
+    return _climatology(forcing.loc[forcing["site"].astype(str) == site], when, variables)
+
+
+def _climatology(mine: pd.DataFrame, when: pd.Timestamp, variables: list[str]) -> dict[str, float]:
+    """``climatology`` of one site's own forcing rows."""
+    hist = mine.loc[mine["time"] < when]
     if hist.empty:
         return {}
     span = hist["time"].max() - hist["time"].min()
@@ -254,39 +259,60 @@ def fill_forcing(forcing: pd.DataFrame, sites: list[str], issue: pd.Timestamp, h
 
     Returns the completed frame and a report: which site-days were filled, or which sites could not be
     (no forcing history at all: such sites cannot be forecast).
+
+    Why vectorised: the gaps of every (site, day) of the window are found in one pass over the window's
+    rows, and only sites with a gap are visited one by one (each reading its own rows, grouped once), so
+    the cost grows with the network, not with its square.
     """
     days = [issue + i * DAY for i in range(1, horizon + 1)]
     frame = forcing.copy()
     for v in variables:
         if v not in frame:
             frame[v] = np.nan
+    site_of = frame["site"].astype(str)
+    in_window = frame["time"].isin(days)
+    window = frame.loc[in_window, ["time", *variables]].assign(site=site_of[in_window])
+    first = window.loc[~window.duplicated(["site", "time"], keep="first")].set_index(["site", "time"])
+    grid = pd.MultiIndex.from_product([list(sites), days], names=["site", "time"])
+    gaps = first[variables].reindex(grid).isna().to_numpy()  # (site-day, variable); a missing row: every one
+    present = grid.isin(first.index)
+    n_days = len(days)
+    needy = [i for i in range(len(sites)) if gaps[i * n_days:(i + 1) * n_days].any()]
+    rows_of = frame.index.to_series().groupby([site_of, frame["time"]]).agg(list) if needy else None
+    own_rows = dict(tuple(forcing.groupby(forcing["site"].astype(str), sort=False))) if needy else {}
     filled: dict[str, int] = {}
     impossible: list[str] = []
     new_rows = []
-    for site in sites:
-        mine = frame.loc[frame["site"].astype(str) == site].set_index("time")
+    edits: dict[str, list[tuple[list, float]]] = {}
+    kind_rows: list = []
+    for i in needy:
+        site = sites[i]
         clim: dict[str, float] | None = None
-        for d in days:
-            row = mine.loc[d] if d in mine.index else None
-            if isinstance(row, pd.DataFrame):
-                row = row.iloc[0]
-            gaps = [v for v in variables if row is None or pd.isna(row[v])]
-            if not gaps:
+        for j, d in enumerate(days):
+            gap = [v for v, g in zip(variables, gaps[i * n_days + j], strict=True) if g]
+            if not gap:
                 continue
-            clim = clim if clim is not None else climatology(forcing, site, issue + DAY, variables)
-            if any(v not in clim for v in gaps):
+            if clim is None:
+                mine = own_rows.get(site)
+                clim = {} if mine is None else _climatology(mine, issue + DAY, variables)
+            if any(v not in clim for v in gap):
                 impossible.append(site)
                 break
             filled[site] = filled.get(site, 0) + 1
-            if row is None:
+            if not present[i * n_days + j]:
                 new_rows.append({"time": d, "site": site, **{v: clim[v] for v in variables},
                                  "forcing_kind": "climatology"})
             else:
-                idx = frame.index[(frame["site"].astype(str) == site) & (frame["time"] == d)]
-                for v in gaps:
-                    frame.loc[idx, v] = clim[v]
-                if "forcing_kind" in frame:
-                    frame.loc[idx, "forcing_kind"] = "climatology"
+                idx = rows_of[(site, d)]
+                for v in gap:
+                    edits.setdefault(v, []).append((idx, clim[v]))
+                kind_rows.extend(idx)
+    for v, changes in edits.items():
+        labels = [r for idx, _ in changes for r in idx]
+        values = [value for idx, value in changes for _ in idx]
+        frame.loc[labels, v] = values
+    if kind_rows and "forcing_kind" in frame:
+        frame.loc[kind_rows, "forcing_kind"] = "climatology"
     if new_rows:
         add = pd.DataFrame(new_rows)
         add["time"] = pd.to_datetime(add["time"], utc=True)

@@ -19,6 +19,7 @@ Highest-density regions follow Hyndman (1996, Am. Stat. 50): ``HDR_a = {y : f(y)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -301,7 +302,8 @@ def torch_log_prob(y: torch.Tensor, log_w: torch.Tensor, mu: torch.Tensor, sigma
 
 
 def torch_nll(
-    y: torch.Tensor, mask: torch.Tensor, log_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
+    y: torch.Tensor, mask: torch.Tensor, log_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+    groups: Sequence[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked negative log-likelihood: (sum over observed entries, number of observed entries).
 
@@ -309,13 +311,20 @@ def torch_nll(
     mixture ``(..., K)``: each replicate's observation adds its own term, so the mixture learns the
     spread between replicate sensors. Unobserved entries (mask False) contribute nothing and their
     NaN values never reach the graph.
+
+    ``groups`` (masks shaped like ``mask``, each inside it): sums and counts per group, shaped ``(G,)``,
+    from one likelihood evaluation (training weighs the visible-state and free-running steps apart).
     """
     import torch
 
     y0 = torch.where(mask, y, torch.zeros_like(y))
     lp = torch_log_prob(y0, log_w.unsqueeze(-2), mu.unsqueeze(-2), sigma.unsqueeze(-2))
     nll = torch.where(mask, -lp, torch.zeros_like(lp))
-    return nll.sum(), mask.sum()
+    if groups is None:
+        return nll.sum(), mask.sum()
+    zero = torch.zeros((), dtype=nll.dtype, device=nll.device)
+    return (torch.stack([torch.where(g, nll, zero).sum() for g in groups]),
+            torch.stack([g.sum() for g in groups]))
 
 
 def torch_mean_var(log_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

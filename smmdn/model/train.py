@@ -216,14 +216,10 @@ def _loss(net: Network, prep: Prepared, loc: np.ndarray, batch: Batch, config: T
         total, count = torch_nll(yt, torch.from_numpy(batch.mask).to(device), *params)
         n = int(count.item())
         return total / max(n, 1), n
-    parts, n_all = [], 0
-    for sel in (batch.free, ~batch.free):
-        m = batch.mask & sel[..., None]
-        if m.any():
-            total, count = torch_nll(yt, torch.from_numpy(m).to(device), *params)
-            parts.append(total / count)
-            n_all += int(count.item())
-    return torch.stack(parts).mean(), n_all
+    masks = [m for m in (batch.mask & batch.free[..., None], batch.mask & ~batch.free[..., None]) if m.any()]
+    totals, counts = torch_nll(yt, torch.from_numpy(batch.mask).to(device), *params,
+                               groups=[torch.from_numpy(m).to(device) for m in masks])
+    return (totals / counts).mean(), int(sum(int(m.sum()) for m in masks))
 
 
 def validation_score(

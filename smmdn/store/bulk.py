@@ -151,7 +151,7 @@ def upsert_frame(
     return WriteResult(inserted, updated, len(frame) - inserted - updated)
 
 
-def _copy(raw: psycopg.Connection, target: str, names: Sequence[str], payload: list) -> None:
+def _copy(raw: psycopg.Connection, target: str, names: Sequence[str], payload: Iterable[bytes | memoryview]) -> None:
     with raw.cursor() as cur, cur.copy(f"COPY {target} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:
         for chunk in payload:
             copy.write(chunk)

@@ -42,7 +42,14 @@ def _ts(value: Timeish) -> datetime | None:
 
 
 def _utc_column(series: pd.Series) -> pd.Series:
-    converted = pd.to_datetime(series, utc=True)
+    """UTC-aware nanosecond timestamps. A column that already holds datetimes is converted in place: going
+    through ``to_datetime`` makes pandas iterate it as Timestamp objects (seconds per cycle at 1,000 series)."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        converted = series.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(series.dtype):
+        converted = series.dt.tz_localize("UTC")
+    else:
+        converted = pd.to_datetime(series, utc=True, cache=False)
     return converted.dt.as_unit("ns") if hasattr(converted.dt, "as_unit") else converted
 
 

@@ -166,7 +166,7 @@ def forecasts_for_write(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             fix="give weight_k, mean_k, sigma_k for k = 0..K-1",
         )
     require_columns(frame, [f"{p}_{i}" for p in ("weight", "mean", "sigma") for i in range(k)], "forecasts")
-    out = frame.copy()
+    out = frame.copy(deep=False)  # columns are only ever replaced (never written into): the caller's frame stays
     out["issue_time"] = parse_times(out["issue_time"], "forecasts", "issue_time")
     out["valid_time"] = parse_times(out["valid_time"], "forecasts", "valid_time")
     reject_null_keys(out, ("site", "depth_cm", "issue_time", "valid_time"), "forecasts")

@@ -4,11 +4,18 @@
     python tests/benchmarks/bench_backtest.py --dataset uscrn --mode forecast --horizon 7 --seeds 0
     python tests/benchmarks/bench_backtest.py --dataset cosmos --seeds 0 1 2
     python tests/benchmarks/bench_backtest.py --dataset uscrn --preset production --seeds 0 1 2
+    python tests/benchmarks/bench_backtest.py --dataset uscrn --speed    # training/inference speed only
 
 Reports mean ± sd over seeds of the median per-series figures, the share of series beating
 climatology (CRPS), per-lead CRPS vs persistence (forecast mode), the share of days with both COSMOS
 replicates inside the 90 % interval, and speed (training sequences/s, inference series·steps/s, wall
 time) next to this machine's fp32 matmul GFLOP/s measured in the same run.
+
+``--speed`` (issue 25) skips the backtest and measures only speed on the real panel: the training loop
+(``train_network``, a few epochs) at h64/seq90/batch256 and at the production preset's shapes, each next to
+the bare torch LSTM step of the same shapes measured just before and just after it in the same process (the
+ceiling is the faster of the two; target >= 85 %), and inference of the production model (target >= 1 M
+series·steps/s).
 """
 
 from __future__ import annotations
@@ -58,6 +65,64 @@ def bare_lstm_seq_per_s() -> float:
     return 256 * 5 / (time.perf_counter() - t)
 
 
+def bare_step_seq_per_s(n_in: int, hidden: int, seq: int, batch: int, n_out: int) -> float:
+    """``bare_lstm_seq_per_s`` at other shapes (the same body: LSTM + linear head, AdamW, a squared loss)."""
+    lstm, head = torch.nn.LSTM(n_in, hidden, batch_first=True), torch.nn.Linear(hidden, n_out)
+    opt = torch.optim.AdamW([*lstm.parameters(), *head.parameters()])
+    x = torch.randn(batch, seq, n_in)
+    for i in range(6):
+        if i == 1:
+            t = time.perf_counter()
+        loss = head(lstm(x)[0]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return batch * 5 / (time.perf_counter() - t)
+
+
+def speed(dataset: str, epochs: int) -> None:
+    """Training loop vs the bare step at two shapes, and production inference (see the module docstring)."""
+    from smmdn.model.data import build_panel, fit_scalers, prepare, without_derived
+    from smmdn.model.presets import load_preset
+    from smmdn.model.train import TrainConfig, build_network, recommended_config, train_network
+
+    obs, frc, sites = load(dataset)
+    panel = build_panel(obs, frc, sites)
+    production = TrainConfig.from_dict(load_preset("production")["settings"])
+    configs = {
+        "h64/seq90/batch256 (simulation)": recommended_config("simulation", True, hidden=64, seq_len=90,
+                                                              warmup=30, batch_size=256, members=1),
+        "production preset (forecast)": production,
+    }
+    print(f"{'shapes':<34} {'train seq/s':>11} {'bare seq/s':>10} {'of bare':>8}  target   load average")
+    for label, cfg in configs.items():
+        cfg.device, cfg.max_epochs = "cpu", epochs
+        pan = without_derived(panel, cfg.feature_groups if cfg.features else ())
+        locs = np.arange(len(pan.locations))
+        prep = prepare(pan, fit_scalers(pan, len(pan.times), locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor))
+        net = build_network(prep, cfg, n_locations=len(locs) + 1)
+        n_in = net.lstm.input_size
+        seq = min(cfg.seq_len, len(pan.times))
+        shape = dict(n_in=n_in, hidden=cfg.hidden, seq=seq, batch=cfg.batch_size, n_out=3 * cfg.components)
+        before = bare_step_seq_per_s(**shape)
+        _, history = train_network(prep, locs, 0, len(pan.times), cfg, n_locations=len(locs) + 1)
+        after = bare_step_seq_per_s(**shape)
+        rate, ceiling = history["sequences_per_s"], max(before, after)
+        print(f"{label:<34} {rate:11,.0f} {ceiling:10,.0f} {rate / ceiling:8.0%}  >= 85 % "
+              f"{'met' if rate >= 0.85 * ceiling else 'NOT met'}  {os.getloadavg()[0]:.2f}  "
+              f"(inputs {n_in}, hidden {cfg.hidden}, seq {seq}, batch {cfg.batch_size}; bare before {before:,.0f}"
+              f", after {after:,.0f})")
+    with tempfile.TemporaryDirectory() as tmp:
+        from smmdn.model.api import fit
+
+        cfg = TrainConfig.from_dict(load_preset("production")["settings"])
+        cfg.device, cfg.max_epochs, cfg.refit, cfg.calibrate = "cpu", 1, False, False
+        fit(obs, frc, sites, cfg, train_end=DATASETS[dataset][1]).save(Path(tmp) / "model")
+        rate = inference_rate(Path(tmp) / "model", obs, frc, sites)
+    print(f"inference, production preset: {rate / 1e6:.2f} M series·steps/s (simulation pass over the whole "
+          f"panel; target >= 1 M: {'met' if rate >= 1e6 else 'NOT met'}); load average {os.getloadavg()[0]:.2f}")
+
+
 def load(dataset: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     path = DATASETS[dataset][0]
     if dataset == "uscrn":
@@ -102,6 +167,8 @@ def main() -> None:
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--overrides", default="{}", help="JSON of TrainConfig fields")
     p.add_argument("--preset", help="a named preset (production: what the daily cycle trains; forecast mode)")
+    p.add_argument("--speed", action="store_true", help="speed only: training vs the bare step, inference")
+    p.add_argument("--speed-epochs", type=int, default=4, help="epochs of the training loop with --speed")
     p.add_argument("--json-out", help="also write every seed's metrics.json (without per_series) here")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
@@ -116,6 +183,9 @@ def main() -> None:
     print(f"load average (1, 5, 15 min): {os.getloadavg()}")
     print(f"fp32 matmul: {matmul_gflops():.0f} GFLOP/s; bare LSTM step (h64, seq90, b256): "
           f"{bare_lstm_seq_per_s():.0f} seq/s; torch threads {torch.get_num_threads()}")
+    if args.speed:
+        speed(args.dataset, args.speed_epochs)
+        return
     obs, frc, sites = load(args.dataset)
     rows: list[dict] = []
     full: list[dict] = []

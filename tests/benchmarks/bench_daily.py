@@ -4,6 +4,16 @@ Run on demand (prints figures; not part of the test suite):
 
     python tests/benchmarks/bench_daily.py                      # 1, 11, 100, 111 sites (9 … 999 series)
     python tests/benchmarks/bench_daily.py --sites 100 --demo   # the 900-series target case + smmdn demo
+    python tests/benchmarks/bench_daily.py --series 1000 10000 30000 --no-fine-tune --overhead   # issue 25
+
+``--series N``: ceil(N / 9) sites (3 depths × 3 sensors each: hourly readings; 7 leads, K = 3). Per size it
+prints the cycle's wall time, the per-step times from Prefect's run records, and the peak RSS of this
+process during the cycle (the flow runs in it: ``VmHWM`` after resetting it through ``/proc/self/clear_refs``
+just before the cycle; the simulated readings are dropped before that, PostgreSQL's own memory is not
+counted). Then the ladder against its targets (≤ 8 s at 1,000 series, ≤ 60 s at 10,000, time(10,000) /
+time(1,000) ≤ 11, peak RSS ≤ 4 GiB at 30,000). ``--overhead``: a cycle of the same Prefect shape as
+``flows.daily`` (subflows ingest/validate/forecast, ingest's two tasks, the detect/verify/deliver tasks, the
+three published artifacts, persisted results) whose steps do nothing, timed three times (target ≤ 1.5 s).
 
 Each size gets a fresh TimescaleDB database on a throwaway cluster (tests/pg.py; or ``--url``), a
 simulated network of N sites × 3 depths × 3 sensors (``smmdn.demo.simulate``) whose loggers drop TOA5
@@ -19,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import math
 import os
 import subprocess
 import sys
@@ -83,7 +95,20 @@ def step_times(flow_run_id: uuid.UUID) -> dict[str, float]:
     return asyncio.run(read())
 
 
-def one_size(n_sites: int, history: int, cluster: Any, url: str | None) -> dict[str, Any]:
+def _rss_reset() -> None:
+    """Reset this process's peak RSS to its current RSS (Linux: ``5`` into ``/proc/self/clear_refs``)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _rss_mib(field: str = "VmHWM") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one_size(n_sites: int, history: int, cluster: Any, url: str | None, fine_tune: bool = True) -> dict[str, Any]:
     from flows.daily import daily
     from flows.train import train
     from smmdn.demo.feeds import WeatherServer, registry_yaml, write_toa5_day
@@ -104,39 +129,119 @@ def one_size(n_sites: int, history: int, cluster: Any, url: str | None) -> dict[
 
     landing = get_settings().path("landing")
     try:
-        for s in net.sites:
-            write_toa5_day(landing, s.site, net.readings, START, days=history - 1)
+        by_site = dict(tuple(net.readings.groupby("site", sort=False)))  # one filter per site, not per site × rows
         cold_day = START + pd.Timedelta(days=history - 1)
+        day = cold_day + pd.Timedelta(days=1)
         for s in net.sites:
-            write_toa5_day(landing, s.site, net.readings, cold_day)
+            write_toa5_day(landing, s.site, by_site[s.site], START, days=history - 1)
+            write_toa5_day(landing, s.site, by_site[s.site], cold_day)
+        cycle_day = {s.site: by_site[s.site].loc[by_site[s.site]["time"] >= day] for s in net.sites}
+        del by_site
+        net.readings = net.readings.iloc[:0]  # the measured cycle's peak RSS should not carry the simulation
+        net.truth = net.truth.iloc[:0]
         weather.today = cold_day + pd.Timedelta(days=1)
         t1 = time.perf_counter()
         cold = daily(day=cold_day.date().isoformat(), history_days=history + 30, train_overrides=TINY)
         cold_s = time.perf_counter() - t1
         assert cold["forecast"]["status"] == "complete", cold["forecast"]
 
-        day = cold_day + pd.Timedelta(days=1)
         for s in net.sites:
-            write_toa5_day(landing, s.site, net.readings, day)
+            write_toa5_day(landing, s.site, cycle_day[s.site], day)
+        del cycle_day
         weather.today = day + pd.Timedelta(days=1)
+        import gc
+
+        gc.collect()
+        rss_before = _rss_mib("VmRSS")
+        _rss_reset()
         t2 = time.perf_counter()
         state = daily(day=day.date().isoformat(), history_days=history + 30, skip_training=True, return_state=True)
         cycle_s = time.perf_counter() - t2
+        peak = _rss_mib("VmHWM")
         summary = state.result()
         steps = step_times(state.state_details.flow_run_id)
 
-        t3 = time.perf_counter()
-        tuned = train(day=day.date().isoformat(), kind="fine-tune", history_days=history + 30)
-        tune_s = time.perf_counter() - t3
+        tune_s, tune_status = float("nan"), "not run"
+        if fine_tune:
+            t3 = time.perf_counter()
+            tune_status = train(day=day.date().isoformat(), kind="fine-tune", history_days=history + 30)["status"]
+            tune_s = time.perf_counter() - t3
         store = Store(db_url)
         series = int(store.read_sensors().shape[0])
         return {"sites": n_sites, "series": series, "setup_s": t1 - t0, "cold_start_s": cold_s, "cycle_s": cycle_s,
                 "steps": steps, "forecast_rows": summary["forecast"]["rows"], "fine_tune_s": tune_s,
-                "fine_tune_status": tuned["status"], "observations": store.count("observations"),
-                "alerts_open": store.count("alerts"), "delivered": receiver.count}
+                "fine_tune_status": tune_status, "observations": store.count("observations"),
+                "alerts_open": store.count("alerts"), "delivered": receiver.count, "rss_start_mib": rss_before,
+                "rss_peak_mib": peak, "load": os.getloadavg()[0]}
     finally:
         weather.stop()
         receiver.stop()
+
+
+def empty_cycle_seconds(runs: int = 3) -> dict[str, list[float]]:
+    """Wall seconds of cycles whose steps do nothing: the daily flow's Prefect shape (see the docstring), and
+    two lighter shapes that say what a flow change would buy: the three subflows as tasks, and one flow whose
+    steps are plain calls (no task or subflow runs; the artifacts kept)."""
+    from prefect import flow, task
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    def nothing(name: str) -> dict[str, str]:
+        return {"status": "ok", "step": name}
+
+    step = task(name="empty-step", persist_result=True)(nothing)
+
+    def publish() -> None:
+        create_markdown_artifact(key="empty-daily-summary", markdown="# empty", description="empty cycle")
+        create_table_artifact(key="empty-daily-cycle", table=[{"a": 1}], description="empty cycle")
+        create_table_artifact(key="empty-network-overview", table=[{"a": 1}], description="empty cycle")
+
+    @flow(name="empty-ingest", persist_result=True)
+    def ingest() -> dict[str, Any]:
+        return {"sensors": step("ingest-sensors", return_state=True).result(),
+                "forcing": step("ingest-forcing", return_state=True).result()}
+
+    @flow(name="empty-validate", persist_result=True)
+    def validate() -> dict[str, str]:
+        return nothing("validate")
+
+    @flow(name="empty-forecast", persist_result=True)
+    def forecast() -> dict[str, str]:
+        return nothing("forecast")
+
+    @flow(name="empty-daily", persist_result=True)
+    def daily_shape() -> dict[str, Any]:
+        out = {"ingest": ingest(), "validation": validate(), "forecast": forecast()}
+        for name in ("detect-anomalies", "verify", "deliver-alerts"):
+            out[name] = step(name, return_state=True).result()
+        publish()
+        return out
+
+    @flow(name="empty-daily-tasks", persist_result=True)
+    def tasks_only() -> dict[str, Any]:
+        out = {name: step(name, return_state=True).result() for name in
+               ("ingest-sensors", "ingest-forcing", "validate", "forecast", "detect-anomalies", "verify",
+                "deliver-alerts")}
+        publish()
+        return out
+
+    @flow(name="empty-daily-flat", persist_result=True)
+    def flat() -> dict[str, Any]:
+        out = {name: nothing(name) for name in ("ingest", "validate", "forecast", "detect", "verify", "deliver")}
+        publish()
+        return out
+
+    out: dict[str, list[float]] = {}
+    shapes = (("daily shape (3 subflows, 5 tasks)", daily_shape), ("subflows as tasks (7 tasks)", tasks_only),
+              ("one flow, steps as plain calls", flat))
+    for label, cycle in shapes:
+        cycle()  # the first run pays for imports and the flow registration, as a long-running worker does once
+        seconds = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            cycle()
+            seconds.append(time.perf_counter() - t0)
+        out[label] = seconds
+    return out
 
 
 def demo_wall() -> float:
@@ -147,9 +252,39 @@ def demo_wall() -> float:
     return time.perf_counter() - t0
 
 
+def ladder_targets(results: list[dict[str, Any]], overhead: dict[str, list[float]]) -> None:
+    """The issue-25 targets next to what this run measured (sizes it did not run are said so)."""
+    by = {r["series"]: r for r in results}
+
+    def near(n: int) -> dict[str, Any] | None:
+        return next((r for s, r in by.items() if abs(s - n) < 9), None)
+
+    small, mid, big = near(1000), near(10000), near(30000)
+    print("\ntarget                               measured      met")
+    for label, r, limit in (("cycle at 1,000 series <= 8 s", small, 8.0),
+                            ("cycle at 10,000 series <= 60 s", mid, 60.0)):
+        print(f"{label:<36} " + (f"{r['cycle_s']:8.1f} s    {'yes' if r['cycle_s'] <= limit else 'NO'}" if r
+                                   else "not run"))
+    if small and mid:
+        ratio = mid["cycle_s"] / small["cycle_s"]
+        print(f"{'time(10,000) / time(1,000) <= 11':<36} {ratio:8.2f}      {'yes' if ratio <= 11 else 'NO'}")
+    print(f"{'peak RSS at 30,000 series <= 4 GiB':<36} " + (
+        f"{big['rss_peak_mib'] / 1024:8.2f} GiB  {'yes' if big['rss_peak_mib'] <= 4096 else 'NO'}" if big
+        else "not run"))
+    if overhead:
+        best = min(next(iter(overhead.values())))
+        print(f"{'Prefect overhead per cycle <= 1.5 s':<36} {best:8.2f} s    {'yes' if best <= 1.5 else 'NO'} "
+              f"(best of {len(overhead)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sites", type=int, nargs="+", default=[1, 11, 100, 111])
+    parser.add_argument("--sites", type=int, nargs="*", default=[1, 11, 100, 111],
+                        help="sizes in sites (none: only --overhead and --demo)")
+    parser.add_argument("--series", type=int, nargs="+", help="sizes in series (ceil(N / 9) sites each); "
+                                                              "replaces --sites")
+    parser.add_argument("--no-fine-tune", action="store_true", help="skip the fine-tune after each cycle")
+    parser.add_argument("--overhead", action="store_true", help="also time a cycle of empty steps")
     parser.add_argument("--history", type=int, default=45, help="days of logger history before the cycle")
     parser.add_argument("--url", default=os.environ.get("SMMDN_BENCH_DATABASE_URL"),
                         help="an existing PostgreSQL+TimescaleDB database (default: a throwaway cluster)")
@@ -168,10 +303,17 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     results = []
+    sizes = [math.ceil(n / 9) for n in args.series] if args.series else args.sites
+    overhead: dict[str, list[float]] = {}
     try:
         with prefect_test_harness(server_startup_timeout=90):
-            for n in args.sites:
-                r = one_size(n, args.history, cluster, args.url)
+            if args.overhead:
+                overhead = empty_cycle_seconds()
+                for label, seconds in overhead.items():
+                    print(f"Prefect overhead, empty steps, {label:<36}: {', '.join(f'{s:.2f}' for s in seconds)} s "
+                          f"(target <= 1.5 s; load average {os.getloadavg()[0]:.2f})", flush=True)
+            for n in sizes:
+                r = one_size(n, args.history, cluster, args.url, fine_tune=not args.no_fine_tune)
                 results.append(r)
                 print(f"\n== {r['sites']} sites, {r['series']} series ({r['observations']} observation rows stored)")
                 print(f"setup (simulate + files) {r['setup_s']:.1f} s; cold start with tiny training "
@@ -180,13 +322,18 @@ def main() -> None:
                       f"{r['alerts_open']} alerts in the table, {r['delivered']} messages delivered (tiny model)")
                 for name, seconds in r["steps"].items():
                     print(f"  {name:<40} {seconds:7.2f} s")
-                print(f"fine-tune (production defaults, CPU): {r['fine_tune_s']:.1f} s ({r['fine_tune_status']})")
+                print(f"peak RSS during the cycle {r['rss_peak_mib']:.0f} MiB (RSS before it {r['rss_start_mib']:.0f}"
+                      f" MiB); load average after it {r['load']:.2f}")
+                print(f"fine-tune (production defaults, CPU): {r['fine_tune_s']:.1f} s ({r['fine_tune_status']})",
+                      flush=True)
     finally:
         if cluster is not None:
             cluster.stop()
-    print("\nseries  cycle_s  fine_tune_s")
+    print("\nseries  cycle_s  peak_rss_MiB  fine_tune_s  load")
     for r in results:
-        print(f"{r['series']:6d}  {r['cycle_s']:7.1f}  {r['fine_tune_s']:11.1f}")
+        print(f"{r['series']:6d}  {r['cycle_s']:7.1f}  {r['rss_peak_mib']:12.0f}  {r['fine_tune_s']:11.1f}  "
+              f"{r['load']:.2f}")
+    ladder_targets(results, overhead)
     if args.demo:
         print(f"\nsmmdn demo wall time: {demo_wall():.1f} s (load average {os.getloadavg()[0]:.2f})")
 
