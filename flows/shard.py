@@ -27,6 +27,7 @@ from flows import alerts, common, verify
 SHARD_TIMEOUT_S = 2 * 3600
 SHARD_DEPLOYMENT = "daily-shard/daily-shard"
 POLL_S = 1.0
+WAIT_S = SHARD_TIMEOUT_S + 1800  # a submitted shard not final by then (no worker picked it up) counts as failed
 
 
 class ShardFailed(RuntimeError):
@@ -74,8 +75,9 @@ def daily_shard(day: str, shard_id: str, sites: list[str], history_days: int = 3
 # --- the parent's side ------------------------------------------------------------------------------------------
 def run_shards(day: str, shards: Sequence[Any], parameters: dict[str, Any], *, remote: bool, attempts: int = 2,
                deployment: str = SHARD_DEPLOYMENT) -> dict[str, Any]:
-    """Run every pending shard of ``day`` (``smmdn.cycle.shards.Shard``), resubmitting failed ones alone up to
-    ``attempts`` times in all; returns ``{"shards", "pending", "results", "failed", "submitted"}``."""
+    """Run every pending shard of ``day`` (``smmdn.cycle.shards.Shard``); a failed one is resubmitted alone as
+    soon as it failed, up to ``attempts`` attempts in all. Returns ``{"shards", "pending", "results", "failed",
+    "submitted"}``."""
     from smmdn.cycle.shards import pending
 
     log = common.logger()
@@ -86,22 +88,34 @@ def run_shards(day: str, shards: Sequence[Any], parameters: dict[str, Any], *, r
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     submitted: list[dict[str, Any]] = []
-    for attempt in range(1, max(attempts, 1) + 1):
-        if not todo:
-            break
-        runs = [(s, _start(s, day, parameters, attempt, remote, deployment)) for s in todo]
-        submitted += [{"shard": s.id, "attempt": attempt} for s in todo]
-        again = []
-        for shard, handle in runs:
-            ok, value = _finish(handle, remote)
-            if ok:
-                results[shard.id] = value
-                failed.pop(shard.id, None)
-            else:
-                failed[shard.id] = value
-                again.append(shard)
-                log.warning("shard %s attempt %d failed: %s", shard.id, attempt, value)
-        todo = again
+    running: list[tuple[Any, int, Any, float]] = []
+
+    def submit(shard: Any, attempt: int) -> None:
+        submitted.append({"shard": shard.id, "attempt": attempt})
+        started = _start(shard, day, parameters, attempt, remote, deployment)
+        running.append((shard, attempt, started, time.monotonic() + WAIT_S))
+
+    for shard in todo:
+        submit(shard, 1)
+    while running:
+        shard, attempt, handle, deadline = running.pop(0)
+        state = handle if not remote else _state(handle.id)
+        if state is not None and not state.is_final() and time.monotonic() < deadline:
+            running.append((shard, attempt, handle, deadline))
+            time.sleep(POLL_S / max(len(running), 1))
+            continue
+        ok, value = _outcome(state)
+        if state is not None and not state.is_final():
+            value = (f"{value}: not finished {WAIT_S / 3600:g} h after it was submitted (is a worker polling the "
+                     f"cpu pool, and is its concurrency limit above 1?)")
+        if ok:
+            results[shard.id] = value
+            failed.pop(shard.id, None)
+            continue
+        failed[shard.id] = value
+        log.warning("shard %s attempt %d failed: %s", shard.id, attempt, value)
+        if attempt < max(attempts, 1):
+            submit(shard, attempt + 1)
     return {"shards": len(shards), "pending": len(pending(db, day, shards)), "results": results,
             "failed": failed, "submitted": submitted}
 
@@ -118,27 +132,19 @@ def _start(shard: Any, day: str, parameters: dict[str, Any], attempt: int, remot
     return run_deployment(name=deployment, parameters=params, timeout=0, idempotency_key=key)
 
 
-def _finish(handle: Any, remote: bool) -> tuple[bool, Any]:
-    """(True, the shard's summary) or (False, why it failed); waits for a submitted run to end."""
-    state = handle if not remote else _wait(handle.id)
+def _outcome(state: Any) -> tuple[bool, Any]:
+    """(True, the shard's summary) or (False, why it failed)."""
     if state is not None and state.is_completed():
         return True, state.result()
     message = str(state.message if state is not None else "no state")
     return False, f"{state.type.value if state is not None else 'unknown'}: {message}"[:500]
 
 
-def _wait(flow_run_id: Any) -> Any:
+def _state(flow_run_id: Any) -> Any:
     from prefect.client.orchestration import get_client
 
-    deadline = time.monotonic() + SHARD_TIMEOUT_S + 600
     with get_client(sync_client=True) as client:
-        while True:
-            state = client.read_flow_run(flow_run_id).state
-            if state is not None and state.is_final():
-                return state
-            if time.monotonic() > deadline:
-                return state
-            time.sleep(POLL_S)
+        return client.read_flow_run(flow_run_id).state
 
 
 def combine(run: dict[str, Any]) -> dict[str, Any]:

@@ -136,7 +136,9 @@ def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.T
 def score(store: Store, now: pd.Timestamp, settings: Settings,
           sites: Sequence[str] | None = None) -> tuple[pd.DataFrame, int]:
     """Score every forecast whose valid day is complete and not yet scored (plus the rescoring window);
-    ``sites``: only their forecasts (a shard of the daily cycle; None: every site, ``[]``: none)."""
+    ``sites``: only their forecasts (a shard of the daily cycle; None: every site, ``[]``: none). Only a run
+    over every site moves the scored-through watermark: a shard's cannot say the others are scored too (the
+    sharded cycle's parent moves it after its shards, ``verify(sites=[])``)."""
     if sites is not None and not sites:
         return pd.DataFrame(), 0
     mark = store.get_watermark(*WATERMARK)
@@ -159,11 +161,14 @@ def score(store: Store, now: pd.Timestamp, settings: Settings,
     scored = score_pairs(pairs)
     scored["scored_at"] = now
     written = scores.write_verification(store, scored)
-    if not scored.empty:
-        latest = scored["valid_time"].max()
-        if mark is None or latest > mark:
-            store.set_watermark(*WATERMARK, latest)
+    if not scored.empty and sites is None:
+        _scored_through(store, scored["valid_time"].max(), mark)
     return scored, written.inserted
+
+
+def _scored_through(store: Store, latest: pd.Timestamp | None, mark: pd.Timestamp | None) -> None:
+    if latest is not None and (mark is None or latest > mark):
+        store.set_watermark(*WATERMARK, latest)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -309,6 +314,8 @@ def verify(store: Store, now: pd.Timestamp | str | None, settings: Settings, *,
     if not scored.empty:
         outcome.valid_days = sorted({t.date().isoformat() for t in scored["valid_time"]})
     window = window_scores(store, now, settings)
+    if sites is not None and not sites:  # after the shards scored their sites: the network is scored through
+        _scored_through(store, window[1], store.get_watermark(*WATERMARK))
     report = drift_report(store, now, settings, window)
     outcome.retrain = request_retrain(store, now, report)
     outcome.drift, outcome.report = report.drift, report.to_dict()
