@@ -1,5 +1,5 @@
-"""``daily-shard`` flow: one shard's part of the daily cycle (forecast, detection, scoring for its sites), and
-the parent's side that fans the shards out with ``run_deployment`` and waits for them.
+"""``shard`` flow (deployment ``daily-shard``): one shard's part of the daily cycle (forecast, detection,
+scoring for its sites), and the parent's side that fans the shards out with ``run_deployment`` and waits.
 
 Why this split (``docs/operations-guide.md``, "Sharding the daily cycle"): training is one network-wide model,
 so it runs once before the fan-out; ingest and validation stay in the parent too (one landing directory, one
@@ -25,7 +25,7 @@ from prefect import flow, task
 from flows import alerts, common, verify
 
 SHARD_TIMEOUT_S = 2 * 3600
-SHARD_DEPLOYMENT = "daily-shard/daily-shard"
+SHARD_DEPLOYMENT = "shard/daily-shard"
 POLL_S = 1.0
 WAIT_S = SHARD_TIMEOUT_S + 1800  # a submitted shard not final by then (no worker picked it up) counts as failed
 
@@ -42,9 +42,9 @@ def forecast_task(day: str, history_days: int, validation: dict | None, replay: 
     return issue(day, history_days, validation, replay, sites=sites, run_suffix=run_suffix)
 
 
-@flow(name="daily-shard", flow_run_name=common.run_name("daily-shard", "day", "shard_id", "attempt"),
+@flow(name="shard", flow_run_name=common.run_name("daily-shard", "day", "shard_id", "attempt"),
       timeout_seconds=SHARD_TIMEOUT_S, persist_result=True)
-def daily_shard(day: str, shard_id: str, sites: list[str], history_days: int = 365, validation: dict | None = None,
+def shard(day: str, shard_id: str, sites: list[str], history_days: int = 365, validation: dict | None = None,
                 replay: bool = False, attempt: int = 1) -> dict[str, Any]:
     """Forecast, detect and score issue ``day`` for ``sites``; recorded as done only if every step succeeded."""
     from smmdn.cycle.day import resolve_day
@@ -90,18 +90,18 @@ def run_shards(day: str, shards: Sequence[Any], parameters: dict[str, Any], *, r
     submitted: list[dict[str, Any]] = []
     running: list[tuple[Any, int, Any, float]] = []
 
-    def submit(shard: Any, attempt: int) -> None:
-        submitted.append({"shard": shard.id, "attempt": attempt})
-        started = _start(shard, day, parameters, attempt, remote, deployment)
-        running.append((shard, attempt, started, time.monotonic() + WAIT_S))
+    def submit(part: Any, attempt: int) -> None:
+        submitted.append({"shard": part.id, "attempt": attempt})
+        started = _start(part, day, parameters, attempt, remote, deployment)
+        running.append((part, attempt, started, time.monotonic() + WAIT_S))
 
-    for shard in todo:
-        submit(shard, 1)
+    for part in todo:
+        submit(part, 1)
     while running:
-        shard, attempt, handle, deadline = running.pop(0)
+        part, attempt, handle, deadline = running.pop(0)
         state = handle if not remote else _state(handle.id)
         if state is not None and not state.is_final() and time.monotonic() < deadline:
-            running.append((shard, attempt, handle, deadline))
+            running.append((part, attempt, handle, deadline))
             time.sleep(POLL_S / max(len(running), 1))
             continue
         ok, value = _outcome(state)
@@ -109,26 +109,26 @@ def run_shards(day: str, shards: Sequence[Any], parameters: dict[str, Any], *, r
             value = (f"{value}: not finished {WAIT_S / 3600:g} h after it was submitted (is a worker polling the "
                      f"cpu pool, and is its concurrency limit above 1?)")
         if ok:
-            results[shard.id] = value
-            failed.pop(shard.id, None)
+            results[part.id] = value
+            failed.pop(part.id, None)
             continue
-        failed[shard.id] = value
-        log.warning("shard %s attempt %d failed: %s", shard.id, attempt, value)
+        failed[part.id] = value
+        log.warning("shard %s attempt %d failed: %s", part.id, attempt, value)
         if attempt < max(attempts, 1):
-            submit(shard, attempt + 1)
+            submit(part, attempt + 1)
     return {"shards": len(shards), "pending": len(pending(db, day, shards)), "results": results,
             "failed": failed, "submitted": submitted}
 
 
-def _start(shard: Any, day: str, parameters: dict[str, Any], attempt: int, remote: bool, deployment: str) -> Any:
+def _start(part: Any, day: str, parameters: dict[str, Any], attempt: int, remote: bool, deployment: str) -> Any:
     """Submit one shard (a flow run of the deployment) or, run locally, run it now as a subflow."""
-    params = parameters | {"day": day, "shard_id": shard.id, "sites": list(shard.sites), "attempt": attempt}
+    params = parameters | {"day": day, "shard_id": part.id, "sites": list(part.sites), "attempt": attempt}
     if not remote:
-        return daily_shard(**params, return_state=True)
+        return shard(**params, return_state=True)
     from prefect.deployments import run_deployment
     from prefect.runtime import flow_run
 
-    key = f"{flow_run.id or 'local'}/{day}/{shard.id}/{attempt}"
+    key = f"{flow_run.id or 'local'}/{day}/{part.id}/{attempt}"
     return run_deployment(name=deployment, parameters=params, timeout=0, idempotency_key=key)
 
 

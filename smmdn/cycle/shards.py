@@ -64,6 +64,8 @@ def _digest(sites: Sequence[str]) -> str:
 
 def registry_shards(store: Store, settings: Settings) -> list[Shard]:
     """The shards of the sites the store knows (ingest registered the registry's sites before this)."""
+    if settings.shard_sites == 0:
+        return []
     known = store.read_sites()
     return plan_shards(known["site"].astype(str) if not known.empty else [], settings.shard_sites)
 

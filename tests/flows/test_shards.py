@@ -62,7 +62,7 @@ def _shard_runs() -> list[Any]:
 
     async def read() -> list[Any]:
         async with get_client() as client:
-            return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["daily-shard"])))
+            return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["shard"])))
 
     return asyncio.run(read())
 
@@ -77,7 +77,7 @@ def test_sharded_day_retries_the_failed_shard_alone_and_equals_the_unsharded_day
 
     from flows.daily import daily
     from flows.ingest import ingest
-    from flows.shard import daily_shard
+    from flows.shard import shard
     from smmdn.cycle.day import resolve_day
     from smmdn.cycle.shards import drill_path, registry_shards
     from smmdn.store import Store
@@ -108,7 +108,7 @@ def test_sharded_day_retries_the_failed_shard_alone_and_equals_the_unsharded_day
         monkeypatch.setenv("SMMDN_SHARD_SITES", "1")
         get_settings.cache_clear()
         _create_pool("cpu", concurrency=2)
-        daily_shard.from_source(source=str(REPO), entrypoint="flows/shard.py:daily_shard").deploy(
+        shard.from_source(source=str(REPO), entrypoint="flows/shard.py:shard").deploy(
             name="daily-shard", work_pool_name="cpu", print_next_steps=False)
         env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "CUDA_VISIBLE_DEVICES": "",
                "PREFECT_WORKER_QUERY_SECONDS": "1"}  # poll every second (default 10 s): shards start sooner
