@@ -5,6 +5,7 @@ failure into a ``failed`` step (``common.outcome``) so a broken detector or noti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -15,13 +16,14 @@ from flows.secrets import prefect_secret
 
 
 @task(name="detect-anomalies", timeout_seconds=900, persist_result=True)
-def detect_task(now: str) -> Any:
+def detect_task(now: str, sites: list[str] | None = None) -> Any:
+    """Detection for ``sites`` (None: every site; ``[]``: the network-wide checks alone)."""
     from smmdn.alerts.routing import load_routes
     from smmdn.alerts.step import detect
 
     cfg = common.settings()
     routes = load_routes(cfg, secrets=prefect_secret)
-    outcome = detect(common.store(cfg), pd.Timestamp(now), cfg, routes=routes)
+    outcome = detect(common.store(cfg), pd.Timestamp(now), cfg, routes=routes, sites=sites)
     for transition in outcome.alerts:
         alert_event(transition)
     return common.summarise(outcome)
@@ -57,9 +59,10 @@ def deliver_task(now: str | None = None) -> Any:
     return common.summarise(deliver_outbox(common.store(cfg), cfg, now, secrets=prefect_secret))
 
 
-def detect(now: pd.Timestamp) -> dict[str, Any]:
-    """The detect step's summary (``status`` ok | failed)."""
-    return common.outcome(detect_task(now.isoformat(), return_state=True), "detection")
+def detect(now: pd.Timestamp, sites: Sequence[str] | None = None) -> dict[str, Any]:
+    """The detect step's summary (``status`` ok | failed); ``sites`` as in ``detect_task``."""
+    subset = None if sites is None else list(sites)
+    return common.outcome(detect_task(now.isoformat(), subset, return_state=True), "detection")
 
 
 def deliver(now: pd.Timestamp | None = None) -> dict[str, Any]:

@@ -6,6 +6,11 @@ back-fills ``history_days`` of sensor data and archived forcing, then a full tra
 
 When this flow runs as a deployment, training goes to the ``train`` deployment on the ``gpu`` pool via
 ``run_deployment`` (the parent waits and reads its persisted result); run locally, it is a subflow.
+
+Sharded (``SMMDN_SHARD_SITES`` > 0): after ingest, validation and the one network-wide training, the sites'
+forecast, detection and scoring run as shards, flow runs of the ``daily-shard`` deployment (``flows/shard.py``;
+in-process subflows when run locally); the parent then runs the network-wide checks and delivers once. A shard
+still failing after ``shard_attempts`` fails the day after delivery; a rerun of the day runs only that shard.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import pandas as pd
 from prefect import flow
 
 from flows import alerts, common, verify
-from flows.forecast import forecast
+from flows.forecast import forecast, tell_operators_about_the_model
 from flows.ingest import ingest
 from flows.train import run_train
 from flows.validate import validate
@@ -24,11 +29,14 @@ from flows.validate import validate
 
 @flow(name="daily", flow_run_name=common.run_name("daily"), timeout_seconds=6 * 3600, persist_result=True)
 def daily(day: str | None = None, history_days: int = 365, train_overrides: dict | None = None,
-          replay: bool = False, skip_ingest: bool = False, skip_training: bool = False) -> dict[str, Any]:
-    """One daily cycle for issue ``day`` (default: yesterday in ``SMMDN_TIMEZONE``)."""
+          replay: bool = False, skip_ingest: bool = False, skip_training: bool = False,
+          remote_shards: bool | None = None, shard_attempts: int = 2) -> dict[str, Any]:
+    """One daily cycle for issue ``day`` (default: yesterday in ``SMMDN_TIMEZONE``). ``remote_shards``: run
+    the shards on the ``daily-shard`` deployment (None: when this run is itself a deployment's)."""
     from smmdn.cycle.day import resolve_day
     from smmdn.cycle.inputs import last_validation_id
     from smmdn.cycle.plan import training_plan
+    from smmdn.cycle.shards import registry_shards
 
     log = common.logger()
     cfg = common.settings()
@@ -55,13 +63,51 @@ def daily(day: str | None = None, history_days: int = 365, train_overrides: dict
                                          "train_overrides": train_overrides, "replay": replay})
         summary["training"]["why"] = why
 
-    summary["forecast"] = forecast(day=issue, history_days=history_days, validation=summary["validation"],
-                                   replay=replay)
-    summary["alerts"] = alerts.detect(cycle.now)
-    summary["verification"] = verify.verify(cycle.now)  # may queue the operators' drift alert
+    shards = registry_shards(db, cfg)
+    if shards:
+        sharded(summary, shards, history_days, replay, remote_shards, shard_attempts)
+    else:
+        summary["forecast"] = forecast(day=issue, history_days=history_days, validation=summary["validation"],
+                                       replay=replay)
+        summary["alerts"] = alerts.detect(cycle.now)
+        summary["verification"] = verify.verify(cycle.now)  # may queue the operators' drift alert
     summary["delivery"] = alerts.deliver(cycle.now)  # one delivery for both; the cycle's clock times incidents
     publish(summary)
+    failed = (summary.get("shards") or {}).get("failed")
+    if failed:  # after the delivery: the other shards' alerts went out; a rerun of the day runs only these
+        raise RuntimeError(f"{len(failed)} shard(s) of {issue} failed after {shard_attempts} attempt(s): "
+                           + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items()))[:1500])
     return summary
+
+
+def sharded(summary: dict[str, Any], shards: list[Any], history_days: int, replay: bool, remote: bool | None,
+            attempts: int) -> None:
+    """The per-site steps in shards, then the network-wide ones once (see the module docstring)."""
+    from prefect.runtime import deployment as runtime
+
+    from flows.shard import combine, run_shards
+
+    now = pd.Timestamp(summary["now"])
+    remote = runtime.id is not None if remote is None else remote
+    run = run_shards(summary["issue"], shards, {"history_days": history_days, "validation": summary["validation"],
+                                                "replay": replay}, remote=remote, attempts=attempts)
+    parts = combine(run)
+    summary["shards"] = parts["shards"]
+    summary["forecast"] = parts["forecast"]
+    tell_operators_about_the_model(common.store(), common.settings(), now, parts["forecast"])
+    network = alerts.detect(now, sites=[])  # the network-wide checks alone: the shards did the sites
+    summary["alerts"] = parts["alerts"]
+    if network["status"] != "ok":
+        summary["alerts"] = network
+    else:
+        for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
+            summary["alerts"]["result"][key] += int(network["result"].get(key) or 0)
+        summary["alerts"]["result"]["alerts"] += network["result"].get("alerts") or []
+        summary["alerts"]["result"]["active_alerts"] = network["result"].get("active_alerts", 0)
+    summary["verification"] = verify.verify(now, sites=[])  # the verdict over every shard's scores
+    result = summary["verification"].get("result")
+    if isinstance(result, dict):
+        result.update(parts["scored"])
 
 
 def publish(summary: dict[str, Any]) -> None:

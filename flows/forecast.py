@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 def forecast(day: str | None = None, history_days: int = 400, validation: dict | None = None,
              replay: bool = False, force: bool = False) -> dict[str, Any]:
     """Forecast issue ``day`` (default: yesterday); a stale-forcing run is flagged and logged at WARNING."""
+    return issue(day, history_days, validation, replay, force)
+
+
+def issue(day: str | None, history_days: int, validation: dict | None, replay: bool, force: bool = False, *,
+          sites: list[str] | None = None, run_suffix: str | None = None) -> dict[str, Any]:
+    """The forecast step in the running flow: the whole network, or one shard (``sites``, its run id ending
+    with ``run_suffix``; the operators' model alert is then the parent's, told once for the day)."""
     from smmdn.cycle.day import resolve_day
     from smmdn.cycle.forecast import issue_forecast
     from smmdn.cycle.inputs import load_inputs
@@ -24,9 +31,11 @@ def forecast(day: str | None = None, history_days: int = 400, validation: dict |
     cfg = common.settings()
     db = common.store(cfg)
     cycle = resolve_day(day, cfg, replay=replay)
-    inputs = load_inputs(db, cfg, cycle, history_days=history_days)
-    outcome = issue_forecast(db, cfg, inputs, cycle, validation=validation, force=force).to_dict()
-    _tell_operators_about_the_model(db, cfg, cycle.now, outcome)
+    inputs = load_inputs(db, cfg, cycle, history_days=history_days, sites=sites)
+    outcome = issue_forecast(db, cfg, inputs, cycle, validation=validation, force=force,
+                             run_suffix=run_suffix).to_dict()
+    if sites is None:
+        tell_operators_about_the_model(db, cfg, cycle.now, outcome)
     if outcome["stale_forcing"]:
         log.warning("forecast %s issued with STALE forcing: %s", outcome["run_id"],
                     outcome["freshness"].get("stale_forcing_reason"))
@@ -35,7 +44,7 @@ def forecast(day: str | None = None, history_days: int = 400, validation: dict |
     return outcome
 
 
-def _tell_operators_about_the_model(db: Store, cfg: Any, now: Any, outcome: dict[str, Any]) -> None:
+def tell_operators_about_the_model(db: Store, cfg: Any, now: Any, outcome: dict[str, Any]) -> None:
     """Open (or resolve) the operators' ``model_fallback`` alert; a failure to tell them never stops the day."""
     from flows.secrets import prefect_secret
     from smmdn.alerts.network import network_transition

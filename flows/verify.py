@@ -5,6 +5,7 @@ publish the skill tables and reliability view as artifacts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -18,23 +19,42 @@ if TYPE_CHECKING:
 
 
 @task(name="verify", timeout_seconds=900, persist_result=True)
-def verify_task(now: str) -> Any:
+def verify_task(now: str, sites: list[str] | None = None) -> Any:
+    """Score ``sites`` (None: every site; ``[]``: none, the shards scored theirs), then the network's verdict."""
     from smmdn.alerts.routing import load_routes
     from smmdn.verify.verification import verify
 
     cfg = common.settings()
     routes = load_routes(cfg, secrets=prefect_secret)
-    return common.summarise(verify(common.store(cfg), pd.Timestamp(now), cfg, routes=routes))
+    return common.summarise(verify(common.store(cfg), pd.Timestamp(now), cfg, routes=routes, sites=sites))
 
 
-def verify(now: pd.Timestamp) -> dict[str, Any]:
+@task(name="score-forecasts", timeout_seconds=900, persist_result=True)
+def score_task(now: str, sites: list[str]) -> dict[str, Any]:
+    """A shard's part of verification: score its sites' forecasts (the verdict is the parent's, once)."""
+    from smmdn.verify.verification import score
+
+    cfg = common.settings()
+    scored, inserted = score(common.store(cfg), pd.Timestamp(now), cfg, sites=sites)
+    days = sorted({t.date().isoformat() for t in scored["valid_time"]}) if not scored.empty else []
+    return {"now": now, "scored": len(scored), "new_rows": inserted, "valid_days": days}
+
+
+def score_sites(now: pd.Timestamp, sites: Sequence[str]) -> dict[str, Any]:
+    """The shard's scoring step summary (``status`` ok | failed)."""
+    return common.outcome(score_task(now.isoformat(), list(sites), return_state=True), "scoring")
+
+
+def verify(now: pd.Timestamp, sites: Sequence[str] | None = None) -> dict[str, Any]:
     """The verification step's summary plus ``drift`` (calibration drift seen) and ``retrain`` (drift that
-    asks for a full retrain: once per champion lineage, see ``smmdn.cycle.plan.request_retrain``)."""
+    asks for a full retrain: once per champion lineage, see ``smmdn.cycle.plan.request_retrain``).
+    ``sites``: as in ``verify_task``."""
     from smmdn.cycle.plan import record_drift
 
     cfg = common.settings()
     db = common.store(cfg)
-    out = common.outcome(verify_task(now.isoformat(), return_state=True), "verification")
+    subset = None if sites is None else list(sites)
+    out = common.outcome(verify_task(now.isoformat(), subset, return_state=True), "verification")
     result = out.get("result") if isinstance(out.get("result"), dict) else {}
     out["drift"] = bool(result.get("drift", False))
     out["retrain"] = bool(result.get("retrain", out["drift"]))

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         0.0, ge=0, description="Relative CRPS a challenger may lose against the champion and still win."
     )
     full_retrain_weekday: int = Field(6, ge=0, le=6, description="Weekday (0=Monday) of the full retrain.")
+    shard_sites: int = Field(
+        0, ge=0, description="Sites per shard of the daily cycle: each shard runs as its own flow run of the "
+        "daily-shard deployment (cpu pool). 0: no sharding, the whole network in the daily flow run.")
 
     # --- alerts ---------------------------------------------------------------------------------
     apprise_urls: SecretStr | None = Field(

@@ -20,9 +20,11 @@ case "$gpu_type" in
 esac
 # one training at a time on the GPU
 prefect work-pool set-concurrency-limit gpu 1
+# flow runs at once on the cpu pool: a sharded daily cycle holds one slot while its shards use the others
+prefect work-pool set-concurrency-limit cpu "${SMMDN_CPU_POOL_CONCURRENCY:-4}"
 cd "$repo"
 prefect --no-prompt deploy --all
 if [ -f "$here/automations.yaml" ]; then
   python "$here/automations.py" "$here/automations.yaml"
 fi
-echo "pools: cpu ($cpu_type), gpu ($gpu_type, concurrency 1); deployments from $repo/prefect.yaml"
+echo "pools: cpu ($cpu_type, concurrency ${SMMDN_CPU_POOL_CONCURRENCY:-4}), gpu ($gpu_type, concurrency 1); deployments from $repo/prefect.yaml"

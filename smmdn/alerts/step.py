@@ -9,6 +9,7 @@ Each site has a watermark (the last local day evaluated), so a rerun for the sam
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -93,10 +94,20 @@ def fault_periods(store: Store) -> dict[tuple[str, float, str], list[tuple[pd.Ti
     return out
 
 
+def _site_of(action: lifecycle.Action) -> str:
+    return str(action.handle.row.get("site", action.values.get("site")))
+
+
 def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
-           routes: Routes | None = None) -> DetectOutcome:
-    """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
+           routes: Routes | None = None, sites: Sequence[str] | None = None) -> DetectOutcome:
+    """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages.
+
+    ``sites``: only these sites' series and alerts (a shard of the daily cycle); None: every site. The
+    network-wide duties (the share of excluded sensors, the clocks of network alerts, site ``*``) run only
+    for the whole network: ``sites`` None, or empty (``[]``: them alone, the sharded cycle's parent)."""
     now = utc(now)
+    scope = None if sites is None else {str(s) for s in sites}
+    network = not scope
     rules = rules or Rules.from_settings(settings)
     routes = routes if routes is not None else load_routes(settings)
     offsets = site_offsets(store)
@@ -104,7 +115,10 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
     default_from = (now - rules.lookback_days * DAY).floor("D")
     first = min([m + DAY for m in marks.values()] + [default_from]) if marks else default_from
     read_from = first - max(rules.context_days + 1, rules.consensus_days) * DAY  # the consensus learns over it
-    raw = store.read_observations(start=read_from - DAY, end=now + DAY)
+    if scope == set():  # the network's duties alone: no site's days (an empty window keeps the columns)
+        raw = store.read_observations(start=now, end=now)
+    else:
+        raw = store.read_observations(sites=sorted(scope) if scope else None, start=read_from - DAY, end=now + DAY)
     periods = db.sensor_periods(store)
     raw = within_periods(raw, periods)
     days = daily_readings(raw, offsets)
@@ -134,17 +148,20 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
             days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
         conditions["_fresh"] = conditions["_fresh"].eq(True)
         outcome.outside = int(scored.loc[scored["time"].isin(days.loc[fresh, "time"]), "outside"].sum())
-    last = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
+    every = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
+    last = every if scope is None else every.loc[every["site"].astype(str).isin(scope)]
     plan = lifecycle.plan(store, conditions, scored, last, now, rules, periods)
+    if scope is not None:  # not the clocks of other sites' alerts, nor the network's unless it is the network
+        plan = [a for a in plan if _site_of(a) in scope or (network and _site_of(a) == "*")]
     new_marks = {}
     if not days.empty and fresh.any():
         new_marks = days.loc[fresh].groupby("site")["time"].max().to_dict()
     applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
     for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
         setattr(outcome, key, applied[key])
-    expected = int(last[SERIES].drop_duplicates().shape[0]) if last is not None and not last.empty else 0
+    expected = int(every[SERIES].drop_duplicates().shape[0]) if every is not None and not every.empty else 0
     share_event = exclusion_transition(store, now, len(held_sensors(store)), expected,
-                                       settings.alert_excluded_share_max, routes)
+                                       settings.alert_excluded_share_max, routes) if network else None
     if share_event:
         log.warning("alerts: sensors excluded from the model: %s", share_event)
     outcome.alerts = applied["events"]  # every transition (the flow emits each as an event; summaries cut to 50)

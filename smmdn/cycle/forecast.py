@@ -48,24 +48,31 @@ def run_id_for(issue: pd.Timestamp, version: str) -> str:
     return f"{issue:%Y%m%dT%H%M}-{version}"
 
 
-def complete_run(store: Store, issue: pd.Timestamp) -> dict[str, Any] | None:
+def complete_run(store: Store, issue: pd.Timestamp, suffix: str | None = None) -> dict[str, Any] | None:
+    """The day's complete run (``suffix``: the one whose run id ends with it, a shard's run)."""
     runs = store.forecast_runs()
     if runs.empty:
         return None
     done = runs.loc[(runs["issue_time"] == issue) & (runs["status"] == "complete")]
+    if suffix is not None:
+        done = done.loc[done["run_id"].astype(str).str.endswith(f"-{suffix}")]
     return None if done.empty else done.iloc[-1].to_dict()
 
 
 def issue_forecast(store: Store, settings: Settings, inputs: CycleInputs, cycle: CycleDay, *,
-                   validation: dict[str, Any] | None = None, force: bool = False) -> ForecastOutcome:
-    """Forecast ``cycle.issue`` with the current champion; see the module docstring for the bookkeeping."""
+                   validation: dict[str, Any] | None = None, force: bool = False,
+                   run_suffix: str | None = None) -> ForecastOutcome:
+    """Forecast ``cycle.issue`` with the current champion; see the module docstring for the bookkeeping.
+
+    ``run_suffix``: a part of the day (a shard of the sites in ``inputs``) issued as its own run, whose id ends
+    with it; the part is visible when its run completes, whatever the other parts do."""
     from smmdn.cycle.serving import serving_model
     from smmdn.model import predict_forecast
 
     champion = store.champion()
     if champion is None:
         return ForecastOutcome("", cycle.issue.isoformat(), "", "skipped", message="no champion model yet")
-    done = complete_run(store, cycle.issue)
+    done = complete_run(store, cycle.issue, run_suffix)
     if done is not None and not force:
         return ForecastOutcome(done["run_id"], cycle.issue.isoformat(), done["model_version"], "exists",
                                rows=int(done.get("n_rows") or 0), message="a complete run exists for this day")
@@ -75,7 +82,7 @@ def issue_forecast(store: Store, settings: Settings, inputs: CycleInputs, cycle:
     variables = list(model.scalers.forcing_names)
     check_forcing_consistency(variables, inputs.forcing)
     ready, sites = prepare_forecast_forcing(inputs, cycle, horizon, variables)
-    run_id = run_id_for(cycle.issue, version)
+    run_id = run_id_for(cycle.issue, version) + (f"-{run_suffix}" if run_suffix else "")
     store.start_forecast_run(cycle.issue, version, run_id=run_id, input_freshness=_jsonable(ready.freshness),
                              validation=_jsonable(validation or {}), stale_forcing=ready.stale_forcing)
     try:

@@ -26,6 +26,7 @@ daily flow records it and the next cycle retrains in full (``smmdn.cycle.plan``)
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,10 +111,12 @@ def score_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
-    """Daily trusted sensor values in [start, end) that verification may use (see the module docstring)."""
+def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp,
+                 sites: Sequence[str] | None = None) -> pd.DataFrame:
+    """Daily trusted sensor values in [start, end) that verification may use (see the module docstring);
+    ``sites``: only theirs (None: every site)."""
     offsets = site_offsets(store)
-    raw = store.read_observations(start=start - DAY, end=end + DAY)
+    raw = store.read_observations(sites=list(sites) if sites else None, start=start - DAY, end=end + DAY)
     days = daily_readings(within_periods(raw, db.sensor_periods(store)), offsets)
     if days.empty:
         return days
@@ -130,8 +133,14 @@ def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.T
     return days
 
 
-def score(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, int]:
-    """Score every forecast whose valid day is complete and not yet scored (plus the rescoring window)."""
+def score(store: Store, now: pd.Timestamp, settings: Settings,
+          sites: Sequence[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """Score every forecast whose valid day is complete and not yet scored (plus the rescoring window);
+    ``sites``: only their forecasts (a shard of the daily cycle; None: every site, ``[]``: none). Only a run
+    over every site moves the scored-through watermark: a shard's cannot say the others are scored too (the
+    sharded cycle's parent moves it after its shards, ``verify(sites=[])``)."""
+    if sites is not None and not sites:
+        return pd.DataFrame(), 0
     mark = store.get_watermark(*WATERMARK)
     recent = now.floor("D") - settings.verification_lookback_days * DAY
     start = scores.first_forecast_valid_time(store) if mark is None else min(mark + DAY, recent)
@@ -139,7 +148,7 @@ def score(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataF
         return pd.DataFrame(), 0
     start = start.floor("D")
     end = now.floor("D") + DAY
-    days = trusted_days(store, start, end, now)
+    days = trusted_days(store, start, end, now, sites)
     if days.empty:
         return pd.DataFrame(), 0
     forecasts = store.read_forecasts(start=start, end=end, sites=sorted(days["site"].unique()))
@@ -152,11 +161,14 @@ def score(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataF
     scored = score_pairs(pairs)
     scored["scored_at"] = now
     written = scores.write_verification(store, scored)
-    if not scored.empty:
-        latest = scored["valid_time"].max()
-        if mark is None or latest > mark:
-            store.set_watermark(*WATERMARK, latest)
+    if not scored.empty and sites is None:
+        _scored_through(store, scored["valid_time"].max(), mark)
     return scored, written.inserted
+
+
+def _scored_through(store: Store, latest: pd.Timestamp | None, mark: pd.Timestamp | None) -> None:
+    if latest is not None and (mark is None or latest > mark):
+        store.set_watermark(*WATERMARK, latest)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -291,14 +303,19 @@ def write_plots(skill: dict[str, pd.DataFrame], directory: Path) -> dict[str, st
 # the verify step
 # ---------------------------------------------------------------------------------------------------
 def verify(store: Store, now: pd.Timestamp | str | None, settings: Settings, *,
-           routes: Routes | None = None) -> VerificationOutcome:
-    """Score what became verifiable, judge calibration drift, tell operators, write the skill plots."""
+           routes: Routes | None = None, sites: Sequence[str] | None = None) -> VerificationOutcome:
+    """Score what became verifiable, judge calibration drift, tell operators, write the skill plots.
+
+    ``sites``: score only their forecasts (None: every site; ``[]``: none, the sharded cycle's parent after its
+    shards scored theirs with ``score``). The drift verdict always judges the whole network's stored scores."""
     now = utc(now)
-    scored, inserted = score(store, now, settings)
+    scored, inserted = score(store, now, settings, sites)
     outcome = VerificationOutcome(now=now.isoformat(), scored=len(scored), new_rows=inserted)
     if not scored.empty:
         outcome.valid_days = sorted({t.date().isoformat() for t in scored["valid_time"]})
     window = window_scores(store, now, settings)
+    if sites is not None and not sites:  # after the shards scored their sites: the network is scored through
+        _scored_through(store, window[1], store.get_watermark(*WATERMARK))
     report = drift_report(store, now, settings, window)
     outcome.retrain = request_retrain(store, now, report)
     outcome.drift, outcome.report = report.drift, report.to_dict()

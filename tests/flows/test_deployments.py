@@ -23,8 +23,9 @@ def test_prefect_yaml_deployments_have_schedules_pools_and_load() -> None:
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     deps = {d["name"]: d for d in spec["deployments"]}
-    assert {"daily", "weekly-retrain", "train", "backfill"} <= set(deps)
+    assert {"daily", "daily-shard", "weekly-retrain", "train", "backfill"} <= set(deps)
     assert deps["daily"]["work_pool"]["name"] == "cpu" and deps["train"]["work_pool"]["name"] == "gpu"
+    assert deps["daily-shard"]["work_pool"]["name"] == "cpu" and not deps["daily-shard"]["schedules"]
     assert deps["weekly-retrain"]["work_pool"]["name"] == "gpu"
     for name in ("daily", "weekly-retrain"):
         (sched,) = deps[name]["schedules"]
