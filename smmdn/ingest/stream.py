@@ -71,6 +71,7 @@ def ingest_streamed(store: Store, settings: Settings, registry: Registry, *, pat
     rules, docs, where = observation_rules(registry), docs_dir(settings, "toa5"), f"toa5:{summary.key}"
     existing = open_quarantine(store, "observations", "toa5")
     chunks = itertools.chain([first], reader.chunks(records_per_chunk(spec, chunk_rows)))
+    del first  # held by the chain only until read: a chunk kept for the whole file is memory the next can't use
     history: pd.DataFrame | None = None
     data_docs: str | None = None
     records = bad_times = missing = unreadable = rows = clean = quarantined = 0
@@ -108,6 +109,9 @@ def ingest_streamed(store: Store, settings: Settings, registry: Registry, *, pat
             if not batch.bad_rows.empty:
                 summary.quarantined += tx.write_quarantine(batch.bad_rows, table="observations", source="toa5")
             summary.fetched += len(batch.observations) + len(batch.bad_rows)
+            # drop this chunk's records and frames before the next is read: the loop variables would hold
+            # them until the generator yields, two chunks at once at the peak
+            chunk = batch = result = None  # type: ignore[assignment]
         if records and bad_times == records:
             raise unreadable_times_error(first_stamp, first_lines, spec, str(path))
         sha = reader.sha256()
