@@ -91,9 +91,8 @@ def ingest_streamed(store: Store, settings: Settings, registry: Registry, *, pat
     first_stamp = ""
     parsed = 0
     with store.transaction() as tx, staged_observations(tx, "toa5") as stage:
-        n = -1
         for chunk in chunks:  # not enumerate(): its reused (n, chunk) tuple holds a chunk while the next is read
-            n = parsed = n + 1
+            n, parsed = parsed, parsed + 1
             if n == 0 and chunk.records:
                 first_stamp, first_lines = chunk.records[0][0], chunk.line_numbers[:10]
             batch = to_observations(chunk, site.id, spec, where=str(path), refuse_unreadable_times=False)
