@@ -91,6 +91,30 @@ def store(cfg: Settings | None = None) -> Any:
     return Store((cfg or settings()).resolved_database_url)
 
 
+def explained_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with database exceptions raised as the smmdn error that says what to do.
+
+    Why: the CLI translates a raw ``OperationalError`` (database down) into "cannot use …: start the
+    database", but a flow run (a deployment, the UI) failed with the driver's traceback alone. Put it
+    under ``@flow``; the signature Prefect reads is ``fn``'s (``functools.wraps``).
+    """
+    import functools
+
+    from smmdn.store.errors import translate
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            clear = translate(exc, settings().resolved_database_url)
+            if clear is None:
+                raise
+            raise clear from exc
+
+    return wrapper
+
+
 def registry(cfg: Settings | None = None) -> Any:
     from smmdn.ingest import registry_from_settings
 

@@ -28,6 +28,7 @@ from flows.validate import validate
 
 
 @flow(name="daily", flow_run_name=common.run_name("daily"), timeout_seconds=6 * 3600, persist_result=True)
+@common.explained_errors
 def daily(day: str | None = None, history_days: int = 365, train_overrides: dict | None = None,
           replay: bool = False, skip_ingest: bool = False, skip_training: bool = False,
           remote_shards: bool | None = None, shard_attempts: int = 2) -> dict[str, Any]:

@@ -56,6 +56,24 @@ def pg_cluster() -> Iterator[object]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """The session's one Prefect server (a temporary SQLite database), for every directory's tests.
+
+    Why here, defined once: a fixture imported into two conftests (tests/flows and tests/faults) is two
+    fixtures, so a session ran two harness servers. Prefect's process-wide events worker keeps the API
+    URL it was first created with, so after the fault cycles every event went to the first server while
+    tests/flows/test_automations.py created its automations on the second, which never saw them.
+    """
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
 _db_counter = itertools.count()
 
 

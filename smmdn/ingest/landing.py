@@ -164,6 +164,11 @@ class _Opened:
     error: Exception | None = None
     sha256: str | None = None  # known once every byte was read: small and unreadable files
 
+    def take_first(self) -> Any:
+        """The first chunk, no longer held here (a streamed file's first chunk must be freed once parsed)."""
+        first, self.first = self.first, None
+        return first
+
     @property
     def streamed(self) -> bool:
         return self.error is None and self.sha256 is None
@@ -217,8 +222,8 @@ def _streamed(store: Store, settings: Settings, registry: Registry, opened: _Ope
             return summary
         summary.key = f"{opened.site.id}:{path.name}"
         try:
-            summary, _ = ingest_streamed(store, settings, registry, path=path, reader=reader, first=opened.first,
-                                         site=opened.site, spec=opened.spec, summary=summary,
+            summary, _ = ingest_streamed(store, settings, registry, path=path, reader=reader,
+                                         first=opened.take_first(), site=opened.site, spec=opened.spec, summary=summary,
                                          chunk_rows=chunk_rows, now=now)
         except AlreadySeen:
             summary = IngestSummary("toa5", path.name, status="skipped", notes=["already processed (same sha256)"])

@@ -160,12 +160,40 @@ def read_text(response: requests.Response, *, setting: str) -> str:
         raise SourceError(f"undecodable response from {redact(response.url)}: {exc}") from exc
 
 
+class NotJson(SourceUnreachable):
+    """An upstream answered (often HTTP 200) with a body that is not JSON: an HTML error page from a proxy,
+    a cut-off document. The upstream's fault, not the data's: retried within the run, then exit 3."""
+
+
 def read_json(response: requests.Response, *, setting: str) -> Any:
-    """Body as JSON; malformed JSON is a ``SourceError`` naming the URL."""
+    """Body as JSON; a body that is not JSON (malformed, or an HTML page) is ``NotJson`` naming the URL."""
     text = read_text(response, setting=setting)
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise SourceError(
-            f"malformed JSON from {redact(response.url)}: {exc}; check SMMDN_{setting.upper()}"
+        kind = response.headers.get("Content-Type", "no Content-Type")
+        raise NotJson(
+            f"{redact(response.url)} answered HTTP {response.status_code} with a body that is not JSON ({kind}: "
+            f"{exc}; starts {redact(text[:80])!r}); retry later or check SMMDN_{setting.upper()}"
         ) from exc
+
+
+def get_json(session: requests.Session, url: str, *, settings: Settings, setting: str,
+             params: Mapping[str, Any] | None = None) -> Any:
+    """GET ``url`` and read its JSON, asking again (``http_retries`` times, backing off) when the body is not JSON.
+
+    Why here and not in urllib3's retries: those see only the status line, and a proxy's HTML page or a
+    cut-off body comes with 200; one such answer should not cost the run its forcing.
+    """
+    attempts = max(0, int(settings.http_retries)) + 1
+    for attempt in range(attempts):
+        response = get(session, url, settings=settings, setting=setting, params=params)
+        assert response is not None  # no allow_404
+        try:
+            return read_json(response, setting=setting)
+        except NotJson as exc:
+            if attempt + 1 == attempts:
+                raise NotJson(f"{exc} (after {attempts} attempt(s))") from exc
+            log.warning("%s; asking again", exc)
+            time.sleep(settings.http_backoff_s * (2 ** attempt))
+    raise AssertionError("unreachable")  # pragma: no cover

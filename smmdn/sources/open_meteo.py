@@ -190,10 +190,8 @@ def fetch_open_meteo(
             chunk = group[i : i + MAX_SITES_PER_REQUEST]
             params = build_params(chunk, resolution, names, api=api, start=start, end=end,
                                   forecast_days=forecast_days, past_days=past_days, api_key=key)
-            response = http.get(session, url, settings=settings, setting=setting, params=params)
-            assert response is not None
-            frame = parse_response(http.read_json(response, setting=setting), chunk, resolution,
-                                   where=url)
+            payload = http.get_json(session, url, settings=settings, setting=setting, params=params)
+            frame = parse_response(payload, chunk, resolution, where=url)
             value_cols = [c for c in frame.columns if c not in ("time", "site")]
             if not value_cols or frame[value_cols].isna().all().all():
                 raise SourceError(

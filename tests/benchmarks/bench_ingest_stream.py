@@ -34,6 +34,58 @@ RSS_TARGET_MIB = 1024.0
 NOW = "2100-01-01T00:00Z"  # after the last record of any size (1 GB of one-minute records ends in 2036)
 
 
+def _vm_kib(field: str) -> int:
+    """``VmRSS`` / ``VmHWM`` of this process in KiB (Linux), 0 elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """The child's resident memory every ``every`` seconds, from a thread (a few bytes per sample).
+
+    Why: a peak alone cannot tell a flat run from one creeping towards the target; the samples show
+    the shape (printed as RSS at each tenth of the ingest's duration).
+    """
+
+    def __init__(self, every: float = 5.0) -> None:
+        import threading
+
+        self.every, self.samples = every, []  # (seconds since start, RSS MiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._start = time.perf_counter()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append((time.perf_counter() - self._start, _vm_kib("VmRSS") / 1024))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def rss_profile(samples: list[list[float]]) -> str:
+    """RSS at each tenth of the run (the sample nearest to it), e.g. ``10%: 740 | 20%: 752 …``."""
+    if not samples:
+        return "no samples"
+    end = samples[-1][0]
+    picks = []
+    for tenth in range(1, 11):
+        at = end * tenth / 10
+        picks.append(f"{tenth * 10}%: {min(samples, key=lambda s: abs(s[0] - at))[1]:,.0f}")
+    return " | ".join(picks) + " MiB"
+
+
 def child(url: str, path: str, home: str) -> None:
     """One ingest in this (child) process; prints one JSON line."""
     import pandas as pd
@@ -59,11 +111,13 @@ def child(url: str, path: str, home: str) -> None:
     validate_observations(pd.DataFrame({"time": [pd.Timestamp("2023-01-01T00:00Z")], "site": ["big"],
                                         "depth_cm": [5.0], "sensor": ["a"], "vwc": [0.2]}))  # GX imported
     start = time.perf_counter()
-    [summary] = ingest_landing(store, settings, registry, now=pd.Timestamp(NOW))
+    with RssSampler() as sampler:
+        [summary] = ingest_landing(store, settings, registry, now=pd.Timestamp(NOW))
     seconds = time.perf_counter() - start
     stored = store.count("observations")
     print(json.dumps({"status": summary.status, "line": summary.line(), "notes": summary.notes,
-                      "seconds": seconds, "stored": stored, "quarantined": store.count("quarantine")}))
+                      "seconds": seconds, "stored": stored, "quarantined": store.count("quarantine"),
+                      "rss": sampler.samples}))
 
 
 def copy_ceiling(url: str, rows: int) -> float:
@@ -147,6 +201,7 @@ def main() -> None:
                 results.append((size, actual, records, got, rss_mib, rate, ceiling))
                 print(f"  {got['line']}", flush=True)
                 print(f"  {got['notes']}", flush=True)
+                print(f"  RSS during the ingest (at each tenth of it): {rss_profile(got['rss'])}", flush=True)
                 print(f"  ingest {got['seconds']:.0f} s, {rate:,.0f} rows/s (ceiling: raw COPY {ceiling:,.0f} rows/s, "
                       f"{rate / ceiling:.0%} of it); peak RSS {rss_mib:,.0f} MiB (target ≤ {RSS_TARGET_MIB:,.0f} MiB: "
                       f"{'met' if rss_mib <= RSS_TARGET_MIB else 'NOT met'})", flush=True)

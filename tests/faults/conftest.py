@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-# the flow tests' harness, simulated network and settings (one Prefect harness per session)
+# the flow tests' simulated network and settings; the Prefect harness is the session's one (tests/conftest.py):
+# importing it here made a second server, see its docstring
 from tests.deploy.conftest import login_user, pg_env  # noqa: F401
-from tests.flows.conftest import network, ops, prefect_harness  # noqa: F401
+from tests.flows.conftest import network, ops  # noqa: F401
 
 HEAVY_ENV = "SMMDN_FAULTS_HEAVY"
 
@@ -26,18 +27,16 @@ def heavy_selected(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect heavy cases by default (CI budget; listed as deselected, not silently skipped), and run the
-    suite after every other test: its cycles leave the session's Prefect server a backlog of run events, and
-    the automation test (tests/flows/test_automations.py), which waits for the trigger service to react to
-    its own events, then timed out when the faults ran first (alphabetical order)."""
-    here = Path(__file__).parent
+    """Deselect heavy cases by default (CI budget; listed as deselected, not silently skipped).
+
+    The suite runs in collection order again (before tests/flows). It used to be moved last because
+    tests/flows/test_automations.py timed out after it; the cause was a second Prefect harness, not the
+    order (tests/conftest.py ``prefect_harness``), and moving the suite would hide such a leak again."""
     if not heavy_selected(config):
         heavy = [item for item in items if item.get_closest_marker("heavy")]
         if heavy:
             config.hook.pytest_deselected(items=heavy)
             items[:] = [item for item in items if not item.get_closest_marker("heavy")]
-    mine = [item for item in items if here in item.path.parents]
-    items[:] = [item for item in items if here not in item.path.parents] + mine
 
 
 @pytest.fixture

@@ -100,12 +100,16 @@ def world(prefect_harness, network, pg_cluster, pg_template, tmp_path_factory) -
 
 
 def test_the_database_down_at_start_fails_clearly_and_touches_no_file(world: World) -> None:
-    """The flow raises; the face that runs it (``smmdn run``) reports it as the environment's failure."""
+    """The flow run itself fails with the clear message (not the driver's raw ``OperationalError``, which
+    only the CLI translated), and ``smmdn run`` reports it as the environment's failure."""
     from smmdn.commands import exits
+    from smmdn.errors import SmmdnError
 
+    assert isinstance(world.down_error, SmmdnError), repr(world.down_error)
+    assert "start the database" in str(world.down_error), world.down_error
+    assert "pw@" not in str(world.down_error)  # the password is masked
     error = exits.as_smmdn_error(world.down_error)
     assert error is not None and exits.exit_code(error) == exits.ENVIRONMENT, repr(world.down_error)
-    assert "start the database" in str(error), error
     assert world.after_down == world.before  # nothing moved, nothing rejected
     assert not world.before["processed"] and not world.before["rejected"]
 

@@ -31,10 +31,10 @@ MODES: dict[str, Callable[[bytes], Reply]] = {
     "never-answers": lambda good: Reply(good, headers=JSON, hang_s=60),
     "trickles": lambda good: Reply(good, headers=JSON, trickle_s=0.5),
 }
-# the exit-code table (smmdn.commands.exits): an upstream that fails or hangs is the environment (3); a body
-# that is not Open-Meteo's JSON is a failed batch (1, not retried within the run). Either way the watermark
-# stays and the next run asks again.
-EXIT = {"http-500": 3, "malformed-json": 1, "html-not-json": 1, "never-answers": 3, "trickles": 3}
+# the exit-code table (smmdn.commands.exits): an upstream that fails, hangs or answers 200 with a body that
+# is not JSON (a proxy's HTML page, a cut-off document) is the environment (3), asked again within the run
+# first (test below). Either way the watermark stays and the next run asks again.
+EXIT = {"http-500": 3, "malformed-json": 3, "html-not-json": 3, "never-answers": 3, "trickles": 3}
 
 
 @pytest.fixture
@@ -101,6 +101,38 @@ def test_a_broken_forecast_api_writes_nothing_and_the_recovered_rerun_stores_onc
     assert pg_store.count("forcing") == stored
     forcing = pg_store.read_forcing()
     assert not forcing.duplicated(["time", "site"]).any()
+
+
+@pytest.mark.parametrize("mode", ["malformed-json", "html-not-json"])
+def test_one_answer_that_is_not_json_is_asked_again_within_the_run(forcing_env, pg_store, capsys, caplog,
+                                                                   mode: str) -> None:  # type: ignore[no-untyped-def]
+    """HTTP 200 with a broken body once, then the good answer: the run asks again (``SMMDN_HTTP_RETRIES``=1),
+    stores every value once and exits 0; the first answer is named in the log, nothing of it is stored."""
+    from smmdn.cli import main
+
+    weather, monkeypatch = forcing_env["weather"], forcing_env["monkeypatch"]
+    lat, lon = zip(*weather.by_coord, strict=True)
+    status, payload = weather.answer("/v1/forecast", {"latitude": [",".join(map(str, lat))],
+                                                      "longitude": [",".join(map(str, lon))],
+                                                      "daily": ["precipitation_sum,temperature_2m_mean"]})
+    good = json.dumps(payload).encode()
+    assert status == 200
+    with serve() as upstream:
+        upstream.route("/v1/forecast", MODES[mode](good), Reply(good, headers=JSON))
+        _point_at(monkeypatch, f"{upstream.url}/v1/forecast")
+        capsys.readouterr()
+        code = main(["ingest", "forcing"])
+        out = capsys.readouterr()
+        hits = upstream.hits("/v1/forecast")
+        stored = pg_store.count("forcing")
+        assert main(["ingest", "forcing"]) == 0  # the same good answer again: nothing added
+        again = pg_store.count("forcing")
+    assert code == 0, out.out + out.err
+    assert hits == 2  # the broken answer, then the good one
+    said = [r.getMessage() for r in caplog.records if r.name == "smmdn.sources.http"]
+    assert len(said) == 1 and "not JSON" in said[0] and "asking again" in said[0], said
+    assert stored > 0 and again == stored
+    assert not pg_store.read_forcing().duplicated(["time", "site"]).any()
 
 
 @pytest.mark.heavy

@@ -1,4 +1,5 @@
-"""Flow tests: one Prefect test harness per session, a simulated network served on 127.0.0.1, real TimescaleDB.
+"""Flow tests: a simulated network served on 127.0.0.1, real TimescaleDB, and the session's one Prefect test
+harness (``prefect_harness``, tests/conftest.py).
 
 Tiny model settings keep every training under a few seconds on 2 cores.
 """
@@ -6,7 +7,6 @@ Tiny model settings keep every training under a few seconds on 2 cores.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +20,6 @@ TINY = {"hidden": 8, "seq_len": 30, "warmup": 5, "max_epochs": 3, "batch_size": 
         "calibrate": False}
 START = pd.Timestamp("2024-03-01", tz="UTC")
 HISTORY = 36  # days of logger history before the first cycle
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 @pytest.fixture(scope="session")
