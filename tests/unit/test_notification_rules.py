@@ -70,9 +70,12 @@ def test_decide_follows_group_wait_changes_and_reminders() -> None:
     inc.members.append(_alert(2, "deviation", "a", inhibited_by=None))
     assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=6)) is None  # within group_interval
     assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=12)) == "updated"
-    inc.row["status"] = "resolved"
-    assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=13)) == "resolved"
-    assert decide(inc, "t", None, Timing(), T0 + pd.Timedelta(hours=13)) is None  # never told: nothing to close
+    inc.row.update(status="resolved", resolved_at=T0 + pd.Timedelta(hours=13))
+    assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=13)) is None  # held back (resolve_hold 48 h)
+    assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=60)) is None
+    assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=61)) == "resolved"
+    assert decide(inc, "t", told, Timing(resolve_hold=pd.Timedelta(0)), T0 + pd.Timedelta(hours=13)) == "resolved"
+    assert decide(inc, "t", None, Timing(), T0 + pd.Timedelta(hours=61)) is None  # never told: nothing to close
 
 
 def test_a_fault_takes_its_depth_a_cluster_takes_the_other_depths_a_silent_logger_the_site() -> None:
@@ -83,7 +86,8 @@ def test_a_fault_takes_its_depth_a_cluster_takes_the_other_depths_a_silent_logge
     open_ = [fault, cluster]
     assert home_of(_alert(3, "deviation", "a"), open_) is fault
     assert home_of(_alert(4, "cluster", "*", 20.0), open_) is cluster
-    assert home_of(_alert(5, "sensor_fault", "b"), open_) is None  # another probe's fault: its own incident
+    assert home_of(_alert(5, "sensor_fault", "b"), open_) is fault  # a sibling blamed too: the same story
+    assert home_of(_alert(9, "sensor_fault", "b", depth=50.0), open_) is None  # another depth: its own
     assert home_of(_alert(6, "deviation", "a", site="S2"), open_) is None
     silent = Incident({"id": 3, "kind": "site_silent", "site": "S1", "status": "open"}, [_alert(7, "site_silent")])
     assert home_of(_alert(8, "missing", "a"), [silent, *open_]) is silent
