@@ -107,6 +107,22 @@ def test_scorer_counts_digests_apart_and_bounds_reminders_by_the_backoff() -> No
     assert [N.allowed_reminders(d) for d in (0.5, 1, 3, 7, 14, 30)] == [0, 1, 2, 3, 4, 6]
 
 
+def test_scorer_counts_a_folded_incident_only_for_what_it_sent_after_the_fold() -> None:
+    # before: a folded incident (no members left) counted every message it ever sent as "for inhibited alerts"
+    lines = [{"path": "/f", "key": "incident:1:f:n1:opened:f#0"}, {"path": "/f", "key": "incident:2:f:n1:opened:f#0"}]
+    incidents = pd.DataFrame({"id": [1, 2], "group_key": ["merged:2", "sensor|S1|10|c"],
+                              "opened_at": [T0, T0 + pd.Timedelta(days=1)],
+                              "resolved_at": [T0 + pd.Timedelta(days=1), pd.NaT]})
+    members = pd.DataFrame({"incident_id": [2, 2], "alert_id": [10, 11], "inhibited_by": [None, 10]})
+    sent = {"incident:1:f:n1:opened:f#0": T0, "incident:2:f:n1:opened:f#0": T0 + pd.Timedelta(days=1)}
+    end = T0 + pd.Timedelta(days=3)
+    got = N.score(N.messages(lines), incidents, members, end, {10: 0, 11: 0}, sent_at=sent)
+    assert got["messages_for_inhibited_alerts"] == 0 and got["incidents_folded"] == 1
+    assert got["faults_one_notifying_incident"] == 1  # the fault's alerts are all in incident 2 now
+    late = {**sent, "incident:1:f:n1:opened:f#0": T0 + pd.Timedelta(days=2)}  # sent after the fold: counted
+    assert N.score(N.messages(lines), incidents, members, end, sent_at=late)["messages_for_inhibited_alerts"] == 1
+
+
 def test_the_example_routes_file_parses_and_spells_out_the_default_rules() -> None:
     from pathlib import Path
 
