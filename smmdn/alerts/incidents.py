@@ -9,8 +9,9 @@ makes every sensor missing; one message per alert told a team the same story man
 - a ``cluster`` alert takes the cluster alerts at the site's other depths and their sensor deviations;
 - ``missing`` alerts of one site share an incident; anything else starts its own.
 
-- a sensor fault also takes the incident of an earlier fault at its depth (a healthy sibling blamed because
-  the faulty probe bends its reference is the same story; ``sensor-fault-first`` mutes it).
+- a sensor fault also takes the incident of a fault at its depth found by an earlier run (a healthy sibling
+  blamed because the faulty probe bends its reference is the same story; ``sensor-fault-first`` mutes it);
+  faults found by the same run are independent findings and stay apart.
 
 An incident is open while any member is active, acknowledged when an operator acknowledged it (or every
 un-inhibited member), resolved when every member is; a member that comes back reopens it. A resolution is
@@ -107,6 +108,12 @@ def _same_sensor(alert: dict[str, Any], inc: Incident) -> bool:
     return _same_depth(alert, inc) and str(inc.row.get("sensor")) == str(alert["sensor"])
 
 
+def _earlier(inc: Incident, alert: dict[str, Any]) -> bool:
+    """The incident was opened by an earlier run than the one that raised ``alert``."""
+    opened, raised = adb.aware(inc.row.get("opened_at")), adb.aware(alert.get("created_at"))
+    return opened is None or raised is None or opened < raised
+
+
 def home_of(alert: dict[str, Any], open_incidents: list[Incident]) -> Incident | None:
     """The open incident a new alert belongs to (None: it starts its own)."""
     kind = alert["kind"]
@@ -122,9 +129,9 @@ def home_of(alert: dict[str, Any], open_incidents: list[Incident]) -> Incident |
     found = first(lambda i: i.row["kind"] == "site_silent")
     if found:
         return found
-    if kind in FAULTS:
+    if kind in FAULTS:  # a sibling's fault found by a later run than this depth's fault: the same story
         return (first(lambda i: _same_sensor(alert, i))
-                or first(lambda i: i.row["kind"] in FAULTS and _same_depth(alert, i)))
+                or first(lambda i: i.row["kind"] in FAULTS and _same_depth(alert, i) and _earlier(i, alert)))
     if kind in ("deviation", "cluster"):
         return (first(lambda i: i.row["kind"] in FAULTS and _same_depth(alert, i))
                 or first(lambda i: i.row["kind"] == "cluster")

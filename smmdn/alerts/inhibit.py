@@ -11,8 +11,9 @@ defaults below apply, ``inhibit_rules: []`` turns inhibition off::
 
 A *source* alert that is active (open or acknowledged) mutes every active *target* alert that matches the
 target kinds and has the same values for every field in ``equal`` (``site``, ``depth_cm``, ``sensor``).
-An alert never inhibits itself; when a rule's target kind is also one of its source kinds, only the older
-alert (lower id: raised first) mutes the newer one, so two alerts never mute each other.
+An alert never inhibits itself; when a rule's target kind is also one of its source kinds, only an alert
+raised by an earlier run mutes a later one (two raised by the same run are independent findings), so two
+alerts never mute each other.
 Inhibited alerts stay open and listed (``smmdn alerts show`` says why); they add no message of their own
 to their incident.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smmdn.errors import InputError
@@ -57,9 +59,18 @@ class Rule:
             return False
         if target["kind"] not in self.targets:
             return False
-        if target["kind"] in self.sources and int(source["id"]) > int(target["id"]):
+        if target["kind"] in self.sources and not _earlier(source, target):
             return False  # the same family: the first one raised explains the later ones, never both ways
         return all(_same(source[f], target[f]) for f in self.equal)
+
+
+def _earlier(source: dict[str, Any], target: dict[str, Any]) -> bool:
+    """``source`` was raised by an earlier run than ``target`` (two raised by one run are independent
+    findings: neither explains the other)."""
+    a, b = source.get("created_at"), target.get("created_at")
+    if a is None or b is None or pd.isna(a) or pd.isna(b):
+        return int(source["id"]) < int(target["id"])
+    return bool(pd.Timestamp(a) < pd.Timestamp(b))
 
 
 def _same(a: Any, b: Any) -> bool:

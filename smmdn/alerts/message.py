@@ -294,7 +294,8 @@ def render_incident(inc: Any, event: str, site: dict[str, Any] | None, team: str
         lines.append(f"Lasted: {duration_text(opened, inc.row.get('resolved_at'))}, every alert cleared "
                      f"(opened {_day(opened)}, resolved {_day(inc.row.get('resolved_at'))})")
     elif event == "escalated":
-        lines.append(f"Escalated: open and unacknowledged since {_day(opened)}")
+        lines.append(f"Escalated: open and unacknowledged since {_day(opened)}. This is the one message your team "
+                     f"gets about it; its owners hear the resolution (follow it: smmdn alerts incidents {inc.id})")
     elif event == "reminder":
         lines.append(f"Still open for {duration_text(opened, now)}; nobody acknowledged it yet")
     if event != "resolved":

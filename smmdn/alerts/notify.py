@@ -12,8 +12,9 @@ Per (incident, team), with the team's ``Timing`` from the routes file:
 - ``reminder`` after ``repeat_interval`` unchanged and unacknowledged, doubling up to ``repeat_max``
   (none for a team that takes the daily digest instead, ``smmdn.alerts.digest``);
 - ``resolved`` to every owning team that was told, once the incident stayed resolved for ``resolve_hold``
-  (``send_resolved``); a member back within the hold keeps the incident open and nobody hears of the gap;
-  ``reopened`` only to a team that was told it resolved.
+  (at once when a person resolved it: ``smmdn alerts resolve``, a sensor replacement; ``send_resolved``);
+  a member back within the hold keeps the incident open and nobody hears of the gap; ``reopened`` only to
+  a team that was told it resolved.
 Inhibited members add nothing; an incident whose every active member is inhibited says nothing (no update,
 no reminder); an incident folded into another (``merged:<id>``, its members' cause found there) says nothing
 more at all; a muted incident (every speaking member silenced or under maintenance) sends nothing and its
@@ -66,6 +67,16 @@ def _escalated(inc: Incident) -> bool:
     return inc.row["status"] == "open" and any(adb.aware(m.get("escalated_at")) is not None for m in inc.speaking())
 
 
+def _closed_by_hand(inc: Incident) -> bool:
+    """The last member to resolve was resolved by a person (``smmdn alerts resolve``, a sensor replacement):
+    nothing to hold back — the hold is for conditions that cleared by themselves and may come back."""
+    done = [m for m in inc.members if adb.aware(m.get("resolved_at")) is not None]
+    if not done:
+        return False
+    last = max(done, key=lambda m: adb.aware(m.get("resolved_at")))
+    return str(last.get("resolved_by") or "auto") != "auto"
+
+
 def _fingerprint(inc: Incident) -> str:
     return idb.fingerprint([(int(m["id"]), str(m["kind"]), False) for m in inc.loud()])
 
@@ -81,7 +92,7 @@ def decide(inc: Incident, team: str, notice: dict[str, Any] | None, timing: Timi
         return "escalated" if status != "resolved" and not told and _escalated(inc) else None
     if status == "resolved":
         ended = adb.aware(inc.row.get("resolved_at")) or now
-        due = now - ended >= timing.resolve_hold
+        due = now - ended >= timing.resolve_hold or _closed_by_hand(inc)
         return "resolved" if told and notice["last_event"] != "resolved" and timing.send_resolved and due else None
     if not told:
         opened = adb.aware(inc.row.get("opened_at")) or now

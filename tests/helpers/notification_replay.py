@@ -91,8 +91,9 @@ def _system_step(store: Any, system: pd.DataFrame, ids: dict[int, int], now: pd.
                                          "resolved_by": "auto"})
 
 
-def replay(run_dir: Path, work: Path | None = None) -> dict[str, Any]:
-    """Detect and plan every cycle again on a copy of ``run_dir``; returns alerts, outbox, incidents, members."""
+def replay(run_dir: Path, work: Path | None = None, days: int | None = None) -> dict[str, Any]:
+    """Detect and plan every cycle again on a copy of ``run_dir`` (its first ``days`` cycles only, if given);
+    returns alerts, outbox, incidents, members."""
     from smmdn.demo.run import prepare_environment
 
     spec = json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))
@@ -114,13 +115,15 @@ def replay(run_dir: Path, work: Path | None = None) -> dict[str, Any]:
     store = Store(settings.resolved_database_url)
     routes = load_routes(settings)
     ids: dict[int, int] = {}
-    for day in pd.date_range(plan.start, plan.end - T.DAY, freq="D"):
+    cycles = pd.date_range(plan.start, plan.end - T.DAY, freq="D")
+    for day in cycles[:days]:
         now = resolve_day(day.date().isoformat(), settings).now
         detect(store, now, settings, routes=routes)
         _system_step(store, system, ids, now)
         notify(store, now, routes, plot_days=settings.alert_plot_days)
     out = {"alerts": db.read_alerts(store), "outbox": db.read_outbox(store), "incidents": idb.read_incidents(store),
-           "members": idb.read_members(store), "end": pd.Timestamp(plan.end), "plan": plan}
+           "members": idb.read_members(store), "plan": plan,
+           "end": pd.Timestamp(plan.end) if days is None else cycles[:days][-1] + T.DAY}
     store.dispose()
     if work is None:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -181,11 +184,12 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--check", action="store_true", help="compare each replay with the run's own records")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--days", type=int, help="replay only the first DAYS cycles (a quick look)")
     args = parser.parse_args()
     results = []
     for run_dir in args.runs:
         t0 = time.perf_counter()
-        res = replay(run_dir)
+        res = replay(run_dir, days=args.days)
         results.append(res)
         print(f"== {run_dir.name}: {len(res['alerts'])} alerts, {len(res['outbox'])} messages planned, "
               f"{len(res['incidents'])} incidents in {time.perf_counter() - t0:.0f} s", flush=True)

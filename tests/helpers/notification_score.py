@@ -136,6 +136,7 @@ def table(figures: dict[str, Any]) -> str:
         ("reminders share if no team took the digest (computed)",
          f"{100 * figures['reminders_share_without_digest']:.0f} %", "(≤ 20 %)"),
         ("messages for inhibited alerts", figures["messages_for_inhibited_alerts"], "0"),
+        ("incidents folded into the incident of their cause (merged:<id>)", figures.get("incidents_folded", 0), "—"),
     ]
     if "faults_one_notifying_incident" in figures:
         rows += [("planted faults (with any alert) that have exactly one notifying incident",

@@ -36,6 +36,8 @@ def test_the_escalation_team_is_told_once_and_the_owning_team_hears_the_resoluti
             n.deliver(T0 + day * DAY + pd.Timedelta(hours=6))
         assert n.titles() == ["NEW", "RESOLVED"] and n.titles("leads") == ["ESCALATED"]
         assert len(n.rx.messages()) == 3
+        lead = next(m for m in n.rx.messages() if m["path"] == "/leads")["payload"]["message"]
+        assert "its owners hear the resolution" in lead
     finally:
         n.rx.stop()
 
