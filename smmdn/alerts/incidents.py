@@ -23,8 +23,9 @@ Which members are inhibited, and by what, is decided here too (``smmdn.alerts.in
 member. A member muted by an alert of *another* incident moves to that incident (its cause was found
 there: a cluster alert explained by a sensor fault found later joins the fault's incident); an incident
 left without an active member that way is closed as merged (``group_key`` ``merged:<id>``, status
-``resolved``), and nothing more is sent about it. What is *sent* about incidents is
-``smmdn.alerts.notify``'s job.
+``resolved``), and nothing more is sent about it. A deviation or cluster alert muted by its incident's cause
+stays muted when the cause clears first (it is the same story clearing a little later; no update). What is
+*sent* about incidents is ``smmdn.alerts.notify``'s job.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def group(tx: Store, now: pd.Timestamp, rules: tuple[Rule, ...],
     active = adb.read_alerts(tx, status=adb.ACTIVE).to_dict("records")
     current = idb.read_incidents(tx, status=["open", "acked"])
     recent = idb.read_incidents(tx, status=["resolved"], resolved_since=now - hold - HELD_LOOKBACK)
-    current = pd.concat([current, recent], ignore_index=True) if len(recent) else current
+    current = recent if current.empty else pd.concat([current, recent], ignore_index=True) if len(recent) else current
     mine = idb.read_members(tx, alert_ids=[a["id"] for a in active]) if active else pd.DataFrame()
     reopened = sorted(set(mine["incident_id"]) - set(current["id"])) if len(mine) else []
     rows = current.to_dict("records") + (idb.read_incidents(tx, ids=reopened).to_dict("records") if reopened else [])
@@ -249,6 +250,8 @@ def _inhibit(tx: Store, incidents: dict[int, Incident], active: list[dict[str, A
                 continue  # a resolved member keeps what muted it last: its story is told
             hit = muted.get(int(m["id"]))
             want = (hit[0], hit[1].name) if hit else (None, None)
+            if hit is None and _outlives_its_cause(m, inc):
+                continue  # a consequence outliving its cause in the same incident stays quiet
             if (m.get("inhibited_by"), m.get("inhibit_rule")) != want:
                 reason = None
                 if hit:
@@ -258,6 +261,20 @@ def _inhibit(tx: Store, incidents: dict[int, Incident], active: list[dict[str, A
                               + (f" — {hit[1].description}" if hit[1].description else ""))
                 idb.set_inhibition(tx, int(m["id"]), want[0], want[1], reason)
                 m.update(inhibited_by=want[0], inhibit_rule=want[1], inhibit_reason=reason)
+
+
+def _outlives_its_cause(m: dict[str, Any], inc: Incident) -> bool:
+    """A deviation or cluster alert muted by another member of its incident (its cause) that has cleared:
+    it keeps its inhibition — a consequence that clears a little later than its cause is the same story,
+    not news (a fault call on a sibling, by contrast, speaks once the first fault clears)."""
+    src = m.get("inhibited_by")
+    if src is None or m["kind"] not in CONSEQUENCES:
+        return False
+    cause = next((x for x in inc.members if int(x["id"]) == int(src)), None)
+    return cause is not None and cause["status"] not in adb.ACTIVE
+
+
+CONSEQUENCES = ("deviation", "cluster")
 
 
 def _settle(tx: Store, inc: Incident, now: pd.Timestamp) -> None:

@@ -117,3 +117,23 @@ def test_a_healthy_sibling_blamed_after_the_culprit_joins_its_incident_muted(sto
         assert n.titles() == ["NEW", "NEW", "UPDATED"] and elsewhere
     finally:
         n.rx.stop()
+
+
+def test_a_consequence_that_outlives_its_cause_stays_quiet(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # before: when the fault cleared first, the cluster alert it had muted spoke up (an UPDATED, a 4th message)
+    n = make_net(store, tmp_path, teams={"north": {"repeat_interval": "30d", "repeat_max": "30d"}})
+    try:
+        fault = n.alert("sensor_fault")
+        cluster = n.alert("cluster", sensor="*")
+        n.deliver(T0)
+        n.resolve(fault, T0 + 2 * DAY)
+        n.deliver(T0 + 2 * DAY + pd.Timedelta(hours=13))
+        n.resolve(cluster, T0 + 3 * DAY)
+        for day in (3, 4, 5, 6):
+            n.deliver(T0 + day * DAY + pd.Timedelta(hours=13))
+        assert n.titles() == ["NEW", "RESOLVED"]
+        [inc] = idb.read_incidents(store, site="S1").to_dict("records")
+        member = next(m for m in load(store, inc["id"]).members if m["id"] == cluster)
+        assert member["inhibited_by"] == fault and "sensor-fault-siblings" in member["inhibit_reason"]
+    finally:
+        n.rx.stop()
