@@ -102,8 +102,9 @@ class Settings(BaseSettings):
     alert_readmit_days: int = Field(
         2, ge=1, description="Days a faulty sensor must agree with its siblings before it is trusted again.")
     alert_cooldown_hours: float = Field(
-        24.0, ge=0, description="Least time between two notifications of one open alert (reminders); a recurrence "
-        "this soon after a resolution reopens the old alert instead of opening a new one.")
+        24.0, ge=0, description="A recurrence this soon after an alert's resolution reopens the old alert instead "
+        "of opening a new one (reminders are per incident: repeat_interval in the routes file; a resolution is "
+        "announced after resolve_hold).")
     alert_escalate_after_hours: float = Field(
         48.0, gt=0, description="An alert open and unacknowledged this long is escalated (routes: escalate_to).")
     alert_lookback_days: int = Field(7, ge=1, description="Days the first detection run looks back.")

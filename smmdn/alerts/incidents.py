@@ -9,10 +9,23 @@ makes every sensor missing; one message per alert told a team the same story man
 - a ``cluster`` alert takes the cluster alerts at the site's other depths and their sensor deviations;
 - ``missing`` alerts of one site share an incident; anything else starts its own.
 
+- a sensor fault also takes the incident of a fault at its depth found by an earlier run (a healthy sibling
+  blamed because the faulty probe bends its reference is the same story; ``sensor-fault-first`` mutes it);
+  faults found by the same run are independent findings and stay apart.
+
 An incident is open while any member is active, acknowledged when an operator acknowledged it (or every
-un-inhibited member), resolved when every member is; a member that comes back reopens it. Which members
-are inhibited, and by what, is decided here too (``smmdn.alerts.inhibit``), and kept with the member.
-What is *sent* about incidents is ``smmdn.alerts.notify``'s job.
+un-inhibited member), resolved when every member is; a member that comes back reopens it. A resolution is
+*held* for ``resolve_hold`` (routes file, ``notify:``): an alert that belongs to the incident and is raised
+within the hold after its resolution joins it again (a flapping condition is one story, not RESOLVED/BACK
+pairs); after the hold the incident stays resolved and a recurrence starts a new one.
+
+Which members are inhibited, and by what, is decided here too (``smmdn.alerts.inhibit``), and kept with the
+member. A member muted by an alert of *another* incident moves to that incident (its cause was found
+there: a cluster alert explained by a sensor fault found later joins the fault's incident); an incident
+left without an active member that way is closed as merged (``group_key`` ``merged:<id>``, status
+``resolved``), and nothing more is sent about it. A deviation or cluster alert muted by its incident's cause
+stays muted when the cause clears first (it is the same story clearing a little later; no update). What is
+*sent* about incidents is ``smmdn.alerts.notify``'s job.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from smmdn.store import incidents as idb
 if TYPE_CHECKING:
     from smmdn.store import Store
 
+MERGED = "merged:"
 ROOT_ORDER = {"site_silent": 0, "sensor_fault": 1, "flatline": 1, "cluster": 2, "missing": 3, "deviation": 4}
 FAULTS = ("sensor_fault", "flatline")
 
@@ -41,6 +55,11 @@ class Incident:
 
     row: dict[str, Any]
     members: list[dict[str, Any]] = field(default_factory=list)  # alert rows + inhibited_by / inhibit_rule
+    stored: dict[str, Any] = field(default_factory=dict)  # the row as the database has it (what to update)
+
+    def __post_init__(self) -> None:
+        if not self.stored:
+            self.stored = dict(self.row)
 
     @property
     def id(self) -> int:
@@ -63,6 +82,19 @@ class Incident:
         """Loud members still active."""
         return [m for m in self.loud() if m["status"] in adb.ACTIVE]
 
+    @property
+    def merged_into(self) -> int | None:
+        """The incident this one was folded into (its members' cause was found there), or None."""
+        key = str(self.row.get("group_key") or "")
+        return int(key.removeprefix(MERGED)) if key.startswith(MERGED) else None
+
+    def held(self, at: pd.Timestamp | None, hold: pd.Timedelta) -> bool:
+        """Resolved, but less than ``hold`` before ``at``: an alert of its cause raised at ``at`` rejoins it."""
+        if self.row.get("status") != "resolved" or self.merged_into is not None or at is None:
+            return False
+        ended = adb.aware(self.row.get("resolved_at"))
+        return ended is not None and at - ended <= hold
+
 
 def _same_site(alert: dict[str, Any], inc: Incident) -> bool:
     return str(inc.row["site"]) == str(alert["site"])
@@ -75,6 +107,12 @@ def _same_depth(alert: dict[str, Any], inc: Incident) -> bool:
 
 def _same_sensor(alert: dict[str, Any], inc: Incident) -> bool:
     return _same_depth(alert, inc) and str(inc.row.get("sensor")) == str(alert["sensor"])
+
+
+def _earlier(inc: Incident, alert: dict[str, Any]) -> bool:
+    """The incident was opened by an earlier run than the one that raised ``alert``."""
+    opened, raised = adb.aware(inc.row.get("opened_at")), adb.aware(alert.get("created_at"))
+    return opened is None or raised is None or opened < raised
 
 
 def home_of(alert: dict[str, Any], open_incidents: list[Incident]) -> Incident | None:
@@ -92,8 +130,9 @@ def home_of(alert: dict[str, Any], open_incidents: list[Incident]) -> Incident |
     found = first(lambda i: i.row["kind"] == "site_silent")
     if found:
         return found
-    if kind in FAULTS:
-        return first(lambda i: _same_sensor(alert, i))
+    if kind in FAULTS:  # a sibling's fault found by a later run than this depth's fault: the same story
+        return (first(lambda i: _same_sensor(alert, i))
+                or first(lambda i: i.row["kind"] in FAULTS and _same_depth(alert, i) and _earlier(i, alert)))
     if kind in ("deviation", "cluster"):
         return (first(lambda i: i.row["kind"] in FAULTS and _same_depth(alert, i))
                 or first(lambda i: i.row["kind"] == "cluster")
@@ -121,11 +160,18 @@ def _upgrade_root(inc: Incident, alert: dict[str, Any]) -> None:
                        sensor=alert["sensor"] if alert["kind"] in FAULTS or alert["kind"] == "deviation" else None)
 
 
-def group(tx: Store, now: pd.Timestamp, rules: tuple[Rule, ...]) -> list[Incident]:
+HELD_LOOKBACK = pd.Timedelta(days=7)  # resolutions still to announce after a hold: read back this far
+
+
+def group(tx: Store, now: pd.Timestamp, rules: tuple[Rule, ...],
+          hold: pd.Timedelta = pd.Timedelta(0)) -> list[Incident]:
     """Bring incidents up to date with the alerts (membership, inhibition, status); returns every incident
-    that is not resolved or changed in this run (resolved now included), members attached."""
+    that is not resolved, changed in this run (resolved now included) or resolved within ``hold`` plus
+    ``HELD_LOOKBACK`` (its resolution may still be due), members attached."""
     active = adb.read_alerts(tx, status=adb.ACTIVE).to_dict("records")
     current = idb.read_incidents(tx, status=["open", "acked"])
+    recent = idb.read_incidents(tx, status=["resolved"], resolved_since=now - hold - HELD_LOOKBACK)
+    current = recent if current.empty else pd.concat([current, recent], ignore_index=True) if len(recent) else current
     mine = idb.read_members(tx, alert_ids=[a["id"] for a in active]) if active else pd.DataFrame()
     reopened = sorted(set(mine["incident_id"]) - set(current["id"])) if len(mine) else []
     rows = current.to_dict("records") + (idb.read_incidents(tx, ids=reopened).to_dict("records") if reopened else [])
@@ -145,7 +191,9 @@ def group(tx: Store, now: pd.Timestamp, rules: tuple[Rule, ...]) -> list[Inciden
     fresh = sorted((a for a in active if int(a["id"]) not in member_of),
                    key=lambda a: (ROOT_ORDER.get(a["kind"], 9), a["id"]))
     for alert in fresh:
-        open_now = [i for i in incidents.values() if i.active()]  # a cleared episode is not joined
+        at = adb.aware(alert.get("created_at")) or now
+        # a cleared episode is not joined, except within the hold of its resolution
+        open_now = [i for i in incidents.values() if i.merged_into is None and (i.active() or i.held(at, hold))]
         inc = home_of(alert, open_now)
         if inc is None:
             values = {"group_key": _group_key(alert), "kind": alert["kind"], "root_alert_id": int(alert["id"]),
@@ -165,9 +213,31 @@ def group(tx: Store, now: pd.Timestamp, rules: tuple[Rule, ...]) -> list[Inciden
                             "joined_at": now, "_new": True})
         member_of[int(alert["id"])] = inc.id
     _inhibit(tx, incidents, active, rules)
+    _follow_causes(tx, incidents, now)
     for inc in incidents.values():
         _settle(tx, inc, now)
     return list(incidents.values())
+
+
+def _follow_causes(tx: Store, incidents: dict[int, Incident], now: pd.Timestamp) -> None:
+    """Move every active member muted by an alert of another incident into that incident; an incident
+    left without an active member is closed as merged into it (nothing more is said about it)."""
+    where = {int(m["id"]): inc for inc in incidents.values() for m in inc.members}
+    for inc in list(incidents.values()):
+        for m in list(inc.members):
+            src = m.get("inhibited_by")
+            target = where.get(int(src)) if m["status"] in adb.ACTIVE and src is not None else None
+            if target is None or target is inc:
+                continue
+            idb.move_member(tx, int(m["id"]), target.id)
+            inc.members.remove(m)
+            target.members.append({**m, "_moved_from": inc.id})
+            where[int(m["id"])] = target
+            if not inc.active() and inc.merged_into is None:
+                inc.row.update(group_key=f"{MERGED}{target.id}", _merged_now=True)
+            elif inc.row.get("root_alert_id") == m["id"]:
+                best = min(inc.active(), key=lambda a: (ROOT_ORDER.get(a["kind"], 9), a["id"]))
+                inc.row.update(root_alert_id=int(best["id"]), kind=best["kind"])
 
 
 def _inhibit(tx: Store, incidents: dict[int, Incident], active: list[dict[str, Any]], rules: tuple[Rule, ...]) -> None:
@@ -180,6 +250,8 @@ def _inhibit(tx: Store, incidents: dict[int, Incident], active: list[dict[str, A
                 continue  # a resolved member keeps what muted it last: its story is told
             hit = muted.get(int(m["id"]))
             want = (hit[0], hit[1].name) if hit else (None, None)
+            if hit is None and _outlives_its_cause(m, inc):
+                continue  # a consequence outliving its cause in the same incident stays quiet
             if (m.get("inhibited_by"), m.get("inhibit_rule")) != want:
                 reason = None
                 if hit:
@@ -191,12 +263,31 @@ def _inhibit(tx: Store, incidents: dict[int, Incident], active: list[dict[str, A
                 m.update(inhibited_by=want[0], inhibit_rule=want[1], inhibit_reason=reason)
 
 
+def _outlives_its_cause(m: dict[str, Any], inc: Incident) -> bool:
+    """A deviation or cluster alert muted by another member of its incident (its cause) that has cleared:
+    it keeps its inhibition — a consequence that clears a little later than its cause is the same story,
+    not news (a fault call on a sibling, by contrast, speaks once the first fault clears)."""
+    src = m.get("inhibited_by")
+    if src is None or m["kind"] not in CONSEQUENCES:
+        return False
+    cause = next((x for x in inc.members if int(x["id"]) == int(src)), None)
+    return cause is not None and cause["status"] not in adb.ACTIVE
+
+
+CONSEQUENCES = ("deviation", "cluster")
+
+
 def _settle(tx: Store, inc: Incident, now: pd.Timestamp) -> None:
     """Status from the members (resolved when none is active; reopened when one is again)."""
-    before = dict(inc.row)
-    if not inc.active():
+    before = inc.stored
+    if inc.row.pop("_merged_now", False):
+        inc.row.update(status="resolved", resolved_at=now)
+    elif not inc.active():
+        if before["status"] == "resolved":
+            return  # already resolved (held or announced): nothing changed
         ends = [adb.aware(m.get("resolved_at")) for m in inc.members]
-        inc.row.update(status="resolved", resolved_at=max([e for e in ends if e is not None], default=now))
+        inc.row.update(status="resolved", resolved_at=max([e for e in ends if e is not None], default=now),
+                       _resolved_now=True)
     else:
         acked = inc.row.get("acked_by") or (inc.speaking() and all(m["status"] == "acked" for m in inc.speaking()))
         inc.row.update(status="acked" if acked else "open", resolved_at=None)
@@ -205,9 +296,15 @@ def _settle(tx: Store, inc: Incident, now: pd.Timestamp) -> None:
             inc.row.update(acked_by=None, acked_at=None, ack_note=None, status="open")
     keys = ("status", "resolved_at", "kind", "root_alert_id", "group_key", "depth_cm", "sensor", "acked_by",
             "acked_at", "ack_note")
-    changed = {k: inc.row.get(k) for k in keys if inc.row.get(k) != before.get(k)}
+    changed = {k: inc.row.get(k) for k in keys if _differs(inc.row.get(k), before.get(k))}
     if changed:
         idb.update_incident(tx, inc.id, {**changed, "updated_at": now})
+        inc.stored = {**inc.stored, **changed}
+
+
+def _differs(a: Any, b: Any) -> bool:
+    missing = [x is None or (not isinstance(x, str | dict | list) and bool(pd.isna(x))) for x in (a, b)]
+    return missing[0] != missing[1] if any(missing) else bool(a != b)
 
 
 def _int(value: Any) -> int | None:

@@ -11,8 +11,11 @@ defaults below apply, ``inhibit_rules: []`` turns inhibition off::
 
 A *source* alert that is active (open or acknowledged) mutes every active *target* alert that matches the
 target kinds and has the same values for every field in ``equal`` (``site``, ``depth_cm``, ``sensor``).
-An alert never inhibits itself. Inhibited alerts stay open and listed (``smmdn alerts show`` says why);
-they add no message of their own to their incident.
+An alert never inhibits itself; when a rule's target kind is also one of its source kinds, only an alert
+raised by an earlier run mutes a later one (two raised by the same run are independent findings), so two
+alerts never mute each other.
+Inhibited alerts stay open and listed (``smmdn alerts show`` says why); they add no message of their own
+to their incident.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smmdn.errors import InputError
@@ -55,7 +59,18 @@ class Rule:
             return False
         if target["kind"] not in self.targets:
             return False
+        if target["kind"] in self.sources and not _earlier(source, target):
+            return False  # the same family: the first one raised explains the later ones, never both ways
         return all(_same(source[f], target[f]) for f in self.equal)
+
+
+def _earlier(source: dict[str, Any], target: dict[str, Any]) -> bool:
+    """``source`` was raised by an earlier run than ``target`` (two raised by one run are independent
+    findings: neither explains the other)."""
+    a, b = source.get("created_at"), target.get("created_at")
+    if a is None or b is None or pd.isna(a) or pd.isna(b):
+        return int(source["id"]) < int(target["id"])
+    return bool(pd.Timestamp(a) < pd.Timestamp(b))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -72,6 +87,9 @@ DEFAULT_RULES = (
          "every sensor of the logger is missing: the logger, not the probes"),
     Rule("sensor-fault-siblings", ("sensor_fault", "flatline"), ("deviation", "cluster"), ("site", "depth_cm"),
          "an attributed sensor fault explains its siblings' and its cluster's deviations at that depth"),
+    Rule("sensor-fault-first", ("sensor_fault", "flatline"), ("sensor_fault", "flatline"), ("site", "depth_cm"),
+         "the first sensor fault at a depth explains later fault calls on its siblings (their reference is "
+         "bent by the faulty probe); a later one speaks if it outlasts the first"),
     Rule("cluster-event", ("cluster",), ("deviation",), ("site", "depth_cm"),
          "a cluster event explains the sensor deviations at that depth while it lasts"),
 )

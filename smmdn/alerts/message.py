@@ -228,14 +228,37 @@ def incident_subject(inc: Any, event: str) -> str:
     return f"{subject(root, event)}{extra} · incident #{inc.id}"
 
 
+def member_key(m: dict[str, Any]) -> str:
+    """What a member says, whatever its alert id: a recurrence of the same kind at the same place (a new
+    alert after the old one cleared) is not news."""
+    return f"{m['site']}|{float(m['depth_cm']):g}|{m['sensor']}|{m['kind']}"
+
+
+def loud_keys(inc: Any) -> set[str]:
+    return {member_key(m) for m in inc.loud()}
+
+
+def told_keys(inc: Any, fingerprint: str | None) -> set[str]:
+    """The places and kinds the message with ``fingerprint`` (alert ids and kinds) spoke of."""
+    by_id = {int(m["id"]): m for m in inc.members}
+    ids = [x.split(":") for x in (fingerprint or "").split(";")[0].split(",") if x]
+    return {member_key(by_id[int(i)]) if int(i) in by_id else f"#{i}|{k}" for i, k in ids}
+
+
 def changes(inc: Any, fingerprint: str | None) -> list[str]:
     """What changed since the message whose fingerprint was ``fingerprint``: members added or now muted."""
-    before = {int(x.split(":")[0]) for x in (fingerprint or "").split(";")[0].split(",") if x}
-    now = {int(m["id"]) for m in inc.loud()}
-    out = [f"new: alert #{m['id']} {LABELS.get(m['kind'], m['kind'])} at {_where_short(m)}"
-           for m in inc.members if int(m["id"]) in now - before]
+    moved = [f"alert #{m['id']} {LABELS.get(m['kind'], m['kind'])} at {_where_short(m)} taken over from incident "
+             f"#{m['_moved_from']} (explained by this incident; nothing more is sent about #{m['_moved_from']})"
+             for m in inc.members if m.get("_moved_from") is not None]
+    if fingerprint is None:  # the first message: only where its members came from
+        return moved
+    before, now = told_keys(inc, fingerprint), loud_keys(inc)
+    fresh = {member_key(m): m for m in inc.loud() if member_key(m) in now - before}  # one line per place and kind
+    out = [f"new: alert #{m['id']} {LABELS.get(m['kind'], m['kind'])} at {_where_short(m)}" for m in fresh.values()]
+    gone = {member_key(m): m for m in inc.members if member_key(m) in before - now}
     out += [f"now explained by another alert (inhibited): #{m['id']} {m['kind']} at {_where_short(m)}"
-            for m in inc.members if int(m["id"]) in before - now]
+            for m in gone.values()]
+    out += moved
     if not out and inc.row.get("_reopened"):
         return ["back after its resolution"]
     return out
@@ -271,7 +294,8 @@ def render_incident(inc: Any, event: str, site: dict[str, Any] | None, team: str
         lines.append(f"Lasted: {duration_text(opened, inc.row.get('resolved_at'))}, every alert cleared "
                      f"(opened {_day(opened)}, resolved {_day(inc.row.get('resolved_at'))})")
     elif event == "escalated":
-        lines.append(f"Escalated: open and unacknowledged since {_day(opened)}")
+        lines.append(f"Escalated: open and unacknowledged since {_day(opened)}. This is the one message your team "
+                     f"gets about it; its owners hear the resolution (follow it: smmdn alerts incidents {inc.id})")
     elif event == "reminder":
         lines.append(f"Still open for {duration_text(opened, now)}; nobody acknowledged it yet")
     if event != "resolved":

@@ -5,12 +5,20 @@ Per (incident, team), with the team's ``Timing`` from the routes file:
 - ``opened`` once the incident is ``group_wait`` old (default 0: the end of the cycle that found it);
 - ``updated`` when what the message says changed — a new un-inhibited member, a stronger root cause —
   at most once per ``group_interval``; ``reopened`` when a resolved incident's member comes back;
-- ``escalated`` once to the ``escalate_to`` team when a member escalated and nobody acknowledged;
+- ``escalated`` once to the ``escalate_to`` team when a member escalated and nobody acknowledged; that team
+  hears nothing else about the incident (no reminders, no resolution: the owning team is told; a lead who
+  wants the outcome takes the digest, which lists it), so an incident nobody acts on costs at most three
+  messages besides reminders — opened, escalated, resolved;
 - ``reminder`` after ``repeat_interval`` unchanged and unacknowledged, doubling up to ``repeat_max``
   (none for a team that takes the daily digest instead, ``smmdn.alerts.digest``);
-- ``resolved`` to every team that was told, when the last member resolved (``send_resolved``).
-Inhibited members add nothing; a muted incident (every speaking member silenced or under maintenance)
-sends nothing and its reminder clock waits.
+- ``resolved`` to every owning team that was told, once the incident stayed resolved for ``resolve_hold``
+  (at once when a person resolved it: ``smmdn alerts resolve``, a sensor replacement; ``send_resolved``);
+  a member back within the hold keeps the incident open and nobody hears of the gap; ``reopened`` only to
+  a team that was told it resolved.
+Inhibited members add nothing; an incident whose every active member is inhibited says nothing (no update,
+no reminder); an incident folded into another (``merged:<id>``, its members' cause found there) says nothing
+more at all; a muted incident (every speaking member silenced or under maintenance) sends nothing and its
+reminder clock waits.
 
 Idempotency: ``incident:<id>:<team>:n<seq>:<event>:<target>``; the notice (what the team was told) is
 written in the same transaction as the rows, so a rerun plans nothing new and a failed run replans the
@@ -59,6 +67,16 @@ def _escalated(inc: Incident) -> bool:
     return inc.row["status"] == "open" and any(adb.aware(m.get("escalated_at")) is not None for m in inc.speaking())
 
 
+def _closed_by_hand(inc: Incident) -> bool:
+    """The last member to resolve was resolved by a person (``smmdn alerts resolve``, a sensor replacement):
+    nothing to hold back — the hold is for conditions that cleared by themselves and may come back."""
+    done = [m for m in inc.members if adb.aware(m.get("resolved_at")) is not None]
+    if not done:
+        return False
+    last = max(done, key=lambda m: adb.aware(m.get("resolved_at")))
+    return str(last.get("resolved_by") or "auto") != "auto"
+
+
 def _fingerprint(inc: Incident) -> str:
     return idb.fingerprint([(int(m["id"]), str(m["kind"]), False) for m in inc.loud()])
 
@@ -68,17 +86,24 @@ def decide(inc: Incident, team: str, notice: dict[str, Any] | None, timing: Timi
     """The event to send ``team`` about ``inc`` now, or None."""
     status = inc.row["status"]
     told = notice is not None and notice.get("last_event") is not None
+    if inc.merged_into is not None:
+        return None  # its members' cause was found in another incident: that one tells the story
+    if escalation_only:  # told once; the owning team hears the rest (the budget: opened, escalated, resolved)
+        return "escalated" if status != "resolved" and not told and _escalated(inc) else None
     if status == "resolved":
-        return "resolved" if told and notice["last_event"] != "resolved" and timing.send_resolved else None
-    if escalation_only:
-        return "escalated" if not told and _escalated(inc) else None
+        ended = adb.aware(inc.row.get("resolved_at")) or now
+        due = now - ended >= timing.resolve_hold or _closed_by_hand(inc)
+        return "resolved" if told and notice["last_event"] != "resolved" and timing.send_resolved and due else None
     if not told:
         opened = adb.aware(inc.row.get("opened_at")) or now
         return "opened" if now - opened >= timing.group_wait and inc.speaking() else None
+    if notice["last_event"] == "resolved":
+        return "reopened"  # a member came back after the team was told it resolved
+    if not inc.speaking():
+        return None  # every active member is muted by another alert: nothing of its own to say
     last = adb.aware(notice.get("last_sent_at")) or now
-    if notice["last_event"] == "resolved" or inc.row.get("_reopened"):
-        return "reopened"
-    if _fingerprint(inc) != notice.get("fingerprint") and inc.loud() and now - last >= timing.group_interval:
+    if message.loud_keys(inc) != message.told_keys(inc, notice.get("fingerprint")) and (
+            now - last >= timing.group_interval):
         return "updated"
     if status == "acked" or timing.digest:
         return None
@@ -93,7 +118,7 @@ def notify(store: Store, now: pd.Timestamp, routes: Routes, *, plot_days: int = 
 
     outcome = NotifyOutcome()
     with store.transaction() as tx:
-        incidents = group(tx, now, routes.inhibit)
+        incidents = group(tx, now, routes.inhibit, routes.resolve_hold())
         sites = site_info(tx)
         silences = adb.read_silences(tx, active_at=now)
         notices = idb.read_notices(tx, [i.id for i in incidents]) if incidents else {}
@@ -118,7 +143,9 @@ def notify(store: Store, now: pd.Timestamp, routes: Routes, *, plot_days: int = 
                 queued = enqueue(tx, inc, team, event, notice, routes, sites.get(str(inc.row["site"])), now,
                                  plot_days)
                 outcome.queued[event] = outcome.queued.get(event, 0) + queued
-        outcome.digests = queue_digests(tx, incidents, routes, sites, silences, now, plot_days)
+        listed = [i for i in incidents if i.merged_into is None and (i.row["status"] != "resolved"
+                                                                     or i.row.get("_resolved_now"))]
+        outcome.digests = queue_digests(tx, listed, routes, sites, silences, now, plot_days)
     log.info("notifications: %d incident(s) open, queued %s, %d digest(s), %d muted, %d alert(s) inhibited",
              outcome.incidents_open, outcome.queued or "nothing", outcome.digests, outcome.muted,
              outcome.inhibited_alerts)
@@ -130,7 +157,8 @@ def enqueue(tx: Store, inc: Incident, team: str, event: str, notice: dict[str, A
     """Queue one message per target of ``team`` and record what the team was told."""
     timing = routes.timing(team)
     before = (notice or {}).get("fingerprint")
-    changes = message.changes(inc, before) if event in ("updated", "reopened") else []
+    changes = message.changes(inc, before if event in ("updated", "reopened") else None) if event in (
+        "updated", "reopened", "opened", "reminder") else []
     title, body = message.render_incident(inc, event, site, team, changes, routes.vwc_resolution, now)
     seq = int((notice or {}).get("seq") or 0) + 1
     png = (inc.root.get("details") or {}).get(PLOT_KEY)

@@ -19,6 +19,7 @@
       repeat_max: 7d          # …then doubling up to this
       digest: false           # true: one daily digest instead of reminders
       send_resolved: true
+      resolve_hold: 48h       # a resolution waits this long; a member back within it keeps the incident open
     inhibit_rules: […]                          # smmdn.alerts.inhibit (defaults when absent)
 
 A route matches a site when any of its ``tags`` is among the site's tags (from the registry) or any
@@ -83,8 +84,9 @@ class _Timing(BaseModel):
     repeat_max: str | float | None = None
     digest: bool | None = None
     send_resolved: bool | None = None
+    resolve_hold: str | float | None = None
 
-    @field_validator("group_wait", "group_interval", "repeat_interval", "repeat_max")
+    @field_validator("group_wait", "group_interval", "repeat_interval", "repeat_max", "resolve_hold")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if value is not None:
@@ -97,8 +99,8 @@ class _Team(_Timing):
     escalate_to: str | None = None
 
 
-NO_WAIT, HOURS_12, HOURS_24, DAYS_7 = (pd.Timedelta(0), pd.Timedelta(hours=12), pd.Timedelta(hours=24),
-                                      pd.Timedelta(days=7))
+NO_WAIT, HOURS_12, HOURS_24, HOURS_48, DAYS_7 = (pd.Timedelta(0), pd.Timedelta(hours=12), pd.Timedelta(hours=24),
+                                                pd.Timedelta(hours=48), pd.Timedelta(days=7))
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,10 @@ class Timing:
     repeat_max: pd.Timedelta = DAYS_7
     digest: bool = False
     send_resolved: bool = True
+    # A resolution is announced once the incident stayed resolved this long: an alert of its cause raised
+    # within it (a condition that cleared for the clear steps and came back) rejoins it without a message.
+    # 48 h: a recurrence found by the next two daily cycles (severe at once, or after the persistence days).
+    resolve_hold: pd.Timedelta = HOURS_48
 
     def merged(self, spec: _Timing) -> Timing:
         given = {k: v for k, v in spec.model_dump(include=set(_Timing.model_fields)).items() if v is not None}
@@ -178,6 +184,10 @@ class Routes:
 
     def timing(self, team: str) -> Timing:
         return self.timings.get(team, self.default_timing)
+
+    def resolve_hold(self) -> pd.Timedelta:
+        """The longest hold of any team: how long a resolved incident can still be joined."""
+        return max([t.resolve_hold for t in self.timings.values()] + [self.default_timing.resolve_hold])
 
     def teams_for(self, site: str, tags: list[str] | tuple[str, ...] | None, kind: str | None) -> list[str]:
         found: list[str] = []

@@ -268,7 +268,8 @@ def incidents(args: argparse.Namespace) -> int:
             return 0
         print(f"incident #{inc.id} {inc.row['kind']} at {inc.row['site']}: {inc.row['status']}, opened "
               f"{_day(inc.row['opened_at'])}" + (f", resolved {_day(inc.row['resolved_at'])}"
-                                                 if inc.row.get("resolved_at") is not None else ""))
+                                                 if inc.row.get("resolved_at") is not None else "")
+              + _merged(inc))
         for m in inc.members:
             _member(m, inc.row.get("root_alert_id"))
         print(f"\n{len(box)} message(s):")
@@ -286,10 +287,17 @@ def incidents(args: argparse.Namespace) -> int:
         if inc is None:
             continue
         print(f"#{inc.id} {inc.row['status']:<8} {inc.row['kind']:<13} {inc.row['site']} since "
-              f"{_day(inc.row['opened_at'])}" + (f" (ack {inc.row['acked_by']})" if inc.row.get("acked_by") else ""))
+              f"{_day(inc.row['opened_at'])}" + (f" (ack {inc.row['acked_by']})" if inc.row.get("acked_by") else "")
+              + _merged(inc))
         for m in inc.members:
             _member(m, inc.row.get("root_alert_id"))
     return 0
+
+
+def _merged(inc) -> str:  # type: ignore[no-untyped-def]
+    """Where a folded incident's alerts went (their cause was found there)."""
+    into = inc.merged_into
+    return "" if into is None else f" — merged into incident #{into} (its alerts' cause was found there)"
 
 
 def _member(m: dict, root: object) -> None:  # type: ignore[type-arg]

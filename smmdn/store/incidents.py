@@ -35,11 +35,15 @@ def fingerprint(members: Iterable[tuple[int, str, bool]]) -> str:
 
 # --- incidents ------------------------------------------------------------------------------------------
 def read_incidents(store: Store, *, status: Sequence[str] | None = None, ids: Sequence[int] | None = None,
-                   site: str | None = None) -> pd.DataFrame:
+                   site: str | None = None, resolved_since: Any = None) -> pd.DataFrame:
+    """Incidents by status, id or site; ``resolved_since``: only those resolved at or after it (the ones
+    whose resolution may still be held back, ``smmdn.alerts.notify``)."""
     i = T.alert_incidents
     query = sa.select(i).order_by(i.c.id)
     if status:
         query = query.where(i.c.status.in_(list(status)))
+    if resolved_since is not None:
+        query = query.where(i.c.resolved_at >= _ts(resolved_since))
     if ids:
         query = query.where(i.c.id.in_([int(x) for x in ids]))
     if site:
@@ -83,6 +87,13 @@ def add_member(store: Store, incident_id: int, alert_id: int, at: Any) -> bool:
             incident_id=int(incident_id), alert_id=int(alert_id), joined_at=_ts(at)).on_conflict_do_nothing(
             index_elements=["alert_id"]).returning(T.alert_incident_members.c.alert_id)
         return bool(conn.execute(stmt).all())
+
+
+def move_member(store: Store, alert_id: int, incident_id: int) -> None:
+    """Move an alert to another incident (its cause was found there: ``smmdn.alerts.incidents``)."""
+    m = T.alert_incident_members
+    with store._begin() as conn:
+        conn.execute(m.update().where(m.c.alert_id == int(alert_id)).values(incident_id=int(incident_id)))
 
 
 def set_inhibition(store: Store, alert_id: int, by: int | None, rule: str | None, reason: str | None) -> None:

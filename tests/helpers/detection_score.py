@@ -81,16 +81,32 @@ def detections_from_flags(flags: pd.DataFrame, *, max_gap_days: int = 1, start_i
 
 
 def messages_from_receiver(lines: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Messages a local receiver got (``smmdn.demo.receiver`` lines): route (its path), alert id and event,
-    read from the idempotency key ``alert:<id>:r<revision>:<event>:<target>`` each message carries."""
+    """Messages a local receiver got (``smmdn.demo.receiver`` lines): route (its path), alert or incident id
+    and event, read from the idempotency key each message carries — ``incident:<id>:<team>:n<seq>:<event>:
+    <target>`` (issue 17: messages are about incidents) or the older ``alert:<id>:r<revision>:<event>:<target>``;
+    digests (``digest:…``) have neither id."""
     rows = []
     for line in lines:
         key = str(line.get("key") or "")
         parts = key.split(":")
         alert_id = int(parts[1]) if len(parts) >= 4 and parts[0] == "alert" and parts[1].isdigit() else None
-        event = parts[3] if alert_id is not None else (parts[0] or "unknown")
-        rows.append({"route": str(line.get("path", "")).strip("/"), "alert_id": alert_id, "event": event, "key": key})
-    return pd.DataFrame(rows, columns=["route", "alert_id", "event", "key"])
+        incident = int(parts[1]) if len(parts) >= 5 and parts[0] == "incident" and parts[1].isdigit() else None
+        event = parts[3] if alert_id is not None else parts[4] if incident is not None else (parts[0] or "unknown")
+        rows.append({"route": str(line.get("path", "")).strip("/"), "alert_id": alert_id, "incident": incident,
+                     "event": event, "key": key})
+    return pd.DataFrame(rows, columns=MESSAGE_COLUMNS)
+
+
+MESSAGE_COLUMNS = ["route", "alert_id", "incident", "event", "key"]
+
+
+def _mine(msgs: pd.DataFrame, mine: pd.DataFrame) -> pd.DataFrame:
+    """The messages about these detections: by alert id, or by the incident (``group``) they belong to."""
+    if not len(mine) or not len(msgs):
+        return msgs.iloc[0:0]
+    by_alert = msgs["alert_id"].isin(mine["id"])
+    by_incident = msgs["incident"].isin(mine["group"]) if "incident" in msgs else False
+    return msgs.loc[by_alert | by_incident]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,7 +159,7 @@ def assign_roles(det: pd.DataFrame, plan: RunPlan) -> pd.DataFrame:
 def fault_rows(roles: pd.DataFrame, plan: RunPlan, messages: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per planted fault: detected, days to detect, siblings blamed, closing, alerts and messages."""
     rows = []
-    msgs = messages if messages is not None else pd.DataFrame(columns=["alert_id", "event", "route"])
+    msgs = messages if messages is not None else pd.DataFrame(columns=MESSAGE_COLUMNS)
     for j, f in enumerate(plan.faults):
         mine = roles.loc[roles["fault"] == j]
         culprit = mine.loc[mine["role"] == "culprit"].sort_values("raised")
@@ -159,8 +175,9 @@ def fault_rows(roles: pd.DataFrame, plan: RunPlan, messages: pd.DataFrame | None
             closed = float(bool(res.notna().all() and (res >= end).all()))
             if res.notna().all():
                 close_days = float((res.max() - end) / DAY)
-        m = msgs.loc[msgs["alert_id"].isin(mine["id"])] if len(mine) else msgs.iloc[0:0]
-        notified_groups = set(mine.loc[mine["id"].isin(m["alert_id"]), "group"])
+        m = _mine(msgs, mine)
+        notified_groups = set(mine.loc[mine["id"].isin(m["alert_id"]), "group"]) | (
+            set(mine["group"]) & set(m["incident"].dropna()) if "incident" in m else set())
         rows.append({
             "run": plan.name, "seed": plan.seed, "cell": f.cell, "kind": f.kind, "magnitude": f.magnitude,
             "every_h": f.every_h, "ends": f.days is not None, "site": f.site, "depth_cm": f.depth_cm,
@@ -178,14 +195,14 @@ def fault_rows(roles: pd.DataFrame, plan: RunPlan, messages: pd.DataFrame | None
 
 def event_rows(roles: pd.DataFrame, plan: RunPlan, messages: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per planted event: seen as an event, misread as a fault, messages."""
-    msgs = messages if messages is not None else pd.DataFrame(columns=["alert_id", "event", "route"])
+    msgs = messages if messages is not None else pd.DataFrame(columns=MESSAGE_COLUMNS)
     rows = []
     for j, e in enumerate(plan.events):
         mine = roles.loc[roles["event"] == j]
         rows.append({"run": plan.name, "seed": plan.seed, "kind": e.kind, "in_forcing": e.in_forcing, "site": e.site,
                      "start": e.start, "as_event": int((mine["role"] == "event").sum()),
                      "as_fault": int((mine["role"] == "event_as_fault").sum()),
-                     "messages": int(msgs["alert_id"].isin(mine["id"]).sum())})
+                     "messages": len(_mine(msgs, mine))})
     return pd.DataFrame(rows)
 
 
@@ -210,7 +227,7 @@ def score_run(det: pd.DataFrame, plan: RunPlan, messages: pd.DataFrame | None = 
     """Score one run's detections (alerts raised before the scored period are left out)."""
     d = det.loc[pd.to_datetime(det["raised"], utc=True) >= plan.start] if len(det) else det
     roles = assign_roles(d, plan)
-    msgs = messages if messages is not None else pd.DataFrame(columns=["route", "alert_id", "event", "key"])
+    msgs = messages if messages is not None else pd.DataFrame(columns=MESSAGE_COLUMNS)
     return RunScore(fault_rows(roles, plan, msgs), event_rows(roles, plan, msgs), roles, clean_sensor_days(plan),
                     msgs)
 

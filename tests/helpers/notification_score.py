@@ -49,8 +49,14 @@ def allowed_reminders(open_days: float) -> int:
 
 
 def score(msgs: pd.DataFrame, incidents: pd.DataFrame, members: pd.DataFrame, end: pd.Timestamp,
-          fault_of_alert: dict[int, int] | None = None) -> dict[str, Any]:
-    """The figures for one run (or several concatenated with distinct incident ids)."""
+          fault_of_alert: dict[int, int] | None = None,
+          sent_at: dict[str, pd.Timestamp] | None = None) -> dict[str, Any]:
+    """The figures for one run (or several concatenated with distinct incident ids).
+
+    An incident folded into another (``group_key`` ``merged:<id>``: its members moved to the incident where
+    their cause was found) has no members left; its messages count as messages for inhibited alerts only
+    when sent after the fold (its ``resolved_at``), which needs ``sent_at`` (message key → when it was
+    queued; without it every message of a folded incident counts)."""
     m = msgs.loc[msgs["kind"] != "digest"]
     per = m.loc[m["incident"].notna()].groupby("incident").size()
     spans = {}
@@ -66,14 +72,23 @@ def score(msgs: pd.DataFrame, incidents: pd.DataFrame, members: pd.DataFrame, en
         over += int(n > limit)
     # a team on the digest gets no reminders: what the backoff would have sent instead (never less than sent)
     would_remind = sum(max(allowed_reminders(spans.get(int(i), 0.0)), int(reminders.get(i, 0))) for i in per.index)
-    muted_msgs = int(sum(n for inc, n in per.items() if int(loud.get(int(inc), 0)) == 0))
+    folded = {int(r.id): pd.Timestamp(r.resolved_at) for r in incidents.itertuples()
+              if str(getattr(r, "group_key", "")).startswith("merged:")}
+    muted_msgs = 0
+    for inc, n in per.items():
+        if int(inc) in folded:
+            keys = m.loc[m["incident"] == inc, "key"]
+            muted_msgs += int(sum(1 for k in keys if sent_at is None or k not in sent_at
+                                  or pd.Timestamp(sent_at[k]) > folded[int(inc)]))
+        elif int(loud.get(int(inc), 0)) == 0:
+            muted_msgs += int(n)
     out: dict[str, Any] = {
         "messages": len(m), "digests": int((msgs["kind"] == "digest").sum()),
         "messages_per_route": {k: int(v) for k, v in m["route"].value_counts().sort_index().items()},
         "digests_per_route": {k: int(v) for k, v in msgs.loc[msgs["kind"] == "digest", "route"].value_counts()
                               .sort_index().items()},
         "by_event": {k: int(v) for k, v in m["event"].value_counts().sort_index().items()},
-        "incidents": len(incidents), "incidents_notified": len(per),
+        "incidents": len(incidents), "incidents_notified": len(per), "incidents_folded": len(folded),
         "messages_per_incident": float(per.mean()) if len(per) else np.nan,
         "messages_per_incident_max": int(per.max()) if len(per) else 0,
         "non_reminders_per_incident_max": int((per - reminders.reindex(per.index).fillna(0)).max()) if len(per) else 0,
@@ -121,6 +136,7 @@ def table(figures: dict[str, Any]) -> str:
         ("reminders share if no team took the digest (computed)",
          f"{100 * figures['reminders_share_without_digest']:.0f} %", "(≤ 20 %)"),
         ("messages for inhibited alerts", figures["messages_for_inhibited_alerts"], "0"),
+        ("incidents folded into the incident of their cause (merged:<id>)", figures.get("incidents_folded", 0), "—"),
     ]
     if "faults_one_notifying_incident" in figures:
         rows += [("planted faults (with any alert) that have exactly one notifying incident",
@@ -140,6 +156,7 @@ def score_dirs(run_dirs: Iterable[Any]) -> dict[str, Any] | None:
     from tests.helpers.detection_truth import RunPlan
 
     msgs, incs, mems, faults = [], [], [], {}
+    sent: dict[str, pd.Timestamp] = {}
     end = None
     for k, run_dir in enumerate(run_dirs):
         if not (run_dir / "incidents.csv").exists():
@@ -150,6 +167,11 @@ def score_dirs(run_dirs: Iterable[Any]) -> dict[str, Any] | None:
                  if x.strip()] if (run_dir / "received.jsonl").exists() else []
         m = messages(lines)
         m["incident"] = [None if i is None or pd.isna(i) else int(i) + offset for i in m["incident"]]
+        m["key"] = [offset_key(k, offset) for k in m["key"]]
+        if (run_dir / "outbox.csv").exists():
+            box = pd.read_csv(run_dir / "outbox.csv", usecols=["idempotency_key", "created_at"])
+            sent |= {offset_key(k, offset): pd.Timestamp(t) for k, t in zip(box["idempotency_key"], box["created_at"],
+                                                                             strict=True)}
         inc = pd.read_csv(run_dir / "incidents.csv", parse_dates=["opened_at", "resolved_at"])
         inc["id"] += offset
         mem = pd.read_csv(run_dir / "incident_members.csv")
@@ -167,7 +189,15 @@ def score_dirs(run_dirs: Iterable[Any]) -> dict[str, Any] | None:
     if not incs:
         return None
     return score(pd.concat(msgs, ignore_index=True), pd.concat(incs, ignore_index=True),
-                 pd.concat(mems, ignore_index=True), end, faults)
+                 pd.concat(mems, ignore_index=True), end, faults, sent_at=sent)
+
+
+def offset_key(key: str, offset: int) -> str:
+    """A message key with its incident id moved by ``offset`` (ids are per run; several runs are scored as one)."""
+    parts = str(key).split(":")
+    if parts[0] == "incident" and len(parts) > 1 and parts[1].isdigit():
+        parts[1] = str(int(parts[1]) + offset)
+    return ":".join(parts)
 
 
 def score_demo(home: Any) -> dict[str, Any]:

@@ -191,7 +191,7 @@ def test_bimodal_mixture_observation_between_the_modes_is_caught_by_the_hdr_rule
 # --- lifecycle: ack, silence, maintenance, escalation, reminders, resolution --------------------------------
 def test_ack_stops_reminders_and_escalation_but_not_the_resolution(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     e = make_env(store, tmp_path, settings={"alert_cooldown_hours": 24, "alert_escalate_after_hours": 72},
-                 escalate={"north": "leads"}, timing={"repeat_interval": "24h"})
+                 escalate={"north": "leads"}, timing={"repeat_interval": "24h", "resolve_hold": "0h"})
     W.observe(e.world, range(15), bend=drift_c(e.world))
     e.cycle(11)
     assert [m["payload"]["title"].split(":")[0] for m in e.messages("north")] == ["[smmdn] NEW"]
@@ -278,7 +278,8 @@ def test_maintenance_window_suppresses_detection_and_delivery(env: Env) -> None:
 
 
 def test_resolution_message_then_recurrence_within_cooldown_reopens_the_same_alert(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    e = make_env(store, tmp_path, settings={"alert_cooldown_hours": 24 * 5})
+    # resolve_hold 0h: the team is told at once, so the recurrence is a BACK (the hold would swallow both)
+    e = make_env(store, tmp_path, settings={"alert_cooldown_hours": 24 * 5}, timing={"resolve_hold": "0h"})
 
     def episodes(site: str, depth: float, sensor: str, day: pd.Timestamp, values: Any) -> Any:
         bad = e.world.day(8) <= day < e.world.day(10) or day >= e.world.day(13)

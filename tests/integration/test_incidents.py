@@ -98,6 +98,8 @@ def test_a_sensor_fault_and_the_deviations_it_causes_are_one_incident_one_messag
     assert net.deliver(T0 + pd.Timedelta(days=1)).notifications["queued"] == {"reminder": 2}  # S1's and S2's
     net.resolve(fault, T0 + pd.Timedelta(days=2, hours=3))
     net.deliver(T0 + pd.Timedelta(days=2, hours=6))
+    assert net.titles() == ["NEW", "STILL OPEN"]  # the resolution is held back (resolve_hold 48 h)
+    net.deliver(T0 + pd.Timedelta(days=4, hours=6))
     assert net.titles() == ["NEW", "STILL OPEN", "RESOLVED"]
     assert "Lasted: 2 d 3 h" in net.rx.messages()[-1]["payload"]["message"]
 

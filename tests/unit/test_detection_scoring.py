@@ -187,6 +187,22 @@ def test_messages_are_attributed_by_idempotency_key_and_counted_per_route() -> N
     assert total["reminders_share"] == pytest.approx(1 / 5)
 
 
+def test_incident_keyed_messages_count_for_the_faults_of_their_incident() -> None:
+    # issue 17 keys messages by incident; before, these were read as alert keys and every fault showed 0
+    lines = [{"path": "/field-1", "key": "incident:7:field-1:n1:opened:field-1#0"},
+             {"path": "/ops", "key": "incident:7:ops:n1:escalated:ops#0"},
+             {"path": "/field-1", "key": "incident:7:field-1:n2:reminder:field-1#0"},
+             {"path": "/field-1", "key": "digest:field-1:2024-05-03:field-1#0"}]
+    msgs = S.messages_from_receiver(lines)
+    assert list(msgs["incident"].iloc[:3]) == [7, 7, 7] and list(msgs["event"]) == [
+        "opened", "escalated", "reminder", "digest"]
+    frame = alerts((1, "S1", "b", "sensor_fault", 3), (2, "S1", "a", "deviation", 4)).assign(incident=[7, 7])
+    score = S.score_run(S.detections_from_alerts(frame), plan([STEP]), msgs)
+    row = score.faults.iloc[0]
+    assert row["messages"] == 3 and row["reminders"] == 1 and row["incidents_notified"] == 1
+    assert S.summary([score])["faults_one_incident_notified"] == 1.0
+
+
 def test_peer_flags_become_episodes_raised_at_the_end_of_their_first_day() -> None:
     days = [START + d * DAY for d in (2, 3, 4, 9)]
     flags = pd.DataFrame({"time": days, "site": "S1", "depth_cm": 5.0, "sensor": "b"})

@@ -70,9 +70,12 @@ def test_decide_follows_group_wait_changes_and_reminders() -> None:
     inc.members.append(_alert(2, "deviation", "a", inhibited_by=None))
     assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=6)) is None  # within group_interval
     assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=12)) == "updated"
-    inc.row["status"] = "resolved"
-    assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=13)) == "resolved"
-    assert decide(inc, "t", None, Timing(), T0 + pd.Timedelta(hours=13)) is None  # never told: nothing to close
+    inc.row.update(status="resolved", resolved_at=T0 + pd.Timedelta(hours=13))
+    assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=13)) is None  # held back (resolve_hold 48 h)
+    assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=60)) is None
+    assert decide(inc, "t", told, Timing(), T0 + pd.Timedelta(hours=61)) == "resolved"
+    assert decide(inc, "t", told, Timing(resolve_hold=pd.Timedelta(0)), T0 + pd.Timedelta(hours=13)) == "resolved"
+    assert decide(inc, "t", None, Timing(), T0 + pd.Timedelta(hours=61)) is None  # never told: nothing to close
 
 
 def test_a_fault_takes_its_depth_a_cluster_takes_the_other_depths_a_silent_logger_the_site() -> None:
@@ -83,7 +86,8 @@ def test_a_fault_takes_its_depth_a_cluster_takes_the_other_depths_a_silent_logge
     open_ = [fault, cluster]
     assert home_of(_alert(3, "deviation", "a"), open_) is fault
     assert home_of(_alert(4, "cluster", "*", 20.0), open_) is cluster
-    assert home_of(_alert(5, "sensor_fault", "b"), open_) is None  # another probe's fault: its own incident
+    assert home_of(_alert(5, "sensor_fault", "b"), open_) is fault  # a sibling blamed too: the same story
+    assert home_of(_alert(9, "sensor_fault", "b", depth=50.0), open_) is None  # another depth: its own
     assert home_of(_alert(6, "deviation", "a", site="S2"), open_) is None
     silent = Incident({"id": 3, "kind": "site_silent", "site": "S1", "status": "open"}, [_alert(7, "site_silent")])
     assert home_of(_alert(8, "missing", "a"), [silent, *open_]) is silent
@@ -101,6 +105,22 @@ def test_scorer_counts_digests_apart_and_bounds_reminders_by_the_backoff() -> No
     assert got["reminders_share"] == 0.25 and got["messages_for_inhibited_alerts"] == 1  # incident 2: all muted
     assert got["faults_one_notifying_incident"] == 2 and got["incidents_spanning_faults"] == 0
     assert [N.allowed_reminders(d) for d in (0.5, 1, 3, 7, 14, 30)] == [0, 1, 2, 3, 4, 6]
+
+
+def test_scorer_counts_a_folded_incident_only_for_what_it_sent_after_the_fold() -> None:
+    # before: a folded incident (no members left) counted every message it ever sent as "for inhibited alerts"
+    lines = [{"path": "/f", "key": "incident:1:f:n1:opened:f#0"}, {"path": "/f", "key": "incident:2:f:n1:opened:f#0"}]
+    incidents = pd.DataFrame({"id": [1, 2], "group_key": ["merged:2", "sensor|S1|10|c"],
+                              "opened_at": [T0, T0 + pd.Timedelta(days=1)],
+                              "resolved_at": [T0 + pd.Timedelta(days=1), pd.NaT]})
+    members = pd.DataFrame({"incident_id": [2, 2], "alert_id": [10, 11], "inhibited_by": [None, 10]})
+    sent = {"incident:1:f:n1:opened:f#0": T0, "incident:2:f:n1:opened:f#0": T0 + pd.Timedelta(days=1)}
+    end = T0 + pd.Timedelta(days=3)
+    got = N.score(N.messages(lines), incidents, members, end, {10: 0, 11: 0}, sent_at=sent)
+    assert got["messages_for_inhibited_alerts"] == 0 and got["incidents_folded"] == 1
+    assert got["faults_one_notifying_incident"] == 1  # the fault's alerts are all in incident 2 now
+    late = {**sent, "incident:1:f:n1:opened:f#0": T0 + pd.Timedelta(days=2)}  # sent after the fold: counted
+    assert N.score(N.messages(lines), incidents, members, end, sent_at=late)["messages_for_inhibited_alerts"] == 1
 
 
 def test_the_example_routes_file_parses_and_spells_out_the_default_rules() -> None:
