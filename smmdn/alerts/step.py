@@ -9,6 +9,7 @@ Each site has a watermark (the last local day evaluated), so a rerun for the sam
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ import pandas as pd
 from smmdn.alerts import consensus as agreement_rules
 from smmdn.alerts import lifecycle
 from smmdn.alerts.consensus import consensus
+from smmdn.alerts.daycache import daily_context
 from smmdn.alerts.detect import (
     KEY,
     MISSING_WINDOW,
@@ -24,10 +26,8 @@ from smmdn.alerts.detect import (
     Rules,
     classify,
     complete,
-    daily_readings,
     runs,
     score_days,
-    within_periods,
 )
 from smmdn.alerts.exclusion import exclusion_transition
 from smmdn.alerts.routing import Routes, load_routes
@@ -94,20 +94,25 @@ def fault_periods(store: Store) -> dict[tuple[str, float, str], list[tuple[pd.Ti
 
 
 def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
-           routes: Routes | None = None) -> DetectOutcome:
-    """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages."""
+           routes: Routes | None = None, sites: Sequence[str] | None = None) -> DetectOutcome:
+    """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages.
+
+    ``sites``: the sites of this run (a shard of the daily flow; None: every site). Their daily values come
+    from the detector state in the store (``smmdn.alerts.daycache``): only readings written since the last
+    run are read raw."""
     now = utc(now)
     rules = rules or Rules.from_settings(settings)
     routes = routes if routes is not None else load_routes(settings)
     offsets = site_offsets(store)
     marks = lifecycle.site_watermarks(store)
+    if sites is not None:
+        scope = set(map(str, sites))
+        marks = {s: m for s, m in marks.items() if s in scope}
     default_from = (now - rules.lookback_days * DAY).floor("D")
     first = min([m + DAY for m in marks.values()] + [default_from]) if marks else default_from
     read_from = first - max(rules.context_days + 1, rules.consensus_days) * DAY  # the consensus learns over it
-    raw = store.read_observations(start=read_from - DAY, end=now + DAY)
     periods = db.sensor_periods(store)
-    raw = within_periods(raw, periods)
-    days = daily_readings(raw, offsets)
+    days = daily_context(store, read_from, now, offsets, periods, sites)
     outcome = DetectOutcome(now=now.isoformat())
     if not days.empty:
         days = days.loc[complete(days, now, offsets)]
@@ -134,7 +139,8 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
             days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
         conditions["_fresh"] = conditions["_fresh"].eq(True)
         outcome.outside = int(scored.loc[scored["time"].isin(days.loc[fresh, "time"]), "outside"].sum())
-    last = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
+    every = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
+    last = every if sites is None else every.loc[every["site"].astype(str).isin(scope)].reset_index(drop=True)
     plan = lifecycle.plan(store, conditions, scored, last, now, rules, periods)
     new_marks = {}
     if not days.empty and fresh.any():
@@ -142,7 +148,7 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
     applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
     for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
         setattr(outcome, key, applied[key])
-    expected = int(last[SERIES].drop_duplicates().shape[0]) if last is not None and not last.empty else 0
+    expected = int(every[SERIES].drop_duplicates().shape[0]) if every is not None and not every.empty else 0
     share_event = exclusion_transition(store, now, len(held_sensors(store)), expected,
                                        settings.alert_excluded_share_max, routes)
     if share_event:
