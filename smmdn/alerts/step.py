@@ -93,13 +93,29 @@ def fault_periods(store: Store) -> dict[tuple[str, float, str], list[tuple[pd.Ti
     return out
 
 
+def network_checks(store: Store, now: pd.Timestamp | str | None, settings: Settings, routes: Routes | None = None,
+                   last: pd.DataFrame | None = None) -> str | None:
+    """The network-wide share of sensors left out of the model (``alerts.exclusion``): once per cycle, over
+    every site — ``detect`` runs it itself unless it is a shard's run (``sites`` given)."""
+    now = utc(now)
+    routes = routes if routes is not None else load_routes(settings)
+    if last is None:
+        last = lifecycle.last_readings(store, now - MISSING_WINDOW, db.sensor_periods(store), now)
+    expected = int(last[SERIES].drop_duplicates().shape[0]) if last is not None and not last.empty else 0
+    event = exclusion_transition(store, now, len(held_sensors(store)), expected, settings.alert_excluded_share_max,
+                                 routes)
+    if event:
+        log.warning("alerts: sensors excluded from the model: %s", event)
+    return event
+
+
 def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
            routes: Routes | None = None, sites: Sequence[str] | None = None) -> DetectOutcome:
     """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages.
 
     ``sites``: the sites of this run (a shard of the daily flow; None: every site). Their daily values come
     from the detector state in the store (``smmdn.alerts.daycache``): only readings written since the last
-    run are read raw."""
+    run are read raw. A shard's run leaves ``network_checks`` to its flow."""
     now = utc(now)
     rules = rules or Rules.from_settings(settings)
     routes = routes if routes is not None else load_routes(settings)
@@ -139,8 +155,10 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
             days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
         conditions["_fresh"] = conditions["_fresh"].eq(True)
         outcome.outside = int(scored.loc[scored["time"].isin(days.loc[fresh, "time"]), "outside"].sum())
-    every = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
-    last = every if sites is None else every.loc[every["site"].astype(str).isin(scope)].reset_index(drop=True)
+    last = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
+    every = last
+    if sites is not None:
+        last = last.loc[last["site"].astype(str).isin(scope)].reset_index(drop=True)
     plan = lifecycle.plan(store, conditions, scored, last, now, rules, periods)
     new_marks = {}
     if not days.empty and fresh.any():
@@ -148,11 +166,8 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
     applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
     for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
         setattr(outcome, key, applied[key])
-    expected = int(every[SERIES].drop_duplicates().shape[0]) if every is not None and not every.empty else 0
-    share_event = exclusion_transition(store, now, len(held_sensors(store)), expected,
-                                       settings.alert_excluded_share_max, routes)
-    if share_event:
-        log.warning("alerts: sensors excluded from the model: %s", share_event)
+    if sites is None:  # a shard leaves the network-wide check to its flow (once per cycle, after the shards)
+        network_checks(store, now, settings, routes, every)
     outcome.alerts = applied["events"]  # every transition (the flow emits each as an event; summaries cut to 50)
     outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
     log.info("detection at %s: %d series over %d day(s), %d outside; opened %d, reopened %d, resolved %d, "
