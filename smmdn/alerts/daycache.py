@@ -38,9 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Readings are stamped with the writer's clock when written, but become visible when their transaction
-# commits: re-read this much before the clock folded in, so a slow concurrent write is never missed.
-SLACK = timedelta(minutes=15)
+# Readings are stamped with the writer's clock when their write starts, but become visible when it commits:
+# re-read this much before the clock folded in, so a write that was in flight during a run is not missed
+# (assumes no single observation write takes longer than this between stamping and commit).
+SLACK = timedelta(minutes=5)
 VALUES = [c for c in db.DAY_COLUMNS if c not in ("time", *SERIES)]
 
 
@@ -99,10 +100,12 @@ def _from_raw(store: Store, sites: Sequence[str], start: pd.Timestamp, end: pd.T
 
 
 def daily_context(store: Store, start: pd.Timestamp, now: pd.Timestamp, offsets: dict[str, float],
-                  periods: pd.DataFrame | None, sites: Sequence[str] | None = None) -> pd.DataFrame:
+                  periods: pd.DataFrame | None, sites: Sequence[str] | None = None, *,
+                  prune: bool = True) -> pd.DataFrame:
     """Daily rows (``alerts.detect.daily_readings``' columns) of every series of ``sites`` (None: every site)
     for local days from ``start`` to ``now``, exactly as computed from the raw readings, reading only the raw
-    readings changed since the last run; the cache is brought up to date and pruned to start at ``start``."""
+    readings changed since the last run; the cache is brought up to date and (``prune``: detection, whose
+    window is the longest) pruned to start at ``start``. Verification reads with ``prune=False``."""
     start = pd.Timestamp(start)
     end = now.floor("D") + 2 * DAY
     scope = sorted(map(str, sites)) if sites is not None else sorted(map(str, offsets))
@@ -123,14 +126,20 @@ def daily_context(store: Store, start: pd.Timestamp, now: pd.Timestamp, offsets:
     fresh = [_from_raw(store, rebuild, start, end, offsets, periods)]
     rows = cached.loc[cached["site"].isin(keep)]
     if keep:
+        # days after the covered ones (the new day, or days a replay or backfill already holds): from raw
+        through = states.loc[keep, "through_day"].map(pd.Timestamp)
+        for day, group in through.loc[through < end].groupby(through.loc[through < end]):
+            fresh.append(_from_raw(store, sorted(group.index), day, end, offsets, periods))
+        # covered days whose readings changed since (late, corrected): recomputed from raw
         since = states.loc[keep, "built_through"]
-        changed = db.changed_readings(store, since.min() - SLACK, start - DAY, end + DAY, keep)
+        # every cached day must stay current, also those before ``start`` that are kept (``prune=False``)
+        cover = pd.Series({s: start if prune else min(start, pd.Timestamp(states.loc[s, "first_day"]))
+                           for s in keep})
+        changed = db.changed_readings(store, since.min() - SLACK, cover.min() - DAY, through.max() + DAY, keep)
         if not changed.empty:
             changed = changed.loc[changed["updated_at"] > changed["site"].map(since - SLACK).to_numpy()]
         if not changed.empty:
-            shift = pd.to_timedelta(changed["site"].map(offsets).fillna(0.0).to_numpy(), unit="h")
-            changed["day"] = (changed["time"] + shift).dt.floor("D")
-            touched = changed.loc[changed["day"] >= start, [*SERIES, "day"]].drop_duplicates()
+            touched = _touched(changed, offsets, cover, through)
             recomputed = _recompute(store, touched, offsets, periods)
             key = ["time", *SERIES]
             gone = rows[key].merge(touched.rename(columns={"day": "time"}).assign(_t=True), on=key, how="left")
@@ -139,16 +148,44 @@ def daily_context(store: Store, start: pd.Timestamp, now: pd.Timestamp, offsets:
     new = pd.concat([f for f in fresh if len(f)], ignore_index=True) if any(len(f) for f in fresh) else None
     old = rows.loc[rows["time"] < start]
     rows = rows.loc[rows["time"] >= start]
+    kept_before = old.iloc[:0] if prune else old
+    first = {s: start for s in scope}
+    if not prune:  # rows before ``start`` stay cached, and so does the day they start from
+        old = old.iloc[:0]
+        for s in keep:
+            first[s] = min(start, pd.Timestamp(states.loc[s, "first_day"]))
     pieces = [f for f in (rows, new) if f is not None and len(f)]
     out = _as_day_rows(pd.concat(pieces, ignore_index=True)) if len(pieces) > 1 else (
         _as_day_rows(pieces[0]) if pieces else rows)
-    final = digests(out)
-    record = pd.DataFrame([{"site": s, "built_through": clock, "first_day": start, "fingerprint": prints[s],
+    final = digests(pd.concat([f for f in (out, kept_before) if len(f)], ignore_index=True)
+                    if len(kept_before) else out)
+    upto = {s: end for s in scope} | ({s: max(end, pd.Timestamp(states.loc[s, "through_day"])) for s in keep}
+                                      if keep else {})
+    record = pd.DataFrame([{"site": s, "built_through": clock, "first_day": first[s], "through_day": upto[s],
+                            "fingerprint": prints[s],
                             "row_count": final.get(s, (0, ""))[0], "digest": final.get(s, (0, f"{0:016x}"))[1]}
                            for s in scope])
-    prune = {s: start for s in set(old["site"])} if len(old) else {}
-    db.write_detector_state(store, new if new is not None else out.iloc[:0], record, prune, rebuild)
+    cut = {s: start for s in set(old["site"])} if len(old) else {}
+    db.write_detector_state(store, new if new is not None else out.iloc[:0], record, cut, rebuild)
+    out = out.loc[out["time"] >= start]
     return out.sort_values(["time", *SERIES], kind="stable").reset_index(drop=True)
+
+
+def _touched(changed: pd.DataFrame, offsets: dict[str, float], cover: pd.Series, through: pd.Series) -> pd.DataFrame:
+    """(series, local day) pairs inside each site's covered days [cover, through) that a changed reading falls
+    in: every day from the series' first to its last changed reading."""
+    shift = pd.to_timedelta(changed["site"].map(offsets).fillna(0.0).to_numpy(), unit="h")
+    lo, hi = (changed["first"] + shift).dt.floor("D"), (changed["last"] + shift).dt.floor("D")
+    first, last = pd.to_datetime(changed["site"].map(cover), utc=True), pd.to_datetime(
+        changed["site"].map(through), utc=True) - DAY
+    lo, hi = lo.where(lo >= first, first), hi.where(hi <= last, last)
+    out = []
+    for r, a, b in zip(changed[SERIES].itertuples(index=False), lo, hi, strict=True):
+        for day in pd.date_range(a, b, freq="D"):
+            out.append((r.site, r.depth_cm, r.sensor, day))
+    frame = pd.DataFrame(out, columns=[*SERIES, "day"])
+    frame["day"] = pd.to_datetime(frame["day"], utc=True).dt.as_unit("ns")
+    return frame
 
 
 def _recompute(store: Store, touched: pd.DataFrame, offsets: dict[str, float],

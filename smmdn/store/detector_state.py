@@ -18,7 +18,7 @@ from smmdn.store.frames import rows_of
 
 DAY_COLUMNS = ["time", "site", "depth_cm", "sensor", "vwc", "n", "n_spike", "n_flatline", "n_gap", "last_reading",
                "level", "span", "rough"]
-SITE_COLUMNS = ["site", "built_through", "first_day", "fingerprint", "row_count", "digest"]
+SITE_COLUMNS = ["site", "built_through", "first_day", "through_day", "fingerprint", "row_count", "digest"]
 COUNTS = ("n", "n_spike", "n_flatline", "n_gap")
 
 
@@ -40,12 +40,12 @@ def read_detector_days(store: StoreHandle, sites: Sequence[str] | None = None) -
 
 
 def read_detector_sites(store: StoreHandle, sites: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per site: ``built_through``, ``first_day``, ``fingerprint``, ``row_count``, ``digest``."""
+    """Per site: ``built_through``, ``first_day``, ``through_day``, ``fingerprint``, ``row_count``, ``digest``."""
     t = T.detector_sites
     query = sa.select(*(t.c[c] for c in SITE_COLUMNS))
     if sites is not None:
         query = query.where(t.c.site.in_(list(sites)))
-    return read_frame(store, query, ("built_through", "first_day"))
+    return read_frame(store, query, ("built_through", "first_day", "through_day"))
 
 
 def write_detector_state(store: StoreHandle, rows: pd.DataFrame, sites: pd.DataFrame,
@@ -72,23 +72,27 @@ def write_detector_state(store: StoreHandle, rows: pd.DataFrame, sites: pd.DataF
             s["updated_at"] = _now()
             columns = [*SITE_COLUMNS, "updated_at"]
             upsert_rows(conn, T.detector_sites, columns, rows_of(s, columns), ["site"],
-                        ["built_through", "first_day", "fingerprint", "row_count", "digest"], ["updated_at"])
+                        SITE_COLUMNS[1:], ["updated_at"])
     return written
 
 
 def changed_readings(store: StoreHandle, since: Timeish, start: Timeish = None, end: Timeish = None,
                      sites: Sequence[str] | None = None) -> pd.DataFrame:
-    """(time, site, depth_cm, sensor, updated_at) of readings in [start, end) written or changed after
-    ``since``: what a cached day must be recomputed for (a new day, a late reading, a corrected flag)."""
+    """Per series with readings in [start, end) written or changed after ``since``: the first and last such
+    reading time (``first``, ``last``) and the latest ``updated_at`` among them — what cached days must be
+    recomputed for (a late reading, a corrected flag). One row per series, aggregated in the database."""
     t = T.observations
-    query = sa.select(t.c.time, t.c.site, t.c.depth_cm, t.c.sensor, t.c.updated_at).where(
-        t.c.updated_at > _ts(since))
+    query = sa.select(t.c.site, t.c.depth_cm, t.c.sensor, sa.func.min(t.c.time).label("first"),
+                      sa.func.max(t.c.time).label("last"), sa.func.max(t.c.updated_at).label("updated_at")
+                      ).where(t.c.updated_at > _ts(since))
     query = time_filters(query, t.c.time, start, end)
     if sites is not None:
         query = query.where(t.c.site.in_(list(sites)))
+    query = query.group_by(t.c.site, t.c.depth_cm, t.c.sensor)
+    names = ["site", "depth_cm", "sensor", "first", "last", "updated_at"]
     with store._begin() as conn:
-        frame = pd.DataFrame(conn.execute(query).all(), columns=["time", "site", "depth_cm", "sensor", "updated_at"])
-    for c in ("time", "updated_at"):
+        frame = pd.DataFrame(conn.execute(query).all(), columns=names)
+    for c in ("first", "last", "updated_at"):
         frame[c] = _utc_column(frame[c]) if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")
     frame["site"], frame["sensor"] = frame["site"].astype(str), frame["sensor"].astype(str)
     frame["depth_cm"] = frame["depth_cm"].astype(float)

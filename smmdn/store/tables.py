@@ -281,8 +281,8 @@ def define_detector_state(md: sa.MetaData) -> dict[str, sa.Table]:
       window the rules need (the consensus learns offsets, spreads, CUSUM sums and run lengths over it).
     - ``detector_sites``: per site, what the cached days were built from: the ingest clock folded in
       (``built_through``: readings updated later are re-read), a fingerprint of the site's sensor periods and
-      clock offset, the first day covered, and a count and digest of its rows (a mismatch rebuilds the site
-      from the raw readings).
+      clock offset, the days covered (``first_day`` to ``through_day``), and a count and digest of its rows
+      (a mismatch rebuilds the site from the raw readings).
     """
     days = sa.Table(
         "detector_days",
@@ -307,6 +307,8 @@ def define_detector_state(md: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("site", sa.Text, primary_key=True),
         sa.Column("built_through", Time, nullable=False, comment="Readings updated after this are re-read."),
         sa.Column("first_day", Time, nullable=False, comment="First local day the cached rows cover."),
+        sa.Column("through_day", Time, nullable=False, comment="Local days before this are covered; later ones are "
+                                                               "read from raw."),
         sa.Column("fingerprint", sa.Text, nullable=False, comment="Sensor periods and clock offset built with."),
         sa.Column("row_count", sa.Integer, nullable=False),
         sa.Column("digest", sa.Text, nullable=False, comment="Digest of the site's cached rows."),

@@ -26,6 +26,7 @@ daily flow records it and the next cycle retrains in full (``smmdn.cycle.plan``)
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from smmdn.alerts.detect import complete, daily_readings, within_periods
+from smmdn.alerts.daycache import daily_context
+from smmdn.alerts.detect import complete
 from smmdn.alerts.drift import drift_transition
 from smmdn.alerts.routing import Routes, load_routes
 from smmdn.alerts.silences import drop_maintenance
@@ -110,11 +112,13 @@ def score_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
-    """Daily trusted sensor values in [start, end) that verification may use (see the module docstring)."""
+def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp,
+                 sites: Sequence[str] | None = None) -> pd.DataFrame:
+    """Daily trusted sensor values in [start, end) that verification may use (see the module docstring), of
+    ``sites`` (None: every site). They come from the detector state (``smmdn.alerts.daycache``: the raw
+    readings are read only where they changed since the state was built)."""
     offsets = site_offsets(store)
-    raw = store.read_observations(start=start - DAY, end=end + DAY)
-    days = daily_readings(within_periods(raw, db.sensor_periods(store)), offsets)
+    days = daily_context(store, start, now, offsets, db.sensor_periods(store), sites, prune=False)
     if days.empty:
         return days
     days = days.loc[complete(days, now, offsets) & (days["time"] >= start) & (days["time"] < end)
@@ -130,16 +134,21 @@ def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.T
     return days
 
 
-def score(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, int]:
-    """Score every forecast whose valid day is complete and not yet scored (plus the rescoring window)."""
-    mark = store.get_watermark(*WATERMARK)
+def score(store: Store, now: pd.Timestamp, settings: Settings,
+          sites: Sequence[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """Score every forecast whose valid day is complete and not yet scored (plus the rescoring window).
+
+    ``sites``: a shard's sites (None: every site); a shard keeps its own watermark (``scored_through:<sites>``)
+    so a shard retried alone starts where it stopped."""
+    mark_key = WATERMARK if sites is None else (WATERMARK[0], f"{WATERMARK[1]}:{','.join(sorted(sites))}")
+    mark = store.get_watermark(*mark_key)
     recent = now.floor("D") - settings.verification_lookback_days * DAY
     start = scores.first_forecast_valid_time(store) if mark is None else min(mark + DAY, recent)
     if start is None:
         return pd.DataFrame(), 0
     start = start.floor("D")
     end = now.floor("D") + DAY
-    days = trusted_days(store, start, end, now)
+    days = trusted_days(store, start, end, now, sites)
     if days.empty:
         return pd.DataFrame(), 0
     forecasts = store.read_forecasts(start=start, end=end, sites=sorted(days["site"].unique()))
@@ -155,7 +164,7 @@ def score(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataF
     if not scored.empty:
         latest = scored["valid_time"].max()
         if mark is None or latest > mark:
-            store.set_watermark(*WATERMARK, latest)
+            store.set_watermark(*mark_key, latest)
     return scored, written.inserted
 
 
@@ -291,10 +300,11 @@ def write_plots(skill: dict[str, pd.DataFrame], directory: Path) -> dict[str, st
 # the verify step
 # ---------------------------------------------------------------------------------------------------
 def verify(store: Store, now: pd.Timestamp | str | None, settings: Settings, *,
-           routes: Routes | None = None) -> VerificationOutcome:
-    """Score what became verifiable, judge calibration drift, tell operators, write the skill plots."""
+           routes: Routes | None = None, sites: Sequence[str] | None = None) -> VerificationOutcome:
+    """Score what became verifiable (of ``sites``; None: every site), judge calibration drift over the whole
+    network's scores, tell operators, write the skill plots."""
     now = utc(now)
-    scored, inserted = score(store, now, settings)
+    scored, inserted = score(store, now, settings, sites)
     outcome = VerificationOutcome(now=now.isoformat(), scored=len(scored), new_rows=inserted)
     if not scored.empty:
         outcome.valid_days = sorted({t.date().isoformat() for t in scored["valid_time"]})

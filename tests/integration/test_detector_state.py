@@ -100,6 +100,16 @@ def test_day_by_day_equals_a_replay_from_scratch(store) -> None:  # type: ignore
     pd.testing.assert_frame_equal(state, daily_state)
 
 
+def test_a_replay_over_readings_already_stored_reads_them(store) -> None:  # type: ignore[no-untyped-def]
+    """A replay or backfill: every day's readings are in the store before the first run; each day's run must
+    read its day from raw (it is after the days the state covers), not wait for a change that never comes."""
+    world = _world(store)
+    store.write_observations(W.readings(world, range(12), bend=_bend), source="test")
+    for n in range(2, 12):
+        start, now = world.day(max(0, n - 5)), world.now_after(n)
+        _same(_context(store, start, now), _from_raw(store, start, now))
+
+
 def test_late_and_corrected_readings_are_recomputed(store) -> None:  # type: ignore[no-untyped-def]
     world = _world(store)
     frame = W.readings(world, range(10))
