@@ -67,172 +67,213 @@ class Consensus:
 DEFAULT = Consensus()  # the detect step's thresholds (a development replay may swap them)
 
 
-def _local(x: float, span: float, n: float, rough: float, spikes: float, prev: float, prev2: float,
-           sib_x: float, sib_span: float, sib_rough: float, sib_move: float, c: Consensus) -> str | None:
-    """Sensor-local evidence of a fault on one day (None: none)."""
-    if np.isfinite(x) and np.isfinite(sib_x) and x < c.physical_floor and sib_x > 3 * c.physical_floor:
-        return "dropout"
-    if n >= 6 and np.isfinite(span) and span <= c.flat_span and np.isfinite(sib_span) and sib_span > 5 * c.flat_span:
-        return "stuck"
-    if (n < 6 and np.isfinite(prev) and np.isfinite(prev2) and abs(x - prev) <= 1e-6 and abs(prev - prev2) <= 1e-6
-            and np.isfinite(sib_move) and sib_move > 5 * c.flat_span):
-        return "stuck"
-    if spikes >= c.spike_flags:
-        return "spikes/noise"
-    if np.isfinite(rough) and rough > c.rough_min and (not np.isfinite(sib_rough) or rough > c.rough_ratio * sib_rough):
-        return "spikes/noise"
-    return None
+FAULT_CODES = (None, *FAULT_TYPES)  # int code of a fault type in the vectorised detector (0: none)
+_DROPOUT, _STUCK, _SPIKES, _OFFSET, _DRIFT = 1, 2, 3, 4, 5
+
+
+def _median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median over the last axis of the entries ``mask`` keeps (NaN where none): ``np.median``'s arithmetic
+    (middle value, or the mean of the two middle values) on every row at once."""
+    v = np.sort(np.where(mask, values, np.nan), axis=-1)  # NaN sort last
+    n = mask.sum(axis=-1)
+    lo = np.take_along_axis(v, np.clip((n - 1) // 2, 0, None)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(v, np.clip(n // 2, 0, v.shape[-1] - 1)[..., None], axis=-1)[..., 0]
+    out = np.where(n % 2 == 1, lo, (lo + hi) / 2)
+    return np.where(n > 0, out, np.nan)
 
 
 def _residuals(x: np.ndarray, valued: np.ndarray, admitted: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Offset-corrected residual of each sensor against the median of its admitted siblings, and that median."""
-    k = len(x)
-    e, ref = np.full(k, np.nan), np.full(k, np.nan)
-    for i in range(k):
-        sib = admitted & valued & (np.arange(k) != i)
-        if valued[i] and sib.any():
-            ref[i] = float(np.median(x[sib] - b[sib]))
-            e[i] = x[i] - b[i] - ref[i]
-    return e, ref
+    """Offset-corrected residual of each sensor (clusters × sensors) against the median of its admitted
+    siblings, and that median (NaN where a sensor has no value or no admitted sibling)."""
+    k = x.shape[1]
+    other = ~np.eye(k, dtype=bool)[None, :, :]
+    sib = (admitted & valued)[:, None, :] & other
+    ref = _median(np.broadcast_to((x - b)[:, None, :], sib.shape), sib)
+    ref = np.where(valued & sib.any(axis=2), ref, np.nan)
+    return x - b - ref, ref
 
 
-def _rescore(x: np.ndarray, valued: np.ndarray, admitted: np.ndarray, b: np.ndarray, s: np.ndarray, e: np.ndarray,
-             ref: np.ndarray, culprits: set[int]) -> np.ndarray:
-    """z of every sensor, the non-culprits' against a reference without the culprits (``e``, ``ref`` updated)."""
-    if culprits:
-        others = ~np.isin(np.arange(len(x)), list(culprits))
-        e2, ref2 = _residuals(x, valued, admitted & others, b)
-        e[others], ref[others] = e2[others], ref2[others]
-    return e / s
+def _sibling_median(values: np.ndarray, valued: np.ndarray) -> np.ndarray:
+    """Per sensor: the median of its valued siblings' finite ``values`` (NaN where none)."""
+    k = values.shape[1]
+    sib = valued[:, None, :] & ~np.eye(k, dtype=bool)[None, :, :] & np.isfinite(values)[:, None, :]
+    return _median(np.broadcast_to(values[:, None, :], sib.shape), sib)
+
+
+def _local(t: int, X: np.ndarray, SPAN: np.ndarray, N: np.ndarray, ROUGH: np.ndarray, SPK: np.ndarray,
+           valued: np.ndarray, c: Consensus) -> np.ndarray:
+    """Sensor-local evidence of a fault on day ``t`` per cluster and sensor (a fault code; 0: none)."""
+    x, span, n, rough, spikes = X[t], SPAN[t], N[t], ROUGH[t], SPK[t]
+    nan = np.full_like(x, np.nan)
+    prev = X[t - 1] if t >= 1 else nan
+    prev2 = X[t - 2] if t >= 2 else nan
+    sib_move = _sibling_median(np.abs(X[t] - X[t - 1]), valued) if t >= 1 else nan
+    sib_x, sib_span, sib_rough = (_sibling_median(v, valued) for v in (x, span, rough))
+    with np.errstate(invalid="ignore"):
+        dropout = np.isfinite(x) & np.isfinite(sib_x) & (x < c.physical_floor) & (sib_x > 3 * c.physical_floor)
+        stuck = ((n >= 6) & np.isfinite(span) & (span <= c.flat_span) & np.isfinite(sib_span)
+                 & (sib_span > 5 * c.flat_span))
+        stuck |= ((n < 6) & np.isfinite(prev) & np.isfinite(prev2) & (np.abs(x - prev) <= 1e-6)
+                  & (np.abs(prev - prev2) <= 1e-6) & np.isfinite(sib_move) & (sib_move > 5 * c.flat_span))
+        spiky = spikes >= c.spike_flags
+        spiky |= (np.isfinite(rough) & (rough > c.rough_min)
+                  & (~np.isfinite(sib_rough) | (rough > c.rough_ratio * sib_rough)))
+    code = np.select([dropout, stuck, spiky], [_DROPOUT, _STUCK, _SPIKES], 0)
+    return np.where(valued, code, 0)
 
 
 Period = tuple[pd.Timestamp | None, pd.Timestamp | None]  # (since, until); None: open on that side
 
 
-def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -> list[dict]:
-    """Run the detector over one site-depth cluster's days (``frame``: one row per sensor and day)."""
-    sensors = sorted(frame["sensor"].unique())
-    k = len(sensors)
-    days = sorted(frame["time"].unique())
-    idx = {s: i for i, s in enumerate(sensors)}
+def _clusters(frame: pd.DataFrame, members: list[tuple[str, float]], k: int, days: list,
+              held: dict[tuple[int, int], list[Period]], c: Consensus) -> pd.DataFrame:
+    """Run the detector over clusters that share their sensor count and their days, all at once.
 
-    def grid(col: str, fill: float = np.nan) -> np.ndarray:
-        out = np.full((len(days), k), fill)
-        piv = frame.pivot_table(index="time", columns="sensor", values=col, aggfunc="first").reindex(days)
-        for s in piv.columns:
-            out[:, idx[s]] = piv[s].to_numpy(dtype=float)
+    Day by day (the state carries from one day to the next), vectorised over clusters × sensors: the same
+    arithmetic as one cluster at a time, in the same order (``tests/unit/test_consensus.py`` checks it
+    against the one-cluster reference). ``held``: fault periods per (cluster index, sensor index).
+    """
+    n_c, n_t = len(members), len(days)
+    cidx = {m: j for j, m in enumerate(members)}
+    ci = np.array([cidx[(s, float(d))] for s, d in zip(frame["site"], frame["depth_cm"], strict=True)])
+    di = pd.DatetimeIndex(days).get_indexer(pd.DatetimeIndex(frame["time"]))
+    si = frame["_slot"].to_numpy()
+
+    def grid(col: str) -> np.ndarray:
+        out = np.full((n_t, n_c, k), np.nan)
+        vals = frame[col].to_numpy(dtype=float)
+        ok = np.isfinite(vals)
+        out[di[ok], ci[ok], si[ok]] = vals[ok]
         return out
 
     X, SPAN, N = grid("level"), grid("span"), grid("n")
     ROUGH, SPK, Q50 = grid("rough"), grid("n_spike"), grid("q50")
-    history: list[list[float]] = [[] for _ in range(k)]  # clean residuals (for the spread)
-    level: list[list[float]] = [[] for _ in range(k)]  # clean x_i − cluster median (for the offset)
-    b, s = np.zeros(k), np.full(k, c.prior_sigma)
-    cplus, cminus = np.zeros(k), np.zeros(k)
-    excluded = np.zeros(k, dtype=bool)
-    agree = np.zeros(k, dtype=int)
-    last: list[str | None] = [None] * k
-    rows: list[dict] = []
+    L = c.learn_days
+    H = np.full((n_c, k, L), np.nan)  # clean residuals, oldest first (for the spread)
+    LV = np.full((n_c, k, L), np.nan)  # clean x_i − cluster median (for the offset)
+    count = np.zeros((n_c, k), dtype=int)
+    b, s = np.zeros((n_c, k)), np.full((n_c, k), c.prior_sigma)
+    cplus, cminus = np.zeros((n_c, k)), np.zeros((n_c, k))
+    excluded = np.zeros((n_c, k), dtype=bool)
+    agree = np.zeros((n_c, k), dtype=int)
+    last = np.zeros((n_c, k), dtype=int)
+    after = np.triu(np.ones((k, k), dtype=bool))  # [j, i]: j ≥ i
+    before = ~after  # [j, i]: j < i
+    out: dict[str, list[np.ndarray]] = {name: [] for name in ("t", "c", "i", "state", "fault", "value", "z",
+                                                               "residual", "reference", "weak", "excluded")}
     for t, day in enumerate(days):
         x = X[t]
         valued = np.isfinite(x)
-        forced = np.zeros(k, dtype=bool)
-        for i, sn in enumerate(sensors):
-            for since, until in held.get(sn, ()):
+        forced = np.zeros((n_c, k), dtype=bool)
+        for (cj, i), periods in held.items():
+            for since, until in periods:
                 started = since is None or day >= since
                 if until is None:  # an open alert: excluded from its first day (agreeing days re-admit it)
                     if started and (t == 0 or (since is not None and days[t - 1] < since)):
-                        excluded[i] = True
+                        excluded[cj, i] = True
                 elif started and day < until:  # a past fault: out, not learnt from, not named again
-                    excluded[i] = forced[i] = True
+                    excluded[cj, i] = forced[cj, i] = True
                 elif day >= until and t > 0 and days[t - 1] < until:  # its alert resolved: re-admitted
-                    excluded[i], agree[i] = False, 0
+                    excluded[cj, i], agree[cj, i] = False, 0
 
         admitted = ~excluded
-        if (admitted & valued).sum() < 2:  # too few admitted: compare with every valued sibling
-            admitted = valued.copy()
+        few = (admitted & valued).sum(axis=1) < 2  # too few admitted: compare with every valued sibling
+        admitted = np.where(few[:, None], valued, admitted)
         e, ref = _residuals(x, valued, admitted, b)
-        z = e / s
-        local: list[str | None] = [None] * k
-        for i in range(k):
-            if not valued[i]:
-                continue
-            sib = valued & (np.arange(k) != i)
-            prev = X[t - 1, i] if t >= 1 else np.nan
-            prev2 = X[t - 2, i] if t >= 2 else np.nan
-            sib_move = np.nanmedian(np.abs(X[t, sib] - X[t - 1, sib])) if t >= 1 and sib.any() else np.nan
-            local[i] = _local(x[i], SPAN[t, i], N[t, i], ROUGH[t, i], SPK[t, i], prev, prev2,
-                              np.nanmedian(x[sib]) if sib.any() else np.nan,
-                              np.nanmedian(SPAN[t, sib]) if sib.any() else np.nan,
-                              np.nanmedian(ROUGH[t, sib]) if sib.any() else np.nan, sib_move, c)
-        ready = np.array([len(h) >= c.min_learn for h in history])
+        local = _local(t, X, SPAN, N, ROUGH, SPK, valued, c)
+        ready = count >= c.min_learn
         pool = ~excluded & valued
-        middle = float(np.median(x[pool] - b[pool])) if pool.sum() >= 2 else np.nan
-        culprits = {i for i in range(k) if local[i] and not forced[i]}
-        fault: dict[int, str] = {i: str(local[i]) for i in culprits}
+        middle = _median(x - b, pool)
+        middle = np.where(pool.sum(axis=1) >= 2, middle, np.nan)
+        culprit = (local > 0) & ~forced
+        fault = np.where(culprit, local, 0)
 
-        z = _rescore(x, valued, admitted, b, s, e, ref, culprits)
+        e2, ref2 = _residuals(x, valued, admitted & ~culprit, b)
+        e, ref = np.where(culprit, e, e2), np.where(culprit, ref, ref2)
+        z = e / s
         # residual evidence: the largest |z| among the sensors whose residual fires (ready: offset learnt;
         # an excluded sensor is judged on its residual whatever it learnt)
         zabs = np.where(np.isfinite(z) & (ready | excluded), np.abs(z), 0.0)
         step_hit = zabs >= c.z_step
-        cp_next = np.maximum(0.0, cplus + np.nan_to_num(z) - c.cusum_k)
-        cm_next = np.maximum(0.0, cminus - np.nan_to_num(z) - c.cusum_k)
+        zn = np.nan_to_num(z)
+        cp_next = np.maximum(0.0, cplus + zn - c.cusum_k)
+        cm_next = np.maximum(0.0, cminus - zn - c.cusum_k)
         drift_hit = ready & ((cp_next > c.cusum_h) | (cm_next > c.cusum_h))
         still = excluded & (zabs >= c.z_agree)
-        fired = [i for i in range(k) if (step_hit[i] or drift_hit[i] or still[i]) and i not in culprits
-                 and not forced[i]]
-        if fired and not (k == 2 and culprits):
-            if k == 2:
-                dist = np.abs(x - Q50[t])
-                pick = [i for i in fired if np.isfinite(dist).all() and dist[i] >= dist.max()]
-            else:
-                pick = [max(fired, key=lambda i: zabs[i])]
-            for i in pick:
-                culprits.add(i)
-                fault[i] = ("offset" if step_hit[i] else "drift" if drift_hit[i] else last[i] or "offset")
-            z = _rescore(x, valued, admitted, b, s, e, ref, culprits)
-        weak = k == 2
-        for i in range(k):
-            if not valued[i] or not np.isfinite(z[i]) or forced[i]:
-                continue
-            if i in culprits:
-                if not excluded[i]:
-                    cplus[:], cminus[:] = 0.0, 0.0  # the siblings' evidence so far was this sensor's
-                excluded[i], agree[i], last[i] = True, 0, fault[i]
-                continue
-            if ready[i]:
-                cplus[i] = max(0.0, cplus[i] + z[i] - c.cusum_k)
-                cminus[i] = max(0.0, cminus[i] - z[i] - c.cusum_k)
-            if excluded[i]:
-                agree[i] += 1
-                if agree[i] >= c.readmit_days:
-                    excluded[i], agree[i] = False, 0
-                    cplus[i] = cminus[i] = 0.0
-            elif np.isfinite(middle) and (not ready[i] or (abs(z[i]) < c.z_agree and cplus[i] < c.cusum_h / 2
-                                                           and cminus[i] < c.cusum_h / 2)):
-                history[i] = (history[i] + [float(e[i])])[-c.learn_days:]
-                level[i] = (level[i] + [float(x[i] - middle)])[-c.learn_days:]
-                b[i] = float(np.median(level[i]))
-                if len(history[i]) >= c.min_learn:
-                    h = np.asarray(history[i])
-                    s[i] = max(c.floor_sigma, 1.4826 * float(np.median(np.abs(h - np.median(h)))))
-        for i, sensor in enumerate(sensors):
-            if not valued[i]:
-                continue
-            named = i in culprits
-            state = "out" if named else ("clear" if ready[i] or excluded[i] else "none")
-            if not named and excluded[i]:
-                state = "clear"  # agreeing again, on its way back in
-            if forced[i]:
-                state = "none"  # a past fault's day: its alert has its verdict
-            rows.append({"time": day, "sensor": sensor, "state": state, "fault": fault.get(i), "value": float(x[i]),
-                         "z": float(z[i]) if np.isfinite(z[i]) else np.nan,
-                         "residual": float(e[i]) if np.isfinite(e[i]) else np.nan,
-                         "reference": float(ref[i] + b[i]) if np.isfinite(ref[i]) else np.nan,
-                         "weak": bool(named and weak and fault.get(i) in ("offset", "drift")),
-                         "excluded": bool(excluded[i])})
-    return rows
+        fired = (step_hit | drift_hit | still) & ~culprit & ~forced
+        go = fired.any(axis=1) & ~((k == 2) & culprit.any(axis=1))
+        if k == 2:
+            dist = np.abs(x - Q50[t])
+            full = np.isfinite(dist).all(axis=1)
+            top = np.where(full, np.nanmax(np.where(np.isfinite(dist), dist, -np.inf), axis=1), np.inf)
+            pick = fired & full[:, None] & (dist >= top[:, None])
+        else:
+            best = np.argmax(np.where(fired, zabs, -np.inf), axis=1)
+            pick = np.zeros((n_c, k), dtype=bool)
+            pick[np.arange(n_c), best] = True
+            pick &= fired
+        pick &= go[:, None]
+        kind = np.where(step_hit, _OFFSET, np.where(drift_hit, _DRIFT, np.where(last > 0, last, _OFFSET)))
+        fault = np.where(pick, kind, fault)
+        culprit |= pick
+        e3, ref3 = _residuals(x, valued, admitted & ~culprit, b)
+        e, ref = np.where(culprit, e, e3), np.where(culprit, ref, ref3)
+        z = e / s
+        zn = np.nan_to_num(z)
+
+        active = valued & np.isfinite(z) & ~forced
+        named_now = active & culprit
+        newly = named_now & ~excluded  # the siblings' evidence so far was this sensor's: every sum restarts
+        reset_before = (newly[:, :, None] & before[None]).any(axis=1)  # a newly named sensor j < i
+        reset_after = (newly[:, :, None] & after[None]).any(axis=1)  # … j ≥ i
+        plain = active & ~culprit
+        grow = plain & ready
+        base_p, base_m = np.where(reset_before, 0.0, cplus), np.where(reset_before, 0.0, cminus)
+        cp = np.where(grow, np.maximum(0.0, base_p + zn - c.cusum_k), base_p)
+        cm = np.where(grow, np.maximum(0.0, base_m - zn - c.cusum_k), base_m)
+        back = plain & excluded
+        agree = np.where(back, agree + 1, agree)
+        readmit = back & (agree >= c.readmit_days)
+        learn = (plain & ~excluded & np.isfinite(middle)[:, None]
+                 & (~ready | ((np.abs(z) < c.z_agree) & (cp < c.cusum_h / 2) & (cm < c.cusum_h / 2))))
+        excluded = np.where(readmit, False, excluded)
+        agree = np.where(readmit, 0, agree)
+        cp, cm = np.where(readmit, 0.0, cp), np.where(readmit, 0.0, cm)
+        excluded = excluded | named_now
+        agree = np.where(named_now, 0, agree)
+        last = np.where(named_now, fault, last)
+        cplus, cminus = np.where(reset_after, 0.0, cp), np.where(reset_after, 0.0, cm)
+        if learn.any():
+            H[learn] = np.concatenate([H[learn][:, 1:], e[learn][:, None]], axis=1)
+            LV[learn] = np.concatenate([LV[learn][:, 1:], (x - middle[:, None])[learn][:, None]], axis=1)
+            count = np.where(learn, np.minimum(count + 1, L), count)
+            full_h = np.isfinite(LV)
+            b = np.where(learn, _median(LV, full_h), b)
+            h_ok = np.isfinite(H)
+            hm = _median(H, h_ok)
+            mad = _median(np.abs(H - hm[..., None]), h_ok)
+            s = np.where(learn & (count >= c.min_learn), np.maximum(c.floor_sigma, 1.4826 * mad), s)
+        state = np.where(culprit, "out", np.where(ready | excluded, "clear", "none"))
+        state = np.where(forced, "none", state)
+        cj, i = np.nonzero(valued)
+        out["t"].append(np.full(len(cj), t))
+        out["c"].append(cj)
+        out["i"].append(i)
+        out["state"].append(state[cj, i])
+        out["fault"].append(np.where(culprit, fault, 0)[cj, i])
+        out["value"].append(x[cj, i])
+        out["z"].append(z[cj, i])
+        out["residual"].append(e[cj, i])
+        out["reference"].append((ref + b)[cj, i])
+        out["weak"].append((culprit & (k == 2) & np.isin(fault, (_OFFSET, _DRIFT)))[cj, i])
+        out["excluded"].append(excluded[cj, i])
+    cols = {name: np.concatenate(v) if v else np.array([], dtype=int) for name, v in out.items()}
+    return pd.DataFrame({
+        "_t": cols["t"].astype(int), "_c": cols["c"].astype(int), "_i": cols["i"].astype(int),
+        "state": cols["state"].astype(object), "fault": [FAULT_CODES[int(f)] for f in cols["fault"]],
+        "value": cols["value"].astype(float), "z": cols["z"].astype(float),
+        "residual": cols["residual"].astype(float), "reference": cols["reference"].astype(float),
+        "weak": cols["weak"].astype(bool), "excluded": cols["excluded"].astype(bool)})
 
 
 def consensus(days: pd.DataFrame,
@@ -251,16 +292,44 @@ def consensus(days: pd.DataFrame,
     held = held or set()
     if not isinstance(held, dict):
         held = {key: [(None, None)] for key in held}
-    out: list[pd.DataFrame] = []
     if days.empty:
         return pd.DataFrame(columns=COLUMNS)
-    for (site, depth), frame in days.groupby(["site", "depth_cm"], sort=True):
-        if frame["sensor"].nunique() < 2:
+    frame = days.reset_index(drop=True)
+    clusters: dict[tuple, list[tuple[int, tuple[str, float], list[str]]]] = {}
+    groups = frame.groupby(["site", "depth_cm"], sort=True).indices
+    ranks: dict[tuple[str, float], tuple] = {}
+    for rank, ((site, depth), rows) in enumerate(groups.items()):
+        ranks[(site, float(depth))] = (site, depth)
+        sub = frame.iloc[rows]
+        sensors = sorted(sub["sensor"].unique())
+        if len(sensors) < 2:
             continue
-        mine = {sn: list(p) for (st, dp, sn), p in held.items() if st == site and float(dp) == float(depth)}
-        rows = _cluster(frame, mine, c)
-        if rows:
-            out.append(pd.DataFrame(rows).assign(site=site, depth_cm=float(depth)))
-    if not out:
+        span = tuple(pd.DatetimeIndex(sorted(sub["time"].unique())).asi8)
+        clusters.setdefault((len(sensors), span), []).append((rank, (site, float(depth)), sensors))
+    if not clusters:
         return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(out, ignore_index=True)[COLUMNS]
+    parts = []
+    for (k, _days), members in clusters.items():
+        names = {(m[1][0], m[1][1]): j for j, m in enumerate(members)}
+        keep = np.zeros(len(frame), dtype=bool)
+        slot = np.zeros(len(frame), dtype=int)
+        for site_depth, j in names.items():
+            rows = groups[ranks[site_depth]]
+            keep[rows] = True
+            slot[rows] = [members[j][2].index(sn) for sn in frame["sensor"].to_numpy()[rows]]
+        sub = frame.loc[keep].assign(_slot=slot[keep])
+        mine: dict[tuple[int, int], list[Period]] = {}
+        for (st, dp, sn), periods in held.items():
+            j = names.get((st, float(dp)))
+            if j is not None and sn in members[j][2]:
+                mine[(j, members[j][2].index(sn))] = list(periods)
+        day_index = pd.DatetimeIndex(sorted(sub["time"].unique()))
+        result = _clusters(sub, [m[1] for m in members], k, list(day_index), mine, c)
+        result["time"] = day_index[result["_t"].to_numpy()]
+        result["site"] = [members[j][1][0] for j in result["_c"]]
+        result["depth_cm"] = [members[j][1][1] for j in result["_c"]]
+        result["sensor"] = [members[j][2][i] for j, i in zip(result["_c"], result["_i"], strict=True)]
+        result["_rank"] = [members[j][0] for j in result["_c"]]
+        parts.append(result)
+    out = pd.concat(parts, ignore_index=True).sort_values(["_rank", "_t", "_i"], kind="stable")
+    return out.reset_index(drop=True)[COLUMNS]

@@ -18,6 +18,7 @@ import pandas as pd
 from smmdn.alerts import consensus as agreement_rules
 from smmdn.alerts import lifecycle
 from smmdn.alerts.consensus import consensus
+from smmdn.alerts.daycache import daily_context
 from smmdn.alerts.detect import (
     KEY,
     MISSING_WINDOW,
@@ -25,10 +26,8 @@ from smmdn.alerts.detect import (
     Rules,
     classify,
     complete,
-    daily_readings,
     runs,
     score_days,
-    within_periods,
 )
 from smmdn.alerts.exclusion import exclusion_transition
 from smmdn.alerts.routing import Routes, load_routes
@@ -98,13 +97,31 @@ def _site_of(action: lifecycle.Action) -> str:
     return str(action.handle.row.get("site", action.values.get("site")))
 
 
+def network_checks(store: Store, now: pd.Timestamp | str | None, settings: Settings, routes: Routes | None = None,
+                   last: pd.DataFrame | None = None) -> str | None:
+    """The network-wide share of sensors left out of the model (``alerts.exclusion``): once per cycle, over
+    every site — ``detect`` runs it itself unless it is a shard's run (``sites`` not empty)."""
+    now = utc(now)
+    routes = routes if routes is not None else load_routes(settings)
+    if last is None:
+        last = lifecycle.last_readings(store, now - MISSING_WINDOW, db.sensor_periods(store), now)
+    expected = int(last[SERIES].drop_duplicates().shape[0]) if last is not None and not last.empty else 0
+    event = exclusion_transition(store, now, len(held_sensors(store)), expected, settings.alert_excluded_share_max,
+                                 routes)
+    if event:
+        log.warning("alerts: sensors excluded from the model: %s", event)
+    return event
+
+
 def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, rules: Rules | None = None,
            routes: Routes | None = None, sites: Sequence[str] | None = None) -> DetectOutcome:
     """Evaluate the days each site completed since its watermark, apply the alert lifecycle, queue messages.
 
     ``sites``: only these sites' series and alerts (a shard of the daily cycle); None: every site. The
-    network-wide duties (the share of excluded sensors, the clocks of network alerts, site ``*``) run only
-    for the whole network: ``sites`` None, or empty (``[]``: them alone, the sharded cycle's parent)."""
+    network-wide duties (``network_checks``, the clocks of network alerts, site ``*``) run only for the whole
+    network: ``sites`` None, or empty (``[]``: them alone, the sharded cycle's parent). Daily values come
+    from the detector state in the store (``smmdn.alerts.daycache``): only readings written since the last
+    run are read raw."""
     now = utc(now)
     scope = None if sites is None else {str(s) for s in sites}
     network = not scope
@@ -112,16 +129,13 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
     routes = routes if routes is not None else load_routes(settings)
     offsets = site_offsets(store)
     marks = lifecycle.site_watermarks(store)
+    if scope is not None:
+        marks = {s: m for s, m in marks.items() if s in scope}
     default_from = (now - rules.lookback_days * DAY).floor("D")
     first = min([m + DAY for m in marks.values()] + [default_from]) if marks else default_from
     read_from = first - max(rules.context_days + 1, rules.consensus_days) * DAY  # the consensus learns over it
-    if scope == set():  # the network's duties alone: no site's days (an empty window keeps the columns)
-        raw = store.read_observations(start=now, end=now)
-    else:
-        raw = store.read_observations(sites=sorted(scope) if scope else None, start=read_from - DAY, end=now + DAY)
     periods = db.sensor_periods(store)
-    raw = within_periods(raw, periods)
-    days = daily_readings(raw, offsets)
+    days = daily_context(store, read_from, now, offsets, periods, sites)
     outcome = DetectOutcome(now=now.isoformat())
     if not days.empty:
         days = days.loc[complete(days, now, offsets)]
@@ -149,7 +163,7 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
         conditions["_fresh"] = conditions["_fresh"].eq(True)
         outcome.outside = int(scored.loc[scored["time"].isin(days.loc[fresh, "time"]), "outside"].sum())
     every = lifecycle.last_readings(store, now - MISSING_WINDOW, periods, now)
-    last = every if scope is None else every.loc[every["site"].astype(str).isin(scope)]
+    last = every if scope is None else every.loc[every["site"].astype(str).isin(scope)].reset_index(drop=True)
     plan = lifecycle.plan(store, conditions, scored, last, now, rules, periods)
     if scope is not None:  # not the clocks of other sites' alerts, nor the network's unless it is the network
         plan = [a for a in plan if _site_of(a) in scope or (network and _site_of(a) == "*")]
@@ -159,11 +173,8 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
     applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
     for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
         setattr(outcome, key, applied[key])
-    expected = int(every[SERIES].drop_duplicates().shape[0]) if every is not None and not every.empty else 0
-    share_event = exclusion_transition(store, now, len(held_sensors(store)), expected,
-                                       settings.alert_excluded_share_max, routes) if network else None
-    if share_event:
-        log.warning("alerts: sensors excluded from the model: %s", share_event)
+    if network:  # once per cycle over every site: a shard leaves it to the parent's network-only run
+        network_checks(store, now, settings, routes, every)
     outcome.alerts = applied["events"]  # every transition (the flow emits each as an event; summaries cut to 50)
     outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
     log.info("detection at %s: %d series over %d day(s), %d outside; opened %d, reopened %d, resolved %d, "

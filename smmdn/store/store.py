@@ -4,8 +4,8 @@ Writes are idempotent upserts on natural keys, one transaction per call (or per 
 block), so a failure leaves nothing partial. Reads return canonical pandas frames.
 
 Each table group is a module of functions taking the ``Store`` (sites, observations, forcing, forecasts,
-models, ledger, alerts, verification); the facade binds the long-standing ones as methods so callers write
-``store.read_sites()``. The facade itself holds only the plumbing: the engine, transactions, schema set-up
+models, ledger, alerts, verification, detector_state); the facade binds the long-standing ones as methods so
+callers write ``store.read_sites()``. The facade itself holds only the plumbing: the engine, transactions, schema set-up
 and checks, retention.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from smmdn.store import forcing, forecasts, ledger, models, observations, sites
+from smmdn.store import detector_state, forcing, forecasts, ledger, models, observations, sites
 from smmdn.store import tables as T
 from smmdn.store.common import Timeish, _now, _ts, _utc_column
 from smmdn.store.engine import is_postgres, make_engine
@@ -162,6 +162,10 @@ class Store:
     write_quarantine = ledger.write_quarantine
     list_quarantine = ledger.list_quarantine
     release_quarantine = ledger.release_quarantine
+
+    read_detector_days = detector_state.read_detector_days
+    read_detector_sites = detector_state.read_detector_sites
+    write_detector_state = detector_state.write_detector_state
 
     # --- generic ----------------------------------------------------------------------------------
     def count(self, table: str) -> int:

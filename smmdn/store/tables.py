@@ -269,3 +269,55 @@ alert_incident_members = _incidents["alert_incident_members"]
 alert_incident_notices = _incidents["alert_incident_notices"]
 for _column in outbox_incident_columns():
     alert_outbox.append_column(_column)
+
+
+# --- revision 0010: detector state per series (the daily context detection reads instead of raw readings) --
+def define_detector_state(md: sa.MetaData) -> dict[str, sa.Table]:
+    """Revision 0010 (issues 16, 25, 26): what detection keeps between runs so a run (or a shard) reads only
+    its new day of raw readings.
+
+    - ``detector_days``: per series and local-standard day, the daily values every rule reads (trusted mean,
+      reading and flag counts, last reading, level, within-day range and roughness), over the trailing
+      window the rules need (the consensus learns offsets, spreads, CUSUM sums and run lengths over it).
+    - ``detector_sites``: per site, what the cached days were built from: the ingest clock folded in
+      (``built_through``: readings updated later are re-read), a fingerprint of the site's sensor periods and
+      clock offset, the days covered (``first_day`` to ``through_day``), and a count and digest of its rows
+      (a mismatch rebuilds the site from the raw readings).
+    """
+    days = sa.Table(
+        "detector_days",
+        md,
+        sa.Column("site", sa.Text, primary_key=True),
+        sa.Column("depth_cm", sa.Float, primary_key=True),
+        sa.Column("sensor", sa.Text, primary_key=True),
+        sa.Column("time", Time, primary_key=True, comment="Start of the local-standard day (UTC instant)."),
+        sa.Column("vwc", sa.Float, comment="Mean of the day's trusted readings (NULL: every reading flagged)."),
+        sa.Column("n", sa.Integer, nullable=False),
+        sa.Column("n_spike", sa.Integer, nullable=False),
+        sa.Column("n_flatline", sa.Integer, nullable=False),
+        sa.Column("n_gap", sa.Integer, nullable=False),
+        sa.Column("last_reading", Time, nullable=False),
+        sa.Column("level", sa.Float, nullable=False),
+        sa.Column("span", sa.Float, nullable=False),
+        sa.Column("rough", sa.Float),
+    )
+    sites_ = sa.Table(
+        "detector_sites",
+        md,
+        sa.Column("site", sa.Text, primary_key=True),
+        sa.Column("built_through", Time, nullable=False, comment="Readings updated after this are re-read."),
+        sa.Column("first_day", Time, nullable=False, comment="First local day the cached rows cover."),
+        sa.Column("through_day", Time, nullable=False, comment="Local days before this are covered; later ones are "
+                                                               "read from raw."),
+        sa.Column("fingerprint", sa.Text, nullable=False, comment="Sensor periods and clock offset built with."),
+        sa.Column("row_count", sa.Integer, nullable=False),
+        sa.Column("digest", sa.Text, nullable=False, comment="Digest of the site's cached rows."),
+        sa.Column("updated_at", Time, nullable=False),
+    )
+    return {t.name: t for t in (days, sites_)}
+
+
+DETECTOR_TABLES = ("detector_days", "detector_sites")
+_detector = define_detector_state(metadata)
+detector_days = _detector["detector_days"]
+detector_sites = _detector["detector_sites"]

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from smmdn.alerts.detect import complete, daily_readings, within_periods
+from smmdn.alerts.daycache import daily_context
+from smmdn.alerts.detect import complete
 from smmdn.alerts.drift import drift_transition
 from smmdn.alerts.routing import Routes, load_routes
 from smmdn.alerts.silences import drop_maintenance
@@ -113,11 +114,11 @@ def score_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def trusted_days(store: Store, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp,
                  sites: Sequence[str] | None = None) -> pd.DataFrame:
-    """Daily trusted sensor values in [start, end) that verification may use (see the module docstring);
-    ``sites``: only theirs (None: every site)."""
+    """Daily trusted sensor values in [start, end) that verification may use (see the module docstring), of
+    ``sites`` (None: every site). They come from the detector state (``smmdn.alerts.daycache``: the raw
+    readings are read only where they changed since the state was built)."""
     offsets = site_offsets(store)
-    raw = store.read_observations(sites=list(sites) if sites else None, start=start - DAY, end=end + DAY)
-    days = daily_readings(within_periods(raw, db.sensor_periods(store)), offsets)
+    days = daily_context(store, start, now, offsets, db.sensor_periods(store), sites, prune=False)
     if days.empty:
         return days
     days = days.loc[complete(days, now, offsets) & (days["time"] >= start) & (days["time"] < end)

@@ -144,3 +144,39 @@ def test_readmit_days_setting_sets_how_long_a_healed_sensor_must_agree() -> None
         return int(c.index[(c.index >= START + 10) & ~c["excluded"]].min())
 
     assert back_in(5) - back_in(2) == 3
+
+
+def _network(seed: int) -> pd.DataFrame:
+    """Many clusters at once: every fault type, two to four sensors, days missing here and there (a sensor's
+    day, or a whole cluster's day), daily records (n < 6) on one cluster."""
+    rng = np.random.default_rng(seed)
+    faults = [None, "step", "drift", "stuck", "zero", "spikes"]
+    frames = []
+    for j in range(12):
+        sensors = ("a", "b", "c", "d")[:2 + j % 3]
+        f = world(seed * 100 + j, faults[j % len(faults)], sensors=sensors, culprit=sensors[-1])
+        f["site"], f["depth_cm"] = f"S{j // 2}", 5.0 + 10 * (j % 2)
+        if j == 5:
+            f["n"] = 1
+        frames.append(f)
+    d = pd.concat(frames, ignore_index=True)
+    gone = rng.random(len(d)) < 0.04
+    gone |= (d["site"] == "S3") & (d["depth_cm"] == 5.0) & d["time"].isin(d["time"].unique()[[7, 31]])
+    return d.loc[~gone].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorised_detector_equals_the_one_cluster_reference(seed: int) -> None:
+    """The detector runs every cluster at once; it must decide exactly what the one-cluster-at-a-time
+    reference (the detector as first written, ``tests/helpers/consensus_reference.py``) decides."""
+    from tests.helpers.consensus_reference import consensus as reference
+
+    d = _network(seed)
+    t0 = pd.Timestamp("2024-01-01")
+    held = {("S0", 15.0, "b"): [(t0 + pd.Timedelta(days=34), t0 + pd.Timedelta(days=40))],
+            ("S1", 5.0, "c"): [(t0 + pd.Timedelta(days=45), None)],
+            ("S2", 15.0, "d"): [(None, None)]}
+    for h in (None, held):
+        got, want = consensus(d, h), reference(d, h)
+        assert (got["state"] == "out").sum() > 10  # the network has faults to name
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
