@@ -72,7 +72,8 @@ def _deployments() -> dict[str, dict]:
     for dep in spec["deployments"]:
         path, func = dep["entrypoint"].split(":")
         source = (REPO / path).read_text(encoding="utf-8")
-        flow = re.search(rf'@flow\(name="([^"]+)"(?:(?!\ndef ).)*?\ndef {func}\(', source, re.S)  # other decorators may follow
+        # other decorators may stand between ``@flow(...)`` and the function (daily's explained_errors)
+        flow = re.search(rf'@flow\(name="([^"]+)"(?:(?!\ndef ).)*?\ndef {func}\(', source, re.S)
         assert flow, dep["entrypoint"]
         found[f"{flow.group(1)}/{dep['name']}"] = dep
     return found
