@@ -1,40 +1,6 @@
 """The replicate consensus detector as first written, one cluster at a time: the reference the vectorised
-detector (``smmdn.alerts.consensus``) is checked against (``tests/unit/test_consensus.py``). Test tooling only.
-
-The original module docstring follows.
-
-Replicate consensus, model-free: which sensor of a site-depth cluster left its siblings, and how.
-
-Why: the mixture predicts the cluster, not each probe, and its observed-state input is the cluster's mean,
-so a faulty probe drags the forecast and its healthy siblings fall outside it. Siblings, not the forecast,
-are the reference for a probe; the mixture only breaks a two-sensor tie (``smmdn.alerts.detect``).
-
-Per site and depth with two or more sensors, day by day over the history handed in (pure: frames in,
-frames out; the detect step reads the store):
-- residual ``e_i = x_i − median_j≠i (x_j − b_j)`` over the admitted siblings ``j``, where ``b_j`` is each
-  sensor's persistent offset, learnt as the median of its residuals over a trailing window of clean days,
-  and ``z_i = (e_i − b_i) / s_i`` with ``s_i`` the robust spread (MAD) of those clean residuals, floored
-  at ``Consensus.floor_sigma`` (the prior before enough clean days: ``prior_sigma``);
-- fault types, in the order they are tested: ``dropout`` (daily mean under ``physical_floor`` while the
-  siblings read above ``3 × physical_floor``), ``stuck`` (no change within the day, or for two days on
-  daily records, while the siblings change), ``spikes/noise`` (spike flags, or roughness well above the
-  siblings'), ``offset`` (``|z| ≥ z_step``: a level shift, opens at once), ``drift`` (two-sided CUSUM on
-  ``z`` past ``cusum_h``);
-- attribution: sensor-local evidence (dropout, stuck, spikes) names its sensor directly; a residual is
-  symmetric between siblings, so the sensor with the largest ``|z|`` is the candidate and the others are
-  re-scored without it. With two sensors the residuals are mirror images: the one farther from the
-  mixture median is named and the verdict says the attribution is weak; without a forecast nobody is;
-- a named sensor is excluded from its siblings' reference and its days are not learnt from; it is
-  re-admitted after ``readmit_days`` consecutive days agreeing with its siblings (|z| < ``z_agree`` and
-  no local evidence), and sensors under an open fault alert (``held``) start excluded.
-- known fault periods (``held`` as periods: from each fault alert's first day to the day after its last,
-  open-ended while it is open): a closed period keeps its sensor out of the reference, of learning and of
-  naming on those days, and re-admits it the day it ends. Why: the detect step recomputes the state from a
-  trailing window of days; a window that starts inside a past fault would otherwise learn the faulty level
-  as the sensor's offset and name the sensor again once it is healthy.
-
-``missing`` is not decided here (no reading is not a residual): the lifecycle's missing rule does it.
-"""
+detector (``smmdn.alerts.consensus``, whose docstring says what it computes and why) is checked against
+(``tests/unit/test_consensus.py``). Test tooling only."""
 
 from __future__ import annotations
 

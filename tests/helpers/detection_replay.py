@@ -37,14 +37,24 @@ from tests.helpers import detection_score as S  # noqa: E402
 from tests.helpers import detection_truth as T  # noqa: E402
 
 
-def copy_home(run_dir: Path, work: Path) -> Path:
-    """A copy of the run's home with only what detection reads (store, registry, routes)."""
+def copy_store(run_dir: Path, work: Path) -> Path:
+    """A copy of the run's home with only what detection reads (store, registry, routes), upgraded to
+    the current schema."""
     home = work / "home"
     (home / "data").mkdir(parents=True, exist_ok=True)
     shutil.copy2(run_dir / "home" / "data" / "smmdn.db", home / "data" / "smmdn.db")
     for name in ("registry.yaml", "alert-routes.yaml"):
         if (run_dir / "home" / name).exists():
             shutil.copy2(run_dir / "home" / name, home / name)
+    from smmdn.store import Store
+
+    Store(f"sqlite:///{home / 'data' / 'smmdn.db'}").init()  # a run made by older code: today's schema
+    return home
+
+
+def copy_home(run_dir: Path, work: Path) -> Path:
+    """``copy_store`` without the run's alerts and outbox (detection raises them again)."""
+    home = copy_store(run_dir, work)
     with sqlite3.connect(home / "data" / "smmdn.db") as conn:
         conn.execute("DELETE FROM alert_outbox")
         conn.execute("DELETE FROM alerts")

@@ -38,6 +38,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.helpers import detection_replay  # noqa: E402
 from tests.helpers import detection_score as S  # noqa: E402
 from tests.helpers import detection_truth as T  # noqa: E402
 from tests.helpers import notification_score as N  # noqa: E402
@@ -48,12 +49,7 @@ CLEARED = ("alert_incident_notices", "alert_incident_members", "alert_incidents"
 
 def copy_home(run_dir: Path, work: Path) -> tuple[Path, pd.DataFrame]:
     """A copy of the run's home without its alerts, incidents and outbox; returns it and the system alerts."""
-    home = work / "home"
-    (home / "data").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run_dir / "home" / "data" / "smmdn.db", home / "data" / "smmdn.db")
-    for name in ("registry.yaml", "alert-routes.yaml"):
-        if (run_dir / "home" / name).exists():
-            shutil.copy2(run_dir / "home" / name, home / name)
+    home = detection_replay.copy_store(run_dir, work)
     with sqlite3.connect(home / "data" / "smmdn.db") as conn:
         system = pd.read_sql_query(f"SELECT * FROM alerts WHERE kind IN ({','.join('?' * len(SYSTEM))})", conn,
                                    params=SYSTEM)
