@@ -122,7 +122,7 @@ def fetch_datastream(
     if not base:
         raise SourceError("no SensorThings endpoint configured: set SMMDN_SENSORTHINGS_URL")
     ds_url = datastream_url(base, datastream_id)
-    meta = http.read_json(http.get(session, ds_url, settings=settings, setting=SETTING), setting=SETTING)
+    meta = http.get_json(session, ds_url, settings=settings, setting=SETTING)
     if not isinstance(meta, dict):
         raise SourceError(f"{ds_url}: expected a Datastream object")
     scale = unit_scale(meta.get("unitOfMeasurement"), ds_url)
@@ -140,8 +140,7 @@ def fetch_datastream(
     for _ in range(MAX_PAGES):
         if url is None:
             break
-        page = http.read_json(http.get(session, url, settings=settings, setting=SETTING, params=params),
-                              setting=SETTING)
+        page = http.get_json(session, url, settings=settings, setting=SETTING, params=params)
         if not isinstance(page, dict) or not isinstance(page.get("value"), list):
             raise SourceError(f"{url}: expected an entity collection with a 'value' array")
         pages.append(parse_observations(page["value"], url))

@@ -18,7 +18,7 @@ from smmdn.config import Settings
 from smmdn.errors import SourceError
 from smmdn.ingest import ingest_forcing, ingest_sensors
 from smmdn.registry import Registry, parse_registry
-from smmdn.sources.http import MAX_RETRY_AFTER_S, CappedRetry, make_session
+from smmdn.sources.http import MAX_RETRY_AFTER_S, CappedRetry, NotJson, make_session
 from smmdn.sources.sensorthings import fetch_datastream
 from tests.conftest import shared_path
 from tests.helpers.http_server import Reply, Server, serve
@@ -127,6 +127,22 @@ def test_429_with_retry_after_is_honoured_and_capped(server, settings) -> None: 
 
     retry = CappedRetry(total=1, respect_retry_after_header=True)
     assert retry.get_retry_after(FakeResponse()) == MAX_RETRY_AFTER_S  # an hour would stall the whole run
+
+
+def test_sensorthings_page_that_is_not_json_is_asked_again(server, settings) -> None:  # type: ignore[no-untyped-def]
+    """A proxy's HTML page with HTTP 200 in the middle of the paging: asked again (``http_retries``), every
+    value of the good answer read once; still broken after the retries: ``NotJson`` naming the URL."""
+    html = Reply("<!DOCTYPE html><html><body>502 Bad Gateway</body></html>", headers={"Content-Type": "text/html"})
+    server.route("/sta/v1.1/Datastreams(1)", html, Reply(json.dumps({"unitOfMeasurement": {"symbol": "m3/m3"}})))
+    server.route("/sta/v1.1/Datastreams(1)/Observations", html,
+                 Reply(_page([("2024-06-01T00:00:00Z", 0.3), ("2024-06-01T01:00:00Z", 0.31)], None)))
+    frame = fetch_datastream(make_session(settings), settings, 1)
+    assert list(frame["value"]) == [0.3, 0.31]
+    assert server.hits("/sta/v1.1/Datastreams(1)") == 2 and server.hits("/sta/v1.1/Datastreams(1)/Observations") == 2
+
+    server.route("/sta/v1.1/Datastreams(2)", *[html] * (settings.http_retries + 1))
+    with pytest.raises(NotJson, match=r"Datastreams\(2\).*not JSON.*after 3 attempt"):
+        fetch_datastream(make_session(settings), settings, 2)
 
 
 def test_read_timeout_is_a_clear_source_error_and_nothing_is_written(server, tmp_path, registry, db) -> None:  # type: ignore[no-untyped-def]
