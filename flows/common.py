@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
@@ -130,10 +131,27 @@ def explained_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_REGISTRIES: dict[tuple[str, str], Any] = {}
+
+
 def registry(cfg: Settings | None = None) -> Any:
+    """The site registry, parsed once per file content: a cycle reads it in several steps (a national
+    registry parses in a noticeable fraction of a second), and an edited file is read again at once."""
     from smmdn.ingest import registry_from_settings
 
-    return registry_from_settings(cfg or settings())
+    cfg = cfg or settings()
+    path = str(cfg.registry_file or "")
+    try:
+        text = Path(path).read_text(encoding="utf-8") if path else ""
+    except OSError:  # unreadable: the library says what to fix
+        return registry_from_settings(cfg)
+    key = (path, text)
+    found = _REGISTRIES.get(key)
+    if found is None:
+        found = registry_from_settings(cfg)
+        _REGISTRIES.clear()
+        _REGISTRIES[key] = found
+    return found
 
 
 def logger() -> Any:
