@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
@@ -24,14 +25,16 @@ from smmdn.config import Settings, get_settings
 from smmdn.redact import redact, redact_value
 
 
-def run_name(flow: str, *keys: str) -> Callable[[], str]:
+def run_name(flow: str, *keys: str, task: bool = False) -> Callable[[], str]:
     """A flow-run name from the run's parameters (``daily-2024-05-15``): the UI's run list reads as the days
-    it covers. A missing ``day`` is the day the run resolves to (yesterday in ``SMMDN_TIMEZONE``)."""
+    it covers. A missing ``day`` is the day the run resolves to (yesterday in ``SMMDN_TIMEZONE``).
+    ``task``: the name of a task run (a daily step run as a task: ``validate-2024-05-15``), from its own
+    parameters."""
 
     def name() -> str:
-        from prefect.runtime import flow_run
+        from prefect.runtime import flow_run, task_run
 
-        params = flow_run.parameters or {}
+        params = (task_run.parameters if task else flow_run.parameters) or {}
         parts = [flow]
         for key in keys or ("day",):
             value = params.get(key)
@@ -85,10 +88,23 @@ def settings() -> Settings:
     return get_settings()
 
 
+_STORES: dict[str, Any] = {}
+
+
 def store(cfg: Settings | None = None) -> Any:
+    """The store of the configured database, one per process and URL: every step of a cycle (and every cycle
+    of a long-running worker or the demo) shares its engine and connection pool instead of opening its own.
+    Switching databases (tests, the benchmark's sizes) disposes the previous one's pool."""
     from smmdn.store import Store
 
-    return Store((cfg or settings()).resolved_database_url)
+    url = (cfg or settings()).resolved_database_url
+    db = _STORES.get(url)
+    if db is None:
+        for old in _STORES.values():
+            old.dispose()
+        _STORES.clear()
+        db = _STORES[url] = Store(url)
+    return db
 
 
 def explained_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,10 +131,27 @@ def explained_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_REGISTRIES: dict[tuple[str, str], Any] = {}
+
+
 def registry(cfg: Settings | None = None) -> Any:
+    """The site registry, parsed once per file content: a cycle reads it in several steps (a national
+    registry parses in a noticeable fraction of a second), and an edited file is read again at once."""
     from smmdn.ingest import registry_from_settings
 
-    return registry_from_settings(cfg or settings())
+    cfg = cfg or settings()
+    path = str(cfg.registry_file or "")
+    try:
+        text = Path(path).read_text(encoding="utf-8") if path else ""
+    except OSError:  # unreadable: the library says what to fix
+        return registry_from_settings(cfg)
+    key = (path, text)
+    found = _REGISTRIES.get(key)
+    if found is None:
+        found = registry_from_settings(cfg)
+        _REGISTRIES.clear()
+        _REGISTRIES[key] = found
+    return found
 
 
 def logger() -> Any:

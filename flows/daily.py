@@ -4,8 +4,13 @@ Training: fine-tune daily, full retrain on ``Settings.full_retrain_weekday`` or 
 reported calibration drift (``smmdn.cycle.plan.training_plan``). Cold start (no champion yet): ingest first
 back-fills ``history_days`` of sensor data and archived forcing, then a full training runs.
 
+Steps are task runs of this flow run, each named after the issue day (``ingest-…``, ``validate-…``,
+``train-…-fine-tune``, ``forecast-…``, ``detect-anomalies``, ``verify``, ``deliver-alerts``) with its own logs
+and artifacts: the ingest, validate, forecast and train steps are the same functions as their standalone flows
+(deployments, CLI), called as tasks because a subflow costs a flow run's bookkeeping (about a second) each.
+
 When this flow runs as a deployment, training goes to the ``train`` deployment on the ``gpu`` pool via
-``run_deployment`` (the parent waits and reads its persisted result); run locally, it is a subflow.
+``run_deployment`` (the parent waits and reads its persisted result); run locally, it is a task run.
 
 Sharded (``SMMDN_SHARD_SITES`` > 0): after ingest, validation and the one network-wide training, the sites'
 forecast, detection and scoring run as shards, flow runs of the ``daily-shard`` deployment (``flows/shard.py``;
@@ -21,10 +26,10 @@ import pandas as pd
 from prefect import flow
 
 from flows import alerts, common, verify
-from flows.forecast import forecast, tell_operators_about_the_model
-from flows.ingest import ingest
+from flows.forecast import forecast_task, tell_operators_about_the_model
+from flows.ingest import ingest_task
 from flows.train import run_train
-from flows.validate import validate
+from flows.validate import validate_task
 
 
 @flow(name="daily", flow_run_name=common.run_name("daily"), timeout_seconds=6 * 3600, persist_result=True)
@@ -52,8 +57,8 @@ def daily(day: str | None = None, history_days: int = 365, train_overrides: dict
         since = (cycle.data_end - pd.Timedelta(days=history_days)).isoformat() if cold else None
         if cold:
             log.info("cold start: back-filling %d days of history before training", history_days)
-        summary["ingest"] = ingest(now=cycle.now.isoformat(), since=since)
-    summary["validation"] = validate(after_id=after, day=issue)
+        summary["ingest"] = ingest_task(now=cycle.now.isoformat(), since=since)
+    summary["validation"] = validate_task(after_id=after, day=issue)
 
     kind, why = training_plan(db, cfg, cycle)
     if skip_training:
@@ -68,7 +73,7 @@ def daily(day: str | None = None, history_days: int = 365, train_overrides: dict
     if shards:
         sharded(summary, shards, history_days, replay, remote_shards, shard_attempts)
     else:
-        summary["forecast"] = forecast(day=issue, history_days=history_days, validation=summary["validation"],
+        summary["forecast"] = forecast_task(day=issue, history_days=history_days, validation=summary["validation"],
                                        replay=replay)
         summary["alerts"] = alerts.detect(cycle.now)
         summary["verification"] = verify.verify(cycle.now)  # may queue the operators' drift alert

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prefect import flow
+from prefect import flow, task
 
 from flows import common
 
@@ -17,6 +17,11 @@ def forecast(day: str | None = None, history_days: int = 400, validation: dict |
              replay: bool = False, force: bool = False) -> dict[str, Any]:
     """Forecast issue ``day`` (default: yesterday); a stale-forcing run is flagged and logged at WARNING."""
     return issue(day, history_days, validation, replay, force)
+
+
+# The daily cycle's forecast step: the same function as a task run (``forecast-<day>``), not a subflow.
+forecast_task = task(name="forecast", task_run_name=common.run_name("forecast", task=True), timeout_seconds=1800,
+                     persist_result=True)(forecast.fn)
 
 
 def issue(day: str | None, history_days: int, validation: dict | None, replay: bool, force: bool = False, *,

@@ -1,15 +1,16 @@
 """``train`` flow: full retrain or fine-tune, judged on the held-out window (deployed on the ``gpu`` pool).
 
 The daily cycle calls it with ``run_deployment`` when it runs as a deployment (so training lands on a
-GPU worker, concurrency 1) and in-process when run locally. Either way the result is the persisted
-``TrainOutcome`` dict, and the model artifact lives on shared storage (``SMMDN_SHARED_STORAGE_URL``).
+GPU worker, concurrency 1) and in-process when run locally, as a task run of the same function
+(``train_task``). Either way the result is the persisted ``TrainOutcome`` dict, and the model artifact lives
+on shared storage (``SMMDN_SHARED_STORAGE_URL``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
 
 from flows import common
 
@@ -40,14 +41,19 @@ def train(day: str | None = None, kind: str = "fine-tune", history_days: int = 7
     return outcome
 
 
+# Run locally (no deployment), the daily cycle trains in a task run (``train-<day>-<kind>``), not a subflow.
+train_task = task(name="train", task_run_name=common.run_name("train", "day", "kind", task=True),
+                  timeout_seconds=TRAIN_TIMEOUT_S, persist_result=True)(train.fn)
+
+
 def run_train(parameters: dict[str, Any], *, remote: bool | None = None,
               deployment: str = TRAIN_DEPLOYMENT) -> dict[str, Any]:
-    """Train on the GPU pool (as a deployment) or in-process; returns the ``TrainOutcome`` dict."""
+    """Train on the GPU pool (as a deployment) or in-process as a task run; returns the ``TrainOutcome`` dict."""
     from prefect.runtime import deployment as runtime
 
     remote = runtime.id is not None if remote is None else remote
     if not remote:
-        return train(**parameters)
+        return train_task(**parameters)
     from prefect.deployments import run_deployment
 
     flow_run = run_deployment(name=deployment, parameters=parameters, timeout=TRAIN_TIMEOUT_S)

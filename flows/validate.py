@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
 
 from flows import common
 
@@ -23,3 +23,8 @@ def validate(after_id: int = 0, day: str | None = None) -> dict[str, Any]:
     status = validation_status(common.store(), after_id)
     (log.warning if status["status"] == "issues" else log.info)("validation: %s", status)
     return status
+
+
+# The daily cycle's validate step: the same function as a task run (``validate-<day>``), not a subflow.
+validate_task = task(name="validate", task_run_name=common.run_name("validate", task=True), timeout_seconds=600,
+                     persist_result=True)(validate.fn)

@@ -86,8 +86,9 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
                               lambda path, receiver: write_routes(path, net.sites, receiver))
     weather, receiver, server, settings = services.weather, services.receiver, services.server, services.settings
     landing = settings.path("landing")
+    by_site = dict(tuple(net.readings.groupby("site", sort=False)))  # one filter per site, not per site and day
     for s in net.sites:  # the loggers' stored history: one upload per site
-        write_toa5_day(landing, s.site, net.readings, START, days=opts.history)
+        write_toa5_day(landing, s.site, by_site[s.site], START, days=opts.history)
     echo(f"simulated {opts.sites} sites x 3 depths x 3 sensors; {opts.history} days of logger files in {landing}")
     echo(f"weather (Open-Meteo format) at {weather.url}; alerts sink {receiver.url}; "
          f"failing sensor {plain(net.failing)} from {net.failure_start.date()}")
@@ -111,7 +112,7 @@ def run_demo(opts: DemoOptions, echo: Any = print) -> dict[str, Any]:
             for d in range(opts.history, opts.history + opts.days):
                 day = START + pd.Timedelta(days=d)
                 for s in net.sites:
-                    write_toa5_day(landing, s.site, net.readings, day)
+                    write_toa5_day(landing, s.site, by_site[s.site], day)
                 weather.today = day + pd.Timedelta(days=1)
                 t0 = time.perf_counter()
                 summary = daily(day=day.date().isoformat(), history_days=opts.history + opts.days,

@@ -119,3 +119,43 @@ def flow_run_logs(name: str) -> tuple[list[Any], list[Any]]:
             return runs, logs
 
     return asyncio.run(read())
+
+
+def task_run_logs(name: str) -> tuple[list[Any], list[Any]]:
+    """(task runs called ``name``, newest first; the log records of the newest one and of the task runs nested
+    in it): the daily cycle's ingest, validate, train and forecast steps are task runs of its flow run, each
+    with its own logs (ingest's per-source tasks are nested in it, Prefect's ``__parents__`` input)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        LogFilter,
+        LogFilterTaskRunId,
+        TaskRunFilter,
+        TaskRunFilterName,
+    )
+    from prefect.client.schemas.sorting import TaskRunSort
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+
+    async def read() -> tuple[list[Any], list[Any]]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[name])),
+                                               sort=TaskRunSort.EXPECTED_START_TIME_DESC)
+            if not runs:
+                return runs, []
+            siblings = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [runs[0].flow_run_id]}), limit=200)
+            mine = {runs[0].id}
+            grown = True
+            while grown:  # the nested runs, at any depth
+                grown = False
+                for t in siblings:
+                    parents = {getattr(p, "id", None) for p in (t.task_inputs or {}).get("__parents__", [])}
+                    if t.id not in mine and parents & mine:
+                        mine.add(t.id)
+                        grown = True
+            logs = await client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=list(mine))))
+            return runs, logs
+
+    return asyncio.run(read())

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from smmdn.config import get_settings
 from smmdn.store import alerts as db
-from tests.flows.conftest import HISTORY, Ops, artifacts, flow_run_logs, run_daily
+from tests.flows.conftest import HISTORY, Ops, artifacts, flow_run_logs, run_daily, task_run_logs
 from tests.helpers.browser import render
 
 pytestmark = [pytest.mark.postgres, pytest.mark.prefect, pytest.mark.slow]
@@ -69,10 +69,18 @@ def test_views_over_real_cycles(ops: Ops, tmp_path: Path, capsys: pytest.Capture
     assert runs and runs[0].state.is_completed()  # the newest: other tests of the session may replay that day
     steps = {r.name for r in logs if r.name.startswith("smmdn.")}
     assert {"smmdn.alerts.step", "smmdn.verify.verification", "smmdn.alerts.deliver"} <= steps, steps
-    ingest_runs, ingest_logs = flow_run_logs(f"ingest-{ops.day(HISTORY + 4).date()}")  # runs the morning after
-    assert ingest_runs and any(r.name == "smmdn.ingest" for r in ingest_logs)
-    assert flow_run_logs(f"train-{ops.day(HISTORY + 3).date()}-fine-tune")[0]
-    assert flow_run_logs(f"validate-{ops.day(HISTORY + 3).date()}")[0]  # the subflow too, not a random name
+    # each step its own run of that day's cycle (task runs), named after the day, with its own log lines
+    daily_id = runs[0].id
+    ingest_runs, ingest_logs = task_run_logs(f"ingest-{ops.day(HISTORY + 4).date()}")  # runs the morning after
+    assert ingest_runs and ingest_runs[0].flow_run_id == daily_id and ingest_runs[0].state.is_completed()
+    assert any(r.name == "smmdn.ingest" for r in ingest_logs)
+    assert all(r.flow_run_id == daily_id for r in ingest_logs)
+    for step, library in ((f"train-{ops.day(HISTORY + 3).date()}-fine-tune", "smmdn.cycle.champion"),
+                          (f"validate-{ops.day(HISTORY + 3).date()}", None),  # logs at INFO: below the tests' level
+                          (f"forecast-{ops.day(HISTORY + 3).date()}", "smmdn.cycle.forecast")):
+        step_runs, step_logs = task_run_logs(step)
+        assert step_runs and step_runs[0].flow_run_id == daily_id and step_runs[0].state.is_completed(), step
+        assert library is None or any(r.name == library for r in step_logs), (step, {r.name for r in step_logs})
 
     # every Grafana panel's SQL returns rows, run as the read-only role
     variables = {"site": site, "depth": "5"}
