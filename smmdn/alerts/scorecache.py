@@ -91,9 +91,9 @@ def score_window(store: Store, days: pd.DataFrame, fresh: pd.Series, rules: Rule
         new = score_days(rest, pd.DataFrame(), rules)
         new.index = rest.index
         parts.append(new)
-    if not parts:
-        return score_days(frame, pd.DataFrame(), rules)
-    return pd.concat(parts).sort_index()
+    out = pd.concat(parts).sort_index() if parts else score_days(frame, pd.DataFrame(), rules)
+    out.attrs["rescored"] = int(todo.sum())  # days scored from the forecasts this run (the rest: cached)
+    return out
 
 
 def _still_latest(store: Store, m: pd.DataFrame, ok: np.ndarray, sites: list[str]) -> np.ndarray:
@@ -154,10 +154,15 @@ def _cache_rows(scored: pd.DataFrame, forecasts: pd.DataFrame, key: str, clock: 
     return out
 
 
+def _us(times: pd.Series) -> np.ndarray:
+    """Epoch microseconds, whatever the column's unit."""
+    return pd.to_datetime(times, utc=True).dt.as_unit("ns").astype("int64").to_numpy() // 1000
+
+
 def row_digests(rows: pd.DataFrame) -> np.ndarray:
     """Per cache row: a digest of its key, what it was computed from and its verdict (hex text)."""
     canon = pd.DataFrame({
-        "time": pd.to_datetime(rows["time"], utc=True).astype("int64").to_numpy() // 1000,
+        "time": _us(rows["time"]),
         "site": rows["site"].astype(str).to_numpy(), "depth_cm": rows["depth_cm"].astype(float).to_numpy(),
         "sensor": rows["sensor"].astype(str).to_numpy(), "vwc": rows["vwc"].astype(float).to_numpy(),
         "run_id": rows["run_id"].where(rows["run_id"].notna(), "").astype(str).to_numpy(),
@@ -165,6 +170,6 @@ def row_digests(rows: pd.DataFrame) -> np.ndarray:
         "pit": rows["pit"].astype(float).to_numpy(),
         "flags": (rows["has_forecast"].astype(bool).astype(int) * 4 + rows["outside"].astype(bool).astype(int) * 2
                   + rows["severe"].astype(bool).astype(int)).to_numpy(),
-        "at": pd.to_datetime(rows["scored_at"], utc=True).astype("int64").to_numpy() // 1000})
+        "at": _us(rows["scored_at"])})
     h = pd.util.hash_pandas_object(canon, index=False).to_numpy(dtype=np.uint64)
     return np.array([f"{x:016x}" for x in h], dtype=object)

@@ -67,15 +67,17 @@ def _window(store: Any, now: pd.Timestamp) -> tuple[pd.DataFrame, pd.Series, pd.
 
 
 def _alerts(store: Any) -> list[tuple]:
+    """The alerts and their observed values (to 1e-12: PostgreSQL's raw-reading read parses a value an ulp
+    apart from SQLite's now and then, ``store.observations.read_observation_rows``)."""
     a = db.read_alerts(store)
     return sorted((r.kind, r.site, float(r.depth_cm), r.sensor, r.status, str(r.window_start), str(r.window_end),
-                   r.observed) for r in a.itertuples())
+                   round(float(r.observed), 12)) for r in a.itertuples())
 
 
 def test_cached_scores_equal_scoring_from_scratch(store) -> None:  # type: ignore[no-untyped-def]
     world = _world(store)
     rules = Rules()
-    scored_days = 0
+    scored_days, rescored = 0, {}
     for n in range(13):
         store.write_observations(W.readings(world, [n], bend=_bend, seed=n), source="test")
         now = world.now_after(n)
@@ -98,7 +100,11 @@ def test_cached_scores_equal_scoring_from_scratch(store) -> None:  # type: ignor
         pd.testing.assert_frame_equal(got[["time", "site", "depth_cm", "sensor", *VERDICT, "direction"]],
                                       want[["time", "site", "depth_cm", "sensor", *VERDICT, "direction"]])
         scored_days = max(scored_days, int(got["time"].nunique()))
-    assert scored_days > 3  # the window held earlier days, reused from the cache
+        rescored[n] = got.attrs["rescored"]
+    assert scored_days > 3
+    fresh_rows = 2 * 2 * 3  # sites x depths x sensors of the new day
+    assert rescored[12] == rescored[7] == fresh_rows  # a plain day: only the new day is scored, the rest is cached
+    assert rescored[8] > fresh_rows and rescored[10] > fresh_rows and rescored[11] > fresh_rows  # the changes
     day7 = got.loc[got["time"] == world.day(7)]
     late = forecasts_issued_before(store, world.day(7), world.day(8))
     assert set(late["issue_time"]) == {world.day(7) - pd.Timedelta(hours=12)}
