@@ -47,12 +47,19 @@ VALUES = [c for c in db.DAY_COLUMNS if c not in ("time", *SERIES)]
 
 def fingerprint(site: str, periods: pd.DataFrame | None, offsets: dict[str, float]) -> str:
     """What a site's daily rows depend on besides its readings: its sensors' active periods and its offset."""
-    parts = [f"offset={offsets.get(site, 0.0)!r}"]
+    return fingerprints([site], periods, offsets)[site]
+
+
+def fingerprints(sites: Sequence[str], periods: pd.DataFrame | None, offsets: dict[str, float]) -> dict[str, str]:
+    """``fingerprint`` of every site of ``sites`` (the periods sorted and grouped once)."""
+    lines: dict[str, list[str]] = {s: [f"offset={offsets.get(s, 0.0)!r}"] for s in sites}
     if periods is not None and not periods.empty:
-        mine = periods.loc[periods["site"].astype(str) == site]
-        for r in mine.sort_values(["depth_cm", "sensor"]).itertuples():
-            parts.append(f"{float(r.depth_cm)!r}|{r.sensor}|{r.active_from}|{r.active_to}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+        p = periods.assign(site=periods["site"].astype(str))
+        p = p.loc[p["site"].isin(lines)].sort_values(["site", "depth_cm", "sensor"], kind="stable")
+        for site, depth, sensor, since, until in zip(p["site"], p["depth_cm"], p["sensor"], p["active_from"],
+                                                    p["active_to"], strict=True):
+            lines[site].append(f"{float(depth)!r}|{sensor}|{since}|{until}")
+    return {s: hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32] for s, parts in lines.items()}
 
 
 def digests(rows: pd.DataFrame) -> dict[str, tuple[int, str]]:
@@ -113,7 +120,7 @@ def daily_context(store: Store, start: pd.Timestamp, now: pd.Timestamp, offsets:
     cached = db.read_detector_days(store, scope)
     states = db.read_detector_sites(store, scope).set_index("site") if scope else pd.DataFrame()
     have = digests(cached)
-    prints = {s: fingerprint(s, periods, offsets) for s in scope}
+    prints = fingerprints(scope, periods, offsets)
     rebuild, keep = [], []
     for site in scope:
         st = states.loc[site] if site in states.index else None
@@ -123,6 +130,13 @@ def daily_context(store: Store, start: pd.Timestamp, now: pd.Timestamp, offsets:
     if rebuild and len(rebuild) < len(scope):
         log.info("detector state: rebuilding %d site(s) from raw readings (no, stale or damaged state): %s",
                  len(rebuild), ", ".join(rebuild[:10]))
+    # every cached day must stay current, also those before ``start`` that are kept (``prune=False``)
+    cover = pd.Series({s: start if prune else min(start, pd.Timestamp(states.loc[s, "first_day"])) for s in keep},
+                      dtype=object)
+    # the writes since the last clocks' bands, read before any reading is (see ``_since``)
+    lowest = min([start, *cover.tolist()]) - DAY
+    opened = [clock - SLACK] + ([_band_since(states.loc[s]) for s in keep] if keep else [])
+    stamps = db.writes_since(store, min(opened), lowest, scope)
     fresh = [_from_raw(store, rebuild, start, end, offsets, periods)]
     rows = cached.loc[cached["site"].isin(keep)]
     if keep:
@@ -131,14 +145,12 @@ def daily_context(store: Store, start: pd.Timestamp, now: pd.Timestamp, offsets:
         for day, group in through.loc[through < end].groupby(through.loc[through < end]):
             fresh.append(_from_raw(store, sorted(group.index), day, end, offsets, periods))
         # covered days whose readings changed since (late, corrected): recomputed from raw
-        since = states.loc[keep, "built_through"]
-        # every cached day must stay current, also those before ``start`` that are kept (``prune=False``)
-        cover = pd.Series({s: start if prune else min(start, pd.Timestamp(states.loc[s, "first_day"]))
-                           for s in keep})
-        changed = db.changed_readings(store, since.min() - SLACK, cover.min() - DAY, through.max() + DAY, keep)
+        since = _since(states.loc[keep], stamps)
+        changed = stamps.loc[stamps["site"].isin(keep)]
+        changed = changed.loc[changed["updated_at"] > changed["site"].map(since)]
         if not changed.empty:
-            changed = changed.loc[changed["updated_at"] > changed["site"].map(since - SLACK).to_numpy()]
-        if not changed.empty:
+            changed = changed.groupby(SERIES, as_index=False).agg(
+                first=("first", "min"), last=("last", "max"), updated_at=("updated_at", "max"))
             touched = _touched(changed, offsets, cover, through)
             recomputed = _recompute(store, touched, offsets, periods)
             key = ["time", *SERIES]
@@ -161,14 +173,49 @@ def daily_context(store: Store, start: pd.Timestamp, now: pd.Timestamp, offsets:
                     if len(kept_before) else out)
     upto = {s: end for s in scope} | ({s: max(end, pd.Timestamp(states.loc[s, "through_day"])) for s in keep}
                                       if keep else {})
+    band = band_stamps(stamps.loc[(stamps["updated_at"] > clock - SLACK) & (stamps["updated_at"] <= clock)])
     record = pd.DataFrame([{"site": s, "built_through": clock, "first_day": first[s], "through_day": upto[s],
                             "fingerprint": prints[s],
-                            "row_count": final.get(s, (0, ""))[0], "digest": final.get(s, (0, f"{0:016x}"))[1]}
+                            "row_count": final.get(s, (0, ""))[0], "digest": final.get(s, (0, f"{0:016x}"))[1],
+                            "band_since": clock - SLACK, "band": ",".join(map(str, sorted(band.get(s, ()))))}
                            for s in scope])
     cut = {s: start for s in set(old["site"])} if len(old) else {}
     db.write_detector_state(store, new if new is not None else out.iloc[:0], record, cut, rebuild)
     out = out.loc[out["time"] >= start]
     return out.sort_values(["time", *SERIES], kind="stable").reset_index(drop=True)
+
+
+def band_stamps(stamps: pd.DataFrame) -> dict[str, set[int]]:
+    """Per site: the write stamps (epoch microseconds) among ``store.detector_state.writes_since`` rows."""
+    if stamps.empty:
+        return {}
+    us = stamps["updated_at"].astype("int64") // 1000
+    return {str(site): set(map(int, grp)) for site, grp in us.groupby(stamps["site"].to_numpy())}
+
+
+def _band_since(state: pd.Series) -> pd.Timestamp:
+    """Where the band of a site's last clock starts (a state from before revision 0011: the slack)."""
+    since = state.get("band_since")
+    return pd.Timestamp(since) if since is not None and not pd.isna(since) else (
+        pd.Timestamp(state["built_through"]) - SLACK)
+
+
+def _since(states: pd.DataFrame, stamps: pd.DataFrame) -> pd.Series:
+    """Per kept site (``states``, indexed by site): the write stamp after which its readings count as changed.
+
+    Its last clock, when every write now stamped in that clock's band was already seen then (a write
+    carries one stamp and commits at once: one still in flight then shows up now as a stamp not seen);
+    else the band's start (the band is re-read, as without a record)."""
+    clock = pd.to_datetime(states["built_through"], utc=True)
+    since = pd.Series([_band_since(r) for _, r in states.iterrows()], index=states.index)
+    since = pd.to_datetime(since, utc=True)
+    lo, hi = stamps["site"].map(since), stamps["site"].map(clock)
+    now = band_stamps(stamps.loc[(stamps["updated_at"] > lo) & (stamps["updated_at"] <= hi)])
+    out = since.copy()
+    for s, seen in states["band"].items():
+        if isinstance(seen, str) and now.get(str(s), set()) <= {int(x) for x in seen.split(",") if x}:
+            out[s] = clock[s]
+    return out
 
 
 def _touched(changed: pd.DataFrame, offsets: dict[str, float], cover: pd.Series, through: pd.Series) -> pd.DataFrame:

@@ -246,13 +246,15 @@ def score_days(days: pd.DataFrame, forecasts: pd.DataFrame, rules: Rules) -> pd.
 # ---------------------------------------------------------------------------------------------------
 # classification
 # ---------------------------------------------------------------------------------------------------
-def classify(scored: pd.DataFrame, agreement: pd.DataFrame | None = None) -> pd.DataFrame:
+def classify(scored: pd.DataFrame, agreement: pd.DataFrame | None = None,
+             evidence_from: pd.Timestamp | None = None) -> pd.DataFrame:
     """Per (day, key): ``state`` out / clear / none for each alert kind, with why (``basis``) and context.
 
     ``none`` means the day says nothing about that key (e.g. a sensor outside while the whole cluster
     moved is not evidence of a sensor fault, nor of its absence). With ``agreement`` (the replicate
     consensus, ``smmdn.alerts.consensus``) replicates are judged against their siblings, not the forecast,
-    and a sensor the consensus names or excludes has no vote in the cluster's verdict.
+    and a sensor the consensus names or excludes has no vote in the cluster's verdict. ``evidence_from``: the
+    consensus rows' evidence (basis, recent residuals) only from that day on (earlier days count runs only).
     """
     columns = ["time", *KEY, "state", "severe", "observed", "pit", "basis", "n", "n_spike", "n_flatline", "n_gap",
                *EVIDENCE]
@@ -318,7 +320,7 @@ def classify(scored: pd.DataFrame, agreement: pd.DataFrame | None = None) -> pd.
                                                                                              "out")),
                           rep["severe"].astype(bool).to_numpy(), "replicates"))
     else:
-        parts.append(agreement_rows(agreement, s))
+        parts.append(agreement_rows(agreement, s, evidence_from))
     parts.append(part(rep, "deviation", np.where(~rep["outside"], "clear", "none"), False, "replicates"))
     one = s.loc[s["valued"] & ~s["replicates"]]
     if len(one):
@@ -372,23 +374,26 @@ STEER_DAYS = 2
 RECENT_DAYS = 5
 
 
-def agreement_rows(agreement: pd.DataFrame, scored: pd.DataFrame) -> pd.DataFrame:
+def agreement_rows(agreement: pd.DataFrame, scored: pd.DataFrame,
+                   evidence_from: pd.Timestamp | None = None) -> pd.DataFrame:
     """``sensor_fault`` conditions of replicates from the consensus: out opens at once (the detector has its
     own persistence: CUSUM, a step of ``z_step`` spreads), with the fault type and the residual vs siblings
-    over the last ``RECENT_DAYS`` days as evidence."""
+    over the last ``RECENT_DAYS`` days as evidence (of the rows from ``evidence_from`` on; None: all)."""
     a = agreement.sort_values([*SERIES, "time"]).reset_index(drop=True)
     info = scored[["time", *SERIES, "n", "n_spike", "n_flatline", "n_gap", "pit"]].drop_duplicates(["time", *SERIES])
     a = a.merge(info, on=["time", *SERIES], how="left")
-    recent = []
-    for _, grp in a.groupby(SERIES, sort=False):
-        vals = list(zip(grp["time"], grp["residual"], strict=True))
-        recent.extend([[(t.strftime("%m-%d"), None if pd.isna(r) else round(float(r), 4))
-                        for t, r in vals[max(0, j - RECENT_DAYS + 1):j + 1]] for j in range(len(vals))])
+    want = np.ones(len(a), dtype=bool) if evidence_from is None else (a["time"] >= evidence_from).to_numpy()
+    first = (np.arange(len(a)) - a.groupby(SERIES, sort=False).cumcount().to_numpy()) if len(a) else np.zeros(0, int)
+    times, resid = list(a["time"]), a["residual"].to_numpy()
+    recent: list[Any] = [None] * len(a)
+    for j in np.flatnonzero(want):
+        recent[j] = [(times[i].strftime("%m-%d"), None if pd.isna(resid[i]) else round(float(resid[i]), 4))
+                     for i in range(max(first[j], j - RECENT_DAYS + 1), j + 1)]
     a["recent"] = recent
     n_sib = a.groupby(["time", "site", "depth_cm"])["sensor"].transform("size") - 1
-    basis = [f"replicates: {'weak, ' if w else ''}{int(m)} sibling(s); residual {r:+.3f} m3/m3 (z {z:+.1f})"
-             if pd.notna(r) else f"replicates: {int(m)} sibling(s)"
-             for w, m, r, z in zip(a["weak"], n_sib, a["residual"], a["z"], strict=True)]
+    basis = [(f"replicates: {'weak, ' if w else ''}{int(m)} sibling(s); residual {r:+.3f} m3/m3 (z {z:+.1f})"
+              if pd.notna(r) else f"replicates: {int(m)} sibling(s)") if k else None
+             for k, w, m, r, z in zip(want, a["weak"], n_sib, a["residual"], a["z"], strict=True)]
     out = pd.DataFrame({"time": a["time"], "site": a["site"], "depth_cm": a["depth_cm"], "sensor": a["sensor"],
                         "kind": "sensor_fault", "state": a["state"], "severe": a["state"].eq("out").to_numpy(),
                         "basis": basis, "observed": a["value"], "pit": a["pit"],

@@ -27,14 +27,13 @@ from smmdn.alerts.detect import (
     classify,
     complete,
     runs,
-    score_days,
 )
 from smmdn.alerts.exclusion import exclusion_transition
 from smmdn.alerts.routing import Routes, load_routes
+from smmdn.alerts.scorecache import score_window
 from smmdn.alerts.silences import drop_maintenance
 from smmdn.config import Settings
 from smmdn.store import alerts as db
-from smmdn.store import forecasts as forecast_rows
 from smmdn.store.sites import site_offsets
 from smmdn.timeutil import DAY, utc
 
@@ -152,12 +151,10 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
     conditions = pd.DataFrame(columns=["time", *KEY, "state"])
     scored = pd.DataFrame()
     if not days.empty and fresh.any():
-        forecasts = forecast_rows.forecasts_issued_before(store, days["time"].min(), days["time"].max() + DAY,
-                                               sites=sorted(days.loc[fresh, "site"].unique()))
-        scored = score_days(days, forecasts, rules)
+        scored = score_window(store, days, fresh, rules, read_from)  # cached verdicts of the earlier days
         thresholds = replace(agreement_rules.DEFAULT, readmit_days=rules.readmit_days)
         agreement = consensus(scored, fault_periods(store), thresholds)
-        conditions = runs(classify(scored, agreement))
+        conditions = runs(classify(scored, agreement, evidence_from=days.loc[fresh, "time"].min()))
         conditions = conditions.merge(
             days.loc[fresh, ["time", "site"]].drop_duplicates().assign(_fresh=True), on=["time", "site"], how="left")
         conditions["_fresh"] = conditions["_fresh"].eq(True)

@@ -317,7 +317,52 @@ def define_detector_state(md: sa.MetaData) -> dict[str, sa.Table]:
     return {t.name: t for t in (days, sites_)}
 
 
+def band_columns() -> list[sa.Column]:
+    """Revision 0011 (issue 25): the writes a site's state folded in just before its clock (fresh objects).
+
+    Why: a write is stamped when it starts and visible when it commits, so readings stamped shortly before
+    the clock are re-read on the next run in case one was still in flight; the stamps and row counts seen in
+    that band tell the next run whether anything arrived in it late (re-read) or not (skip the band).
+    Every write carries one stamp and commits at once, so a write that was in flight shows up as a new stamp."""
+    return [
+        sa.Column("band_since", Time, comment="Start of the band (the clock minus the slack)."),
+        sa.Column("band", sa.Text, comment="Write stamps (epoch microseconds, comma-separated) seen in the band."),
+    ]
+
+
 DETECTOR_TABLES = ("detector_days", "detector_sites")
 _detector = define_detector_state(metadata)
 detector_days = _detector["detector_days"]
 detector_sites = _detector["detector_sites"]
+for _column in band_columns():  # revision 0011 (0010's definition above stays as it created the table)
+    detector_sites.append_column(_column)
+
+
+# --- revision 0011: the detector's daily scores (the forecast each day was judged by, and the verdicts) ------
+def define_detector_scores(md: sa.MetaData) -> sa.Table:
+    """Revision 0011 (issue 25): per series and local day of the detector's window, the verdict against the
+    forecast it was judged by, so a run scores only its new day (and days whose value or forecast changed).
+
+    ``vwc``, ``run_id`` and ``rules`` are what the verdict was computed from (the day's trusted mean, the
+    forecast run, the alpha levels); ``scored_at`` when (a forecast run finished later may replace it)."""
+    return sa.Table(
+        "detector_scores",
+        md,
+        sa.Column("site", sa.Text, primary_key=True),
+        sa.Column("depth_cm", sa.Float, primary_key=True),
+        sa.Column("sensor", sa.Text, primary_key=True),
+        sa.Column("time", Time, primary_key=True, comment="Start of the local-standard day (UTC instant)."),
+        sa.Column("vwc", sa.Float, comment="The daily value scored (NULL: every reading flagged)."),
+        sa.Column("run_id", sa.Text, comment="Forecast run of the forecast judged by (NULL: none)."),
+        sa.Column("rules", sa.Text, nullable=False, comment="The alpha levels of the verdicts."),
+        sa.Column("has_forecast", sa.Boolean, nullable=False),
+        sa.Column("q50", sa.Float),
+        sa.Column("pit", sa.Float),
+        sa.Column("outside", sa.Boolean, nullable=False),
+        sa.Column("severe", sa.Boolean, nullable=False),
+        sa.Column("scored_at", Time, nullable=False),
+        sa.Column("digest", sa.Text, nullable=False, comment="Digest of the row (an altered row is re-scored)."),
+    )
+
+
+detector_scores = define_detector_scores(metadata)

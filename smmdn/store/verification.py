@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from smmdn.store import tables as T
 from smmdn.store.bulk import WriteResult, upsert_rows
-from smmdn.store.common import Timeish, _ts, aware, read_frame, time_filters
+from smmdn.store.common import Timeish, _ts, _utc_column, aware, read_frame, time_filters
 from smmdn.store.frames import rows_of
 
 if TYPE_CHECKING:
@@ -67,3 +67,57 @@ def read_verification(store: Store, *, start: Timeish = None, end: Timeish = Non
     for column in ("in_50", "in_90"):
         frame[column] = frame[column].astype(bool)
     return frame
+
+
+# --- the drift window, aggregated in the database -------------------------------------------------------
+PIT_BINS = 10
+AGGREGATE_COLUMNS = ["valid_time", "lead", "model_version", "bin", "n", "n_pit", "in_50", "in_90", "crps", "width_90",
+                     "pit"]
+
+
+def _pit_bin(pit: sa.ColumnElement, edges: Sequence[float]) -> sa.ColumnElement:
+    """``np.histogram(pit, bins=len(edges) - 1, range=(0, 1))``'s bin of each PIT, in SQL: the last edge at or
+    below it (the last bin also holds 1.0); NULL outside [0, 1] (and for NaN, which PostgreSQL sorts above
+    every number)."""
+    inner = sa.case(*((pit >= edges[i], i) for i in range(len(edges) - 2, 0, -1)), else_=0)
+    return sa.case(((pit >= edges[0]) & (pit <= edges[-1]), inner), else_=None)
+
+
+def window_aggregates(store: Store, start: Timeish, end: Timeish, edges: Sequence[float]) -> pd.DataFrame:
+    """Score rows with ``valid_time`` in [start, end) summed per valid day, lead, model version and PIT bin
+    (``bin``: NaN for a PIT outside [0, 1] or not finite): rows, finite PITs, rows inside the 50 % and 90 %
+    intervals, and the sums of CRPS, 90 % width and finite PIT. Why: the drift verdict and the skill tables
+    need only these, and a window of score rows is 7 × series × days rows to move (``AGGREGATE_COLUMNS``)."""
+    v = T.verification
+    finite = (v.c.pit > -1e308) & (v.c.pit < 1e308)  # not NULL, NaN or infinite, on both backends
+    pit_bin = _pit_bin(v.c.pit, edges).label("bin")
+    query = sa.select(
+        v.c.valid_time, v.c.lead, v.c.model_version, pit_bin, sa.func.count().label("n"),
+        sa.func.sum(sa.case((finite, 1), else_=0)).label("n_pit"),
+        sa.func.sum(sa.case((v.c.in_50, 1), else_=0)).label("in_50"),
+        sa.func.sum(sa.case((v.c.in_90, 1), else_=0)).label("in_90"),
+        sa.func.sum(v.c.crps).label("crps"), sa.func.sum(v.c.width_90).label("width_90"),
+        sa.func.sum(sa.case((finite, v.c.pit), else_=None)).label("pit"))
+    query = time_filters(query, v.c.valid_time, start, end).group_by(
+        v.c.valid_time, v.c.lead, v.c.model_version, pit_bin)
+    with store._begin() as conn:
+        frame = pd.DataFrame(conn.execute(query).all(), columns=AGGREGATE_COLUMNS)
+    frame["valid_time"] = _utc_column(frame["valid_time"]) if len(frame) else pd.Series(
+        [], dtype="datetime64[ns, UTC]")
+    for c in ("lead", "n", "n_pit", "in_50", "in_90"):
+        frame[c] = frame[c].astype("int64")
+    for c in ("bin", "crps", "width_90", "pit"):
+        frame[c] = frame[c].astype(float)
+    return frame
+
+
+def independent_scores(store: Store, start: Timeish, end: Timeish, versions: Sequence[str] | None) -> int:
+    """Distinct (site, depth, valid day) among the score rows in [start, end) of ``versions`` (None: all)."""
+    v = T.verification
+    inner = time_filters(sa.select(v.c.site, v.c.depth_cm, v.c.valid_time).distinct(), v.c.valid_time, start, end)
+    if versions is not None:
+        if not versions:
+            return 0
+        inner = inner.where(v.c.model_version.in_(sorted(versions)))
+    with store._begin() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(inner.subquery())).scalar_one())

@@ -183,12 +183,18 @@ def independent_count(v: pd.DataFrame) -> int:
 
 def pit_uniformity(pit: np.ndarray, effective_n: int, bins: int = 10) -> tuple[float, float, list[float]]:
     """(chi-square statistic scaled to ``effective_n`` values, its p-value, relative bin counts)."""
-    from scipy.special import chdtrc  # chi-square survival function (scipy.stats costs seconds to import)
-
     pit = np.asarray(pit, dtype=float)
     pit = pit[np.isfinite(pit)]
-    n = len(pit)
     counts, _ = np.histogram(pit, bins=bins, range=(0.0, 1.0))
+    return pit_uniformity_counts(counts, len(pit), effective_n)
+
+
+def pit_uniformity_counts(counts: np.ndarray, n: int, effective_n: int) -> tuple[float, float, list[float]]:
+    """``pit_uniformity`` from the histogram: ``counts`` per bin of ``n`` finite PITs."""
+    from scipy.special import chdtrc  # chi-square survival function (scipy.stats costs seconds to import)
+
+    counts = np.asarray(counts)
+    bins = len(counts)
     expected = n / bins
     stat = float(np.sum((counts - expected) ** 2 / expected))
     scaled = stat * min(n, effective_n) / n
@@ -226,8 +232,8 @@ def since_last_full_retrain(store: Store) -> tuple[str | None, set[str] | None]:
 
 
 def window_scores(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp | None]:
-    """Scores of the last ``drift_window_days`` scored valid days up to ``now`` (read once per run), and the
-    latest scored valid day."""
+    """Score rows of the last ``drift_window_days`` scored valid days up to ``now``, and the latest scored valid
+    day (the per-site skill table of the flow reads them; the verdict reads ``window_sums``)."""
     latest = scores.latest_scored_valid_time(store, now)
     if latest is None:
         return pd.DataFrame(), None
@@ -235,36 +241,70 @@ def window_scores(store: Store, now: pd.Timestamp, settings: Settings) -> tuple[
     return scores.read_verification(store, start=end - settings.drift_window_days * DAY, end=end), latest
 
 
-def drift_report(store: Store, now: pd.Timestamp, settings: Settings,
-                 window_frame: tuple[pd.DataFrame, pd.Timestamp | None] | None = None) -> DriftReport:
-    """The drift verdict over the last scored window (see the module docstring)."""
-    v, latest = window_frame if window_frame is not None else window_scores(store, now, settings)
+PIT_EDGES = np.linspace(0.0, 1.0, 11)  # np.histogram's edges for 10 bins over [0, 1]
+
+
+@dataclass
+class Window:
+    """The drift window (the last ``drift_window_days`` scored valid days up to ``latest``) as sums per valid
+    day, lead, model version and PIT bin (``store.verification.window_aggregates``): what the verdict and the
+    skill tables need, without moving the window's score rows (7 per series and day) out of the database."""
+
+    sums: pd.DataFrame
+    latest: pd.Timestamp | None = None
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+
+
+def window_sums(store: Store, now: pd.Timestamp, settings: Settings) -> Window:
+    """The drift window's sums (read once per run)."""
+    latest = scores.latest_scored_valid_time(store, now)
     if latest is None:
-        return DriftReport(False, 0, [], reasons=["no verification scores yet"])
+        return Window(pd.DataFrame(columns=scores.AGGREGATE_COLUMNS))
     end = latest + DAY
     start = end - settings.drift_window_days * DAY
+    return Window(scores.window_aggregates(store, start, end, PIT_EDGES.tolist()), latest, start, end)
+
+
+def drift_report(store: Store, now: pd.Timestamp, settings: Settings, window: Window | None = None) -> DriftReport:
+    """The drift verdict over the last scored window (see the module docstring)."""
+    w = window if window is not None else window_sums(store, now, settings)
+    if w.latest is None or w.start is None:
+        return DriftReport(False, 0, [], reasons=["no verification scores yet"])
     root, lineage = since_last_full_retrain(store)
-    if lineage is not None:
-        v = v.loc[v["model_version"].isin(lineage)]
-    window = [start.date().isoformat(), latest.date().isoformat()]
-    independent = independent_count(v)
-    report = DriftReport(False, len(v), window, since_retrain=root, independent=independent)
+    sums = w.sums if lineage is None else w.sums.loc[w.sums["model_version"].isin(lineage)]
+    n = int(sums["n"].sum())
+    window = [w.start.date().isoformat(), w.latest.date().isoformat()]
+    independent = scores.independent_scores(store, w.start, w.end, None if lineage is None else sorted(lineage)) if (
+        n) else 0
+    report = DriftReport(False, n, window, since_retrain=root, independent=independent)
     if independent < settings.drift_min_pairs:
         report.reasons.append(f"{independent} independent scores (site, depth, day) from models since the full "
                               f"retrain {root or '-'} (< {settings.drift_min_pairs}): no verdict")
         return report
-    report.coverage_50 = round(float(v["in_50"].mean()), 4)
-    report.coverage_90 = round(float(v["in_90"].mean()), 4)
+    report.coverage_50 = round(float(int(sums["in_50"].sum()) / n), 4)
+    report.coverage_90 = round(float(int(sums["in_90"].sum()) / n), 4)
     effective = min(independent, settings.drift_pit_effective_n)
-    report.pit_chi2, report.pit_p, report.pit_histogram = pit_uniformity(v["pit"].to_numpy(), effective)
+    report.pit_chi2, report.pit_p, report.pit_histogram = pit_uniformity_counts(
+        _histogram(sums), int(sums["n_pit"].sum()), effective)
     lo, hi = settings.drift_coverage_min, settings.drift_coverage_max
     if not lo <= report.coverage_90 <= hi:
-        report.reasons.append(f"coverage_90 {report.coverage_90:.3f} outside [{lo:.2f}, {hi:.2f}] over {len(v)} pairs")
+        report.reasons.append(f"coverage_90 {report.coverage_90:.3f} outside [{lo:.2f}, {hi:.2f}] over {n} pairs")
     if report.pit_p < settings.drift_pit_p:
         report.reasons.append(f"PIT not uniform: chi-square {report.pit_chi2:.1f} (effective n {effective}), "
                               f"p {report.pit_p:.2g} < {settings.drift_pit_p:g}")
     report.drift = bool(report.reasons)
     return report
+
+
+def _histogram(sums: pd.DataFrame) -> np.ndarray:
+    """PIT counts per bin (``PIT_EDGES``) of the summed rows."""
+    counts = np.zeros(len(PIT_EDGES) - 1, dtype=np.int64)
+    inside = sums.loc[sums["bin"].notna()]
+    if len(inside):
+        per = inside.groupby(inside["bin"].astype(int))["n_pit"].sum()
+        counts[per.index.to_numpy()] = per.to_numpy()
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,6 +325,31 @@ def skill_report(store: Store, now: pd.Timestamp, settings: Settings,
         return {"by_lead": pd.DataFrame(), "by_site_lead": pd.DataFrame(), "daily": pd.DataFrame(), "pit": v}
     return {"by_lead": _summary(v, ["lead"]), "by_site_lead": _summary(v, ["site", "lead"]),
             "daily": _summary(v.rename(columns={"valid_time": "time"}), ["time", "lead"]), "pit": v[["pit"]]}
+
+
+def skill_from_sums(window: Window) -> dict[str, pd.DataFrame]:
+    """``skill_report``'s per-lead and per-day tables, and the PITs for the reliability plot, from the
+    window's sums (every model). The PITs are each bin's centre, as many as the bin holds (and 2.0 for a
+    finite PIT outside [0, 1]): the plot draws their histogram, which is the window's."""
+    sums = window.sums
+    if sums.empty:
+        return {"by_lead": pd.DataFrame(), "by_site_lead": pd.DataFrame(), "daily": pd.DataFrame(),
+                "pit": pd.DataFrame({"pit": pd.Series([], dtype=float)})}
+
+    def summary(by: list[str]) -> pd.DataFrame:
+        g = sums.rename(columns={"valid_time": "time"}).groupby(by)
+        t = g[["n", "n_pit", "in_50", "in_90", "crps", "width_90", "pit"]].sum()
+        out = pd.DataFrame({"n": t["n"], "crps": t["crps"] / t["n"], "coverage_50": t["in_50"] / t["n"],
+                            "coverage_90": t["in_90"] / t["n"], "width_90": t["width_90"] / t["n"],
+                            "pit_mean": t["pit"] / t["n_pit"].where(t["n_pit"] > 0)})
+        return out.reset_index().round(5)
+
+    counts = _histogram(sums)
+    outside = int(sums["n_pit"].sum()) - int(counts.sum())
+    centres = (PIT_EDGES[:-1] + PIT_EDGES[1:]) / 2
+    pit = np.concatenate([np.repeat(centres, counts), np.full(outside, 2.0)])
+    return {"by_lead": summary(["lead"]), "by_site_lead": pd.DataFrame(), "daily": summary(["time", "lead"]),
+            "pit": pd.DataFrame({"pit": pit})}
 
 
 def write_plots(skill: dict[str, pd.DataFrame], directory: Path) -> dict[str, str]:
@@ -314,13 +379,13 @@ def verify(store: Store, now: pd.Timestamp | str | None, settings: Settings, *,
     outcome = VerificationOutcome(now=now.isoformat(), scored=len(scored), new_rows=inserted)
     if not scored.empty:
         outcome.valid_days = sorted({t.date().isoformat() for t in scored["valid_time"]})
-    window = window_scores(store, now, settings)
+    window = window_sums(store, now, settings)
     if sites is not None and not sites:  # after the shards scored their sites: the network is scored through
-        _scored_through(store, window[1], store.get_watermark(*WATERMARK))
+        _scored_through(store, window.latest, store.get_watermark(*WATERMARK))
     report = drift_report(store, now, settings, window)
     outcome.retrain = request_retrain(store, now, report)
     outcome.drift, outcome.report = report.drift, report.to_dict()
-    skill = skill_report(store, now, settings, window[0])
+    skill = skill_from_sums(window)
     outcome.by_lead = skill["by_lead"].to_dict("records")
     try:
         outcome.plots = write_plots(skill, settings.path("artifact") / "verification" / now.strftime("%Y-%m-%d"))
