@@ -176,12 +176,17 @@ def _clusters(frame: pd.DataFrame, members: list[tuple[str, float]], k: int, day
                 elif day >= until and t > 0 and days[t - 1] < until:  # its alert resolved: re-admitted
                     excluded[cj, i], agree[cj, i] = False, 0
 
+        ready = count >= c.min_learn
         admitted = ~excluded
+        # a sensor without a learnt offset (back at a past fault's end, new) joins the reference once it has one,
+        # if two learnt siblings can carry it: its unknown offset would otherwise shift its siblings' reference
+        # while it cannot be named itself (not ready), and a healthy sibling would take the blame
+        learnt = (admitted & ready & valued).sum(axis=1) >= 2
+        admitted = np.where(learnt[:, None], admitted & ready, admitted)
         few = (admitted & valued).sum(axis=1) < 2  # too few admitted: compare with every valued sibling
         admitted = np.where(few[:, None], valued, admitted)
         e, ref = _residuals(x, valued, admitted, b)
         local = _local(t, X, SPAN, N, ROUGH, SPK, valued, c)
-        ready = count >= c.min_learn
         pool = ~excluded & valued
         middle = _median(x - b, pool)
         middle = np.where(pool.sum(axis=1) >= 2, middle, np.nan)

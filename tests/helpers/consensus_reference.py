@@ -119,7 +119,10 @@ def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -
                 elif day >= until and t > 0 and days[t - 1] < until:  # its alert resolved: re-admitted
                     excluded[i], agree[i] = False, 0
 
+        ready = np.array([len(h) >= c.min_learn for h in history])
         admitted = ~excluded
+        if (admitted & ready & valued).sum() >= 2:  # a sensor without a learnt offset waits to join the reference
+            admitted = admitted & ready
         if (admitted & valued).sum() < 2:  # too few admitted: compare with every valued sibling
             admitted = valued.copy()
         e, ref = _residuals(x, valued, admitted, b)
@@ -136,7 +139,6 @@ def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -
                               np.nanmedian(x[sib]) if sib.any() else np.nan,
                               np.nanmedian(SPAN[t, sib]) if sib.any() else np.nan,
                               np.nanmedian(ROUGH[t, sib]) if sib.any() else np.nan, sib_move, c)
-        ready = np.array([len(h) >= c.min_learn for h in history])
         pool = ~excluded & valued
         middle = float(np.median(x[pool] - b[pool])) if pool.sum() >= 2 else np.nan
         culprits = {i for i in range(k) if local[i] and not forced[i]}

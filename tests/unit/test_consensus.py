@@ -180,3 +180,24 @@ def test_vectorised_detector_equals_the_one_cluster_reference(seed: int) -> None
         got, want = consensus(d, h), reference(d, h)
         assert (got["state"] == "out").sum() > 10  # the network has faults to name
         pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+@pytest.mark.parametrize("fault,magnitude", [("step", 0.06), ("drift", 0.002)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sensor_back_without_an_offset_does_not_steer_its_siblings_reference(seed: int, fault: str,
+                                                                             magnitude: float) -> None:
+    """A never-ending fault whose alert was resolved inside the trailing window: the sensor comes back at the
+    period's end with no learnt offset and cannot be named until it has one; meanwhile it must not shift its
+    healthy siblings' reference (before: a sibling was named 'offset' the day the period ended)."""
+    days = world(seed, fault)
+    culprit = days["sensor"] == "c"
+    if fault == "step":
+        days.loc[culprit & (days["time"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=START)), "level"] += (
+            magnitude - 0.03)
+    since = pd.Timestamp("2024-01-01") + pd.Timedelta(days=START)
+    until = since + pd.Timedelta(days=15)
+    late = days.loc[days["time"] >= since + pd.Timedelta(days=10)]
+    result = consensus(late, held={("S", 5.0, "c"): [(since, until)]})
+    assert first_out(result, "a") is None and first_out(result, "b") is None
+    c = result.loc[result["sensor"] == "c"].set_index("time")
+    assert not c.loc[c.index >= until, "excluded"].iloc[0]  # back in at the period's end, as before
