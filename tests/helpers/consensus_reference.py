@@ -155,6 +155,10 @@ def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -
         still = excluded & (zabs >= c.z_agree)
         fired = [i for i in range(k) if (step_hit[i] or drift_hit[i] or still[i]) and i not in culprits
                  and not forced[i]]
+        voters = [i for i in range(k) if valued[i] and not excluded[i] and i not in culprits]
+        duo = k > 2 and len(voters) == 2 and bool(excluded.any() or culprits)
+        if duo:  # a mirror-image pair: no verdict, and its sums wait for a third vote
+            fired = [i for i in fired if i not in voters]
         if fired and not (k == 2 and culprits):
             if k == 2:
                 dist = np.abs(x - Q50[t])
@@ -174,7 +178,7 @@ def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -
                     cplus[:], cminus[:] = 0.0, 0.0  # the siblings' evidence so far was this sensor's
                 excluded[i], agree[i], last[i] = True, 0, fault[i]
                 continue
-            if ready[i]:
+            if ready[i] and not duo:
                 cplus[i] = max(0.0, cplus[i] + z[i] - c.cusum_k)
                 cminus[i] = max(0.0, cminus[i] - z[i] - c.cusum_k)
             if excluded[i]:

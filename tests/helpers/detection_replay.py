@@ -106,6 +106,9 @@ def score(run_dir: Path, alerts: pd.DataFrame) -> tuple[S.RunScore, pd.DataFrame
     return sc, sc.roles.merge(extra.drop(columns="details"), on="id", how="left")
 
 
+HEAVY_MM = 10.0  # a heavy-precipitation day (ETCCDI's R10mm): real wetting the planted truth does not list
+
+
 def with_rain(run_dir: Path, roles: pd.DataFrame) -> pd.DataFrame:
     """Each alert with the precipitation the run's weather had at its site on the evaluated day (the alert's
     day: ``raised`` minus a day) and the day before — whether a cluster alert followed real rain."""
@@ -128,7 +131,7 @@ def main() -> None:
     parser.add_argument("--stored", action="store_true", help="score the run's own alerts.csv (no replay)")
     args = parser.parse_args()
     overrides = {k: float(v) if "." in v or "e" in v else int(v) for k, v in (s.split("=", 1) for s in args.set)}
-    scores = []
+    scores, rolled = [], []
     for run_dir in args.runs:
         t0 = time.perf_counter()
         alerts = (pd.read_csv(run_dir / "alerts.csv").assign(details=None) if args.stored
@@ -136,12 +139,21 @@ def main() -> None:
         sc, roles = score(run_dir, alerts)
         roles = with_rain(run_dir, roles)
         scores.append(sc)
+        rolled.append(roles)
         print(f"== {run_dir.name}: {len(alerts)} alerts in {time.perf_counter() - t0:.0f} s")
         with pd.option_context("display.width", 220, "display.max_rows", 300, "display.max_colwidth", 70):
             cols = ["site", "depth_cm", "sensor", "kind", "raised", "resolved", "role", "fault_type", "rain_mm",
                     "rain_before_mm"]
             print(roles.loc[roles["role"] != "culprit", cols].to_string(index=False))
     total = S.summary(scores)
+    false_roles = ("other", "clean", "fault_as_event", "event_as_fault")
+    every = pd.concat(rolled, ignore_index=True) if rolled else pd.DataFrame()
+    if len(every):
+        false = every.loc[every["role"].isin(false_roles)]
+        wet = false.loc[(false["kind"] == "cluster") & ((false["rain_mm"] >= HEAVY_MM)
+                                                         | (false["rain_before_mm"] >= HEAVY_MM))]
+        print(f"false alerts (roles {', '.join(false_roles)}): {len(false)}; of them cluster alerts on a day with "
+              f">= {HEAVY_MM:g} mm of real rain at the site (that day or the day before): {len(wet)}")
     keys = ("faults", "recall", "alerts", "precision", "false_per_100_clean_sensor_months", "event_vs_fault_accuracy",
             "roles")
     print({k: (round(total[k], 3) if isinstance(total[k], float) else total[k]) for k in keys if k in total})

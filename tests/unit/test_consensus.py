@@ -201,3 +201,23 @@ def test_sensor_back_without_an_offset_does_not_steer_its_siblings_reference(see
     assert first_out(result, "a") is None and first_out(result, "b") is None
     c = result.loc[result["sensor"] == "c"].set_index("time")
     assert not c.loc[c.index >= until, "excluded"].iloc[0]  # back in at the period's end, as before
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_two_healthy_sensors_left_at_a_depth_do_not_blame_each_other(seed: int) -> None:
+    """Three sensors, one under an open fault alert for the whole window (a never-ending fault more than a
+    window old): the two healthy ones are each other's only reference. Their gains differ, so a wetting pulls
+    them apart; mirror-image residuals cannot say which moved (before: both were named in turn)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(40)
+    signal = 0.25 + 0.03 * np.sin(t / 7) + np.where((t >= 30) & (t < 34), 0.15, 0.0)
+    rows = []
+    for sensor, gain in (("a", 1.12), ("b", 0.92), ("c", 1.0)):
+        offset = rng.normal(0, 0.006) + (0.05 if sensor == "c" else 0.0)  # c: stepped long before the window
+        for d in t:
+            rows.append({"time": pd.Timestamp("2024-03-01") + pd.Timedelta(days=int(d)), "site": "S", "depth_cm": 5.0,
+                         "sensor": sensor, "level": 0.25 + (signal[d] - 0.25) * gain + offset + rng.normal(0, 0.0015),
+                         "span": 0.012, "rough": 0.002, "n": 24, "n_spike": 0, "q50": signal[d]})
+    result = consensus(pd.DataFrame(rows), held={("S", 5.0, "c"): [(pd.Timestamp("2024-01-01"), None)]})
+    assert first_out(result, "a") is None and first_out(result, "b") is None
+    assert (result.loc[result["sensor"] == "c", "state"] == "out").all()  # the known culprit stays named
