@@ -19,6 +19,11 @@ frames out; the detect step reads the store):
   symmetric between siblings, so the sensor with the largest ``|z|`` is the candidate and the others are
   re-scored without it. With two sensors the residuals are mirror images: the one farther from the
   mixture median is named and the verdict says the attribution is weak; without a forecast nobody is;
+- two voters left at a depth of three or more whose other sensor is already out (excluded or named today)
+  name nobody by residual and their CUSUMs wait: each is the other's only reference, their residuals are
+  mirror images, and a wetting that pulls two probes of different gain apart would blame a healthy one;
+- a sensor without a learnt offset (new, or back at a past fault's end) joins its siblings' reference only
+  once it has one, where two learnt siblings can carry the reference without it;
 - a named sensor is excluded from its siblings' reference and its days are not learnt from; it is
   re-admitted after ``readmit_days`` consecutive days agreeing with its siblings (|z| < ``z_agree`` and
   no local evidence), and sensors under an open fault alert (``held``) start excluded.
@@ -176,12 +181,17 @@ def _clusters(frame: pd.DataFrame, members: list[tuple[str, float]], k: int, day
                 elif day >= until and t > 0 and days[t - 1] < until:  # its alert resolved: re-admitted
                     excluded[cj, i], agree[cj, i] = False, 0
 
+        ready = count >= c.min_learn
         admitted = ~excluded
+        # a sensor without a learnt offset (back at a past fault's end, new) joins the reference once it has one,
+        # if two learnt siblings can carry it: its unknown offset would otherwise shift its siblings' reference
+        # while it cannot be named itself (not ready), and a healthy sibling would take the blame
+        learnt = (admitted & ready & valued).sum(axis=1) >= 2
+        admitted = np.where(learnt[:, None], admitted & ready, admitted)
         few = (admitted & valued).sum(axis=1) < 2  # too few admitted: compare with every valued sibling
         admitted = np.where(few[:, None], valued, admitted)
         e, ref = _residuals(x, valued, admitted, b)
         local = _local(t, X, SPAN, N, ROUGH, SPK, valued, c)
-        ready = count >= c.min_learn
         pool = ~excluded & valued
         middle = _median(x - b, pool)
         middle = np.where(pool.sum(axis=1) >= 2, middle, np.nan)
@@ -201,6 +211,11 @@ def _clusters(frame: pd.DataFrame, members: list[tuple[str, float]], k: int, day
         drift_hit = ready & ((cp_next > c.cusum_h) | (cm_next > c.cusum_h))
         still = excluded & (zabs >= c.z_agree)
         fired = (step_hit | drift_hit | still) & ~culprit & ~forced
+        # two voters left at a depth of three or more whose other sensor is already out: their residuals are
+        # mirror images (each is the other's only reference), so they cannot say which of them moved
+        voters = valued & ~excluded & ~culprit
+        duo = (k > 2) & (voters.sum(axis=1) == 2) & (excluded | culprit).any(axis=1)
+        fired &= ~(duo[:, None] & voters)
         go = fired.any(axis=1) & ~((k == 2) & culprit.any(axis=1))
         if k == 2:
             dist = np.abs(x - Q50[t])
@@ -227,7 +242,7 @@ def _clusters(frame: pd.DataFrame, members: list[tuple[str, float]], k: int, day
         reset_before = (newly[:, :, None] & before[None]).any(axis=1)  # a newly named sensor j < i
         reset_after = (newly[:, :, None] & after[None]).any(axis=1)  # … j ≥ i
         plain = active & ~culprit
-        grow = plain & ready
+        grow = plain & ready & ~duo[:, None]  # a mirror-image pair's sums wait for a third vote
         base_p, base_m = np.where(reset_before, 0.0, cplus), np.where(reset_before, 0.0, cminus)
         cp = np.where(grow, np.maximum(0.0, base_p + zn - c.cusum_k), base_p)
         cm = np.where(grow, np.maximum(0.0, base_m - zn - c.cusum_k), base_m)

@@ -119,7 +119,10 @@ def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -
                 elif day >= until and t > 0 and days[t - 1] < until:  # its alert resolved: re-admitted
                     excluded[i], agree[i] = False, 0
 
+        ready = np.array([len(h) >= c.min_learn for h in history])
         admitted = ~excluded
+        if (admitted & ready & valued).sum() >= 2:  # a sensor without a learnt offset waits to join the reference
+            admitted = admitted & ready
         if (admitted & valued).sum() < 2:  # too few admitted: compare with every valued sibling
             admitted = valued.copy()
         e, ref = _residuals(x, valued, admitted, b)
@@ -136,7 +139,6 @@ def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -
                               np.nanmedian(x[sib]) if sib.any() else np.nan,
                               np.nanmedian(SPAN[t, sib]) if sib.any() else np.nan,
                               np.nanmedian(ROUGH[t, sib]) if sib.any() else np.nan, sib_move, c)
-        ready = np.array([len(h) >= c.min_learn for h in history])
         pool = ~excluded & valued
         middle = float(np.median(x[pool] - b[pool])) if pool.sum() >= 2 else np.nan
         culprits = {i for i in range(k) if local[i] and not forced[i]}
@@ -153,6 +155,10 @@ def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -
         still = excluded & (zabs >= c.z_agree)
         fired = [i for i in range(k) if (step_hit[i] or drift_hit[i] or still[i]) and i not in culprits
                  and not forced[i]]
+        voters = [i for i in range(k) if valued[i] and not excluded[i] and i not in culprits]
+        duo = k > 2 and len(voters) == 2 and bool(excluded.any() or culprits)
+        if duo:  # a mirror-image pair: no verdict, and its sums wait for a third vote
+            fired = [i for i in fired if i not in voters]
         if fired and not (k == 2 and culprits):
             if k == 2:
                 dist = np.abs(x - Q50[t])
@@ -172,7 +178,7 @@ def _cluster(frame: pd.DataFrame, held: dict[str, list[Period]], c: Consensus) -
                     cplus[:], cminus[:] = 0.0, 0.0  # the siblings' evidence so far was this sensor's
                 excluded[i], agree[i], last[i] = True, 0, fault[i]
                 continue
-            if ready[i]:
+            if ready[i] and not duo:
                 cplus[i] = max(0.0, cplus[i] + z[i] - c.cusum_k)
                 cminus[i] = max(0.0, cminus[i] - z[i] - c.cusum_k)
             if excluded[i]:

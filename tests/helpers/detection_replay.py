@@ -97,10 +97,12 @@ def replay(run_dir: Path, consensus: dict[str, Any] | None = None, work: Path | 
     return alerts
 
 
-def score(run_dir: Path, alerts: pd.DataFrame) -> tuple[S.RunScore, pd.DataFrame]:
-    """The run's score from replayed alerts, and every alert with its role."""
+def score(run_dir: Path, alerts: pd.DataFrame, wet: bool = False) -> tuple[S.RunScore, pd.DataFrame]:
+    """The run's score from replayed alerts, and every alert with its role; ``wet``: the simulator's own
+    heavy-rain days count as wetting events (``detection_score.assign_roles``), else the pinned truth."""
     plan = T.RunPlan.from_dict(json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))["plan"])
-    sc = S.score_run(S.detections_from_alerts(alerts), plan)
+    heavy = S.heavy_rain_days(pd.read_parquet(run_dir / "weather.parquet")) if wet else None
+    sc = S.score_run(S.detections_from_alerts(alerts), plan, heavy_rain=heavy)
     extra = alerts[["id", "details"]].assign(fault_type=lambda a: [(d or {}).get("fault") for d in a["details"]],
                                              basis=lambda a: [(d or {}).get("basis") for d in a["details"]])
     return sc, sc.roles.merge(extra.drop(columns="details"), on="id", how="left")
@@ -128,7 +130,7 @@ def main() -> None:
     parser.add_argument("--stored", action="store_true", help="score the run's own alerts.csv (no replay)")
     args = parser.parse_args()
     overrides = {k: float(v) if "." in v or "e" in v else int(v) for k, v in (s.split("=", 1) for s in args.set)}
-    scores = []
+    scores, rolled, wet_scores = [], [], []
     for run_dir in args.runs:
         t0 = time.perf_counter()
         alerts = (pd.read_csv(run_dir / "alerts.csv").assign(details=None) if args.stored
@@ -136,15 +138,29 @@ def main() -> None:
         sc, roles = score(run_dir, alerts)
         roles = with_rain(run_dir, roles)
         scores.append(sc)
+        rolled.append(roles)
+        wet_scores.append(score(run_dir, alerts, wet=True)[0])
         print(f"== {run_dir.name}: {len(alerts)} alerts in {time.perf_counter() - t0:.0f} s")
         with pd.option_context("display.width", 220, "display.max_rows", 300, "display.max_colwidth", 70):
             cols = ["site", "depth_cm", "sensor", "kind", "raised", "resolved", "role", "fault_type", "rain_mm",
                     "rain_before_mm"]
             print(roles.loc[roles["role"] != "culprit", cols].to_string(index=False))
     total = S.summary(scores)
+    false_roles = ("other", "clean", "fault_as_event", "event_as_fault")
+    every = pd.concat(rolled, ignore_index=True) if rolled else pd.DataFrame()
+    if len(every):
+        false = every.loc[every["role"].isin(false_roles)]
+        wet = false.loc[(false["kind"] == "cluster") & ((false["rain_mm"] >= S.HEAVY_MM)
+                                                         | (false["rain_before_mm"] >= S.HEAVY_MM))]
+        print(f"false alerts (roles {', '.join(false_roles)}): {len(false)}; of them cluster alerts on a day with "
+              f">= {S.HEAVY_MM:g} mm of real rain at the site (that day or the day before): {len(wet)}")
     keys = ("faults", "recall", "alerts", "precision", "false_per_100_clean_sensor_months", "event_vs_fault_accuracy",
             "roles")
     print({k: (round(total[k], 3) if isinstance(total[k], float) else total[k]) for k in keys if k in total})
+    wet_total = S.summary(wet_scores)
+    print("with heavy-rain days as wetting events:",
+          {k: (round(wet_total[k], 3) if isinstance(wet_total[k], float) else wet_total[k]) for k in keys
+           if k in wet_total})
     faults = pd.concat([s.faults for s in scores], ignore_index=True)
     with pd.option_context("display.width", 220, "display.max_rows", 100):
         print(S.cell_table(faults)[["cell", "episodes", "recall", "days_median", "siblings_blamed"]].to_string(

@@ -13,6 +13,9 @@ Each detection gets one ``role``:
 - ``fault_as_event``: a cluster kind at a faulty cluster, in that window (a fault read as an event);
 - ``event``: a cluster kind at a site with a planted event, within the event window (right);
 - ``event_as_fault``: a fault kind at that site, in that window (an event read as a fault);
+- ``wetting`` (only when scored with the run's heavy-rain days, ``heavy_rain``): a cluster kind on a day of
+  at least ``HEAVY_MM`` of real rain at its site or the day after, outside a planted event (right: real
+  wetting; the pinned truth of issue 15 knows only planted events and scores these as false);
 - ``clean``: anything on a control cluster (a false alert on a clean sensor);
 - ``system``: network-wide kinds (``calibration_drift``), counted apart;
 - ``other``: everything else (e.g. ``deviation``, or a fault cluster outside its window) — a false alert.
@@ -38,7 +41,7 @@ EVENT_KINDS = ("cluster",)
 SYSTEM_KINDS = ("calibration_drift",)
 CLUSTER = "*"
 MONTH_DAYS = 30.4375
-TRUE_ROLES = ("culprit", "event")
+TRUE_ROLES = ("culprit", "event", "wetting")
 DETECTION_COLUMNS = ["id", "site", "depth_cm", "sensor", "kind", "raised", "resolved", "group"]
 
 
@@ -117,8 +120,30 @@ def _window(f: Fault, run_end: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp
     return f.start, f.end(run_end) + GRACE
 
 
-def assign_roles(det: pd.DataFrame, plan: RunPlan) -> pd.DataFrame:
-    """Detections with ``role`` and ``fault`` (index into ``plan.faults``, -1 if none) / ``event`` columns."""
+HEAVY_MM = 10.0  # mm: a heavy-precipitation day (ETCCDI's R10mm), fixed before any run was scored
+
+
+def heavy_rain_days(weather: pd.DataFrame, heavy_mm: float = HEAVY_MM) -> set[tuple[str, pd.Timestamp]]:
+    """(site, UTC day) of every day with at least ``heavy_mm`` of rain in a run's served weather (the
+    simulator's own rain: real wetting the planted truth does not list)."""
+    w = weather.assign(day=pd.to_datetime(weather["time"], utc=True).dt.floor("D"))
+    rain = w.groupby(["site", "day"])["precipitation_sum"].sum()
+    return {(str(s), pd.Timestamp(t)) for (s, t), mm in rain.items() if mm >= heavy_mm}
+
+
+def _after_heavy_rain(site: str, raised: pd.Timestamp, wet: set[tuple[str, pd.Timestamp]]) -> bool:
+    """A detection whose evaluated day (the day before ``raised``) is a heavy-rain day or the day after one."""
+    day = (raised - DAY).floor("D")
+    return (site, day) in wet or (site, day - DAY) in wet
+
+
+def assign_roles(det: pd.DataFrame, plan: RunPlan,
+                 heavy_rain: set[tuple[str, pd.Timestamp]] | None = None) -> pd.DataFrame:
+    """Detections with ``role`` and ``fault`` (index into ``plan.faults``, -1 if none) / ``event`` columns.
+
+    ``heavy_rain`` (``heavy_rain_days`` of the run's weather; None: the planted truth alone, as pinned by
+    issue 15): a whole-cluster alert on a heavy-rain day or the day after, at a site without a planted event
+    then, is the ``wetting`` it reports (a right answer), wherever it is — a control or a faulty cluster."""
     d = det.copy().reset_index(drop=True)
     d["role"], d["fault"], d["event"] = "other", -1, -1
     controls = {(s, float(x)) for s, x in plan.controls}
@@ -128,6 +153,11 @@ def assign_roles(det: pd.DataFrame, plan: RunPlan) -> pd.DataFrame:
             d.at[i, "role"] = "system"
             continue
         raised = pd.Timestamp(r["raised"])
+        planted = any(e.site == cluster[0] and e.start < raised < e.start + e.days * DAY for e in plan.events)
+        if (heavy_rain and not planted and (kind in EVENT_KINDS or sensor == CLUSTER)
+                and _after_heavy_rain(cluster[0], raised, heavy_rain)):
+            d.at[i, "role"] = "wetting"
+            continue
         for j, f in enumerate(plan.faults):
             lo, hi = _window(f, plan.end)
             if (f.site, float(f.depth_cm)) != cluster or not lo < raised < hi:  # raised on faulty data
@@ -223,10 +253,12 @@ def clean_sensor_days(plan: RunPlan) -> float:
     return float(sum(len(plan.sensors.get(c, [])) for c in plan.controls) * days)
 
 
-def score_run(det: pd.DataFrame, plan: RunPlan, messages: pd.DataFrame | None = None) -> RunScore:
-    """Score one run's detections (alerts raised before the scored period are left out)."""
+def score_run(det: pd.DataFrame, plan: RunPlan, messages: pd.DataFrame | None = None,
+              heavy_rain: set[tuple[str, pd.Timestamp]] | None = None) -> RunScore:
+    """Score one run's detections (alerts raised before the scored period are left out); ``heavy_rain``: see
+    ``assign_roles`` (None: the pinned truth)."""
     d = det.loc[pd.to_datetime(det["raised"], utc=True) >= plan.start] if len(det) else det
-    roles = assign_roles(d, plan)
+    roles = assign_roles(d, plan, heavy_rain)
     msgs = messages if messages is not None else pd.DataFrame(columns=MESSAGE_COLUMNS)
     return RunScore(fault_rows(roles, plan, msgs), event_rows(roles, plan, msgs), roles, clean_sensor_days(plan),
                     msgs)
@@ -241,8 +273,9 @@ def summary(scores: Sequence[RunScore]) -> dict[str, Any]:
     true = int(counted["role"].isin(TRUE_ROLES).sum())
     clean_days = sum(s.clean_sensor_days for s in scores)
     n_clean = int((roles["role"] == "clean").sum())
-    classed = counted.loc[counted["role"].isin(["culprit", "sibling", "fault_as_event", "event", "event_as_fault"])]
-    right = int(classed["role"].isin(["culprit", "sibling", "event"]).sum())
+    classed = counted.loc[counted["role"].isin(["culprit", "sibling", "fault_as_event", "event", "event_as_fault",
+                                                "wetting"])]
+    right = int(classed["role"].isin(["culprit", "sibling", "event", "wetting"]).sum())
     msgs = pd.concat([s.messages for s in scores], ignore_index=True) if scores else pd.DataFrame()
     n_msgs = len(msgs)
     out: dict[str, Any] = {

@@ -180,3 +180,44 @@ def test_vectorised_detector_equals_the_one_cluster_reference(seed: int) -> None
         got, want = consensus(d, h), reference(d, h)
         assert (got["state"] == "out").sum() > 10  # the network has faults to name
         pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+@pytest.mark.parametrize("fault,magnitude", [("step", 0.06), ("drift", 0.002)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sensor_back_without_an_offset_does_not_steer_its_siblings_reference(seed: int, fault: str,
+                                                                             magnitude: float) -> None:
+    """A never-ending fault whose alert was resolved inside the trailing window: the sensor comes back at the
+    period's end with no learnt offset and cannot be named until it has one; meanwhile it must not shift its
+    healthy siblings' reference (before: a sibling was named 'offset' the day the period ended)."""
+    days = world(seed, fault)
+    culprit = days["sensor"] == "c"
+    if fault == "step":
+        days.loc[culprit & (days["time"] >= pd.Timestamp("2024-01-01") + pd.Timedelta(days=START)), "level"] += (
+            magnitude - 0.03)
+    since = pd.Timestamp("2024-01-01") + pd.Timedelta(days=START)
+    until = since + pd.Timedelta(days=15)
+    late = days.loc[days["time"] >= since + pd.Timedelta(days=10)]
+    result = consensus(late, held={("S", 5.0, "c"): [(since, until)]})
+    assert first_out(result, "a") is None and first_out(result, "b") is None
+    c = result.loc[result["sensor"] == "c"].set_index("time")
+    assert not c.loc[c.index >= until, "excluded"].iloc[0]  # back in at the period's end, as before
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_two_healthy_sensors_left_at_a_depth_do_not_blame_each_other(seed: int) -> None:
+    """Three sensors, one under an open fault alert for the whole window (a never-ending fault more than a
+    window old): the two healthy ones are each other's only reference. Their gains differ, so a wetting pulls
+    them apart; mirror-image residuals cannot say which moved (before: both were named in turn)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(40)
+    signal = 0.25 + 0.03 * np.sin(t / 7) + np.where((t >= 30) & (t < 34), 0.15, 0.0)
+    rows = []
+    for sensor, gain in (("a", 1.12), ("b", 0.92), ("c", 1.0)):
+        offset = rng.normal(0, 0.006) + (0.05 if sensor == "c" else 0.0)  # c: stepped long before the window
+        for d in t:
+            rows.append({"time": pd.Timestamp("2024-03-01") + pd.Timedelta(days=int(d)), "site": "S", "depth_cm": 5.0,
+                         "sensor": sensor, "level": 0.25 + (signal[d] - 0.25) * gain + offset + rng.normal(0, 0.0015),
+                         "span": 0.012, "rough": 0.002, "n": 24, "n_spike": 0, "q50": signal[d]})
+    result = consensus(pd.DataFrame(rows), held={("S", 5.0, "c"): [(pd.Timestamp("2024-01-01"), None)]})
+    assert first_out(result, "a") is None and first_out(result, "b") is None
+    assert (result.loc[result["sensor"] == "c", "state"] == "out").all()  # the known culprit stays named

@@ -258,3 +258,32 @@ def test_issue_16_targets_from_fault_rows() -> None:
     assert late["value"] == 0.0 and late["note"].startswith("0/1")  # 0.0005/d never reaches 0.03: not counted
     assert rows["spikes/noise detected within 3 days"]["met"] is None
     assert rows["recall of fault episodes"]["value"] == pytest.approx(1 / 3)
+
+
+def test_heavy_rain_days_make_cluster_alerts_wetting_only_when_asked() -> None:
+    """The simulator's own heavy rain wets whole clusters; scored with the run's weather, a cluster alert on
+    such a day (or the day after) is the wetting it reports. Planted events keep their role, fault kinds
+    are never wetting, light rain is not heavy, and without the weather the pinned truth is unchanged."""
+    rain = T.Event("rain", "S3", START + 5 * DAY, 50.0)
+    p = plan([STEP], [rain], days=61)
+    days = pd.date_range(START, periods=61, freq="D", tz="UTC")
+    weather = pd.concat([pd.DataFrame({"time": days, "site": s, "precipitation_sum": 0.0}) for s in ("S1", "S2", "S3")],
+                        ignore_index=True)
+    for site, day, mm in (("S2", 9, 12.0), ("S2", 15, 5.0), ("S1", 4, 30.0), ("S3", 5, 50.0), ("S2", 30, 10.0)):
+        weather.loc[(weather["site"] == site) & (weather["time"] == START + day * DAY), "precipitation_sum"] = mm
+    det = S.detections_from_alerts(alerts(
+        (1, "S2", "*", "cluster", 10),  # the day after 12 mm at a control
+        (2, "S2", "*", "cluster", 16),  # after 5 mm: not heavy
+        (3, "S1", "*", "cluster", 5),  # 30 mm on a faulty cluster, inside the fault's window
+        (4, "S2", "c", "sensor_fault", 10),  # a fault kind on a heavy-rain day: still false
+        (5, "S3", "*", "cluster", 6),  # the planted event
+        (6, "S2", "*", "cluster", 32),  # evaluated day 31, the day after 10 mm
+        (7, "S2", "*", "cluster", 33),  # two days after: no longer
+    ))
+    pinned = S.score_run(det, p)
+    assert list(pinned.roles["role"]) == ["clean", "clean", "fault_as_event", "clean", "event", "clean", "clean"]
+    wet = S.score_run(det, p, heavy_rain=S.heavy_rain_days(weather))
+    assert list(wet.roles["role"]) == ["wetting", "clean", "wetting", "clean", "event", "wetting", "clean"]
+    total = S.summary([wet])
+    assert total["precision"] == pytest.approx(4 / 7)
+    assert total["event_vs_fault_accuracy"] == pytest.approx(1.0)  # wetting (3) and the event (1), all right
