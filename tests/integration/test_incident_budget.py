@@ -190,3 +190,26 @@ def test_cluster_alerts_at_a_missing_sensors_depth_join_its_incident_muted(store
         assert n.titles() == ["NEW", "NEW"]  # the missing sensor's, the other depth's; no update, no third
     finally:
         n.rx.stop()
+
+
+def test_with_the_product_defaults_a_field_team_takes_the_digest_instead_of_reminders(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # before: six STILL OPEN reminders in 30 days against NEW (reminders 6 of 7 messages, digests apart)
+    import yaml
+
+    n = make_net(store, tmp_path)
+    try:
+        path = n.settings.alert_routes_file
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec.pop("notify")  # the product defaults, as bench_detection's routes file has them
+        path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+        fault = n.alert("sensor_fault")
+        for day in range(31):
+            if day == 2:
+                db.update_alert(store, fault, {"escalated_at": T0 + 2 * DAY})
+            n.deliver(T0 + day * DAY)
+        assert n.titles() == ["NEW"] + ["DIGEST"] * 31  # one a day, the reminder; no STILL OPEN
+        assert [k for k in n.rx.messages() if k["path"] == "/north" and k["key"].startswith("digest:")][-1][
+            "key"].startswith("digest:north:2024-05-31:")
+        assert n.titles("leads") == ["ESCALATED"]  # the escalation team is not a field team: no digest
+    finally:
+        n.rx.stop()
