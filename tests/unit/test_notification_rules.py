@@ -64,7 +64,7 @@ def test_field_teams_take_the_digest_unless_the_routes_file_says_otherwise() -> 
             "routes": [{"tags": ["team:f"], "teams": ["field", "own"]}], "operators": ["ops"]}
     routes = parse_routes(spec, "routes.yaml")
     assert [routes.timing(t).digest for t in ("field", "own", "lead", "ops", "default")] == [
-        True, False, False, False, False]  # field teams; operators, escalation teams and default keep reminders
+        True, False, False, True, False]  # teams owning incidents; escalation-only and default keep reminders
     off = parse_routes({**spec, "notify": {"digest": False}}, "routes.yaml")
     assert not any(off.timing(t).digest for t in ("field", "own", "lead", "ops"))
     on = parse_routes({**spec, "notify": {"digest": True}}, "routes.yaml")
