@@ -106,7 +106,7 @@ def sharded(summary: dict[str, Any], shards: list[Any], history_days: int, repla
     if network["status"] != "ok":
         summary["alerts"] = network
     else:
-        for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
+        for key in ("opened", "reopened", "resolved", "escalated", "messages_queued"):
             summary["alerts"]["result"][key] += int(network["result"].get(key) or 0)
         summary["alerts"]["result"]["alerts"] += network["result"].get("alerts") or []
         summary["alerts"]["result"]["active_alerts"] = network["result"].get("active_alerts", 0)

@@ -86,7 +86,7 @@ def _alert_detail(summary: dict[str, Any]) -> str:
     r = _result(summary, "alerts")
     if not r:
         return f" ({(summary.get('alerts') or {}).get('detail', '')})" if summary.get("alerts") else ""
-    return (f" (resolved {r.get('resolved', 0)}, escalated {r.get('escalated', 0)}, reminders {r.get('reminders', 0)}, "
+    return (f" (resolved {r.get('resolved', 0)}, escalated {r.get('escalated', 0)}, "
             f"active {r.get('active_alerts', 0)}; {r.get('observations', 0)} new daily values of "
             f"{r.get('series', 0)} series)")
 

@@ -169,7 +169,7 @@ def combine(run: dict[str, Any]) -> dict[str, Any]:
     detected = [(p.get("alerts") or {}).get("result") or {} for p in parts]
     alerts_part = {"status": "failed" if run["failed"] else "ok",
                    "result": combine_counts(detected, ("series", "observations", "outside", "opened", "reopened",
-                                                       "resolved", "escalated", "reminders", "messages_queued"))
+                                                       "resolved", "escalated", "messages_queued"))
                    | {"alerts": [a for d in detected for a in d.get("alerts") or []][:50]}}
     if run["failed"]:
         alerts_part["detail"] = f"{len(run['failed'])} shard(s) failed: " + "; ".join(

@@ -1,6 +1,7 @@
-"""The daily digest (opt-in per team, ``digest: true`` in the routes file): one message a day listing the
-team's open incidents, what changed since the last digest, what is acknowledged or silenced, with one
-plot panel per incident. A team on the digest gets no per-incident reminders: the digest is the reminder.
+"""The daily digest (``digest:`` in the routes file; the default for field teams, ``smmdn.alerts.routing``):
+one message a day listing the team's open incidents, what changed since the last digest, what is
+acknowledged or silenced, with one plot panel per incident. A team on the digest gets no per-incident
+reminders: the digest is the reminder.
 
 Keyed ``digest:<team>:<UTC day>:<target>``: one per team and day, however often the cycle runs.
 """

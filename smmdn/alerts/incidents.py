@@ -7,7 +7,8 @@ makes every sensor missing; one message per alert told a team the same story man
 - a sensor fault (``sensor_fault``, ``flatline``) takes the deviations and the cluster alert at its depth,
   and the earlier alerts of the same sensor;
 - a ``cluster`` alert takes the cluster alerts at the site's other depths and their sensor deviations;
-- ``missing`` alerts of one site share an incident; anything else starts its own.
+- ``missing`` alerts of one site share an incident, with the cluster alerts raised at a missing sensor's depth
+  while it is missing (``sensor-missing`` mutes them); anything else starts its own.
 
 - a sensor fault also takes the incident of a fault at its depth found by an earlier run (a healthy sibling
   blamed because the faulty probe bends its reference is the same story; ``sensor-fault-first`` mutes it);
@@ -135,11 +136,22 @@ def home_of(alert: dict[str, Any], open_incidents: list[Incident]) -> Incident |
                 or first(lambda i: i.row["kind"] in FAULTS and _same_depth(alert, i) and _earlier(i, alert)))
     if kind in ("deviation", "cluster"):
         return (first(lambda i: i.row["kind"] in FAULTS and _same_depth(alert, i))
+                or (first(lambda i: _missing_at_depth(alert, i)) if kind == "cluster" else None)
                 or first(lambda i: i.row["kind"] == "cluster")
                 or (first(lambda i: _same_sensor(alert, i)) if kind == "deviation" else None))
     if kind == "missing":
         return first(lambda i: i.row["kind"] == "missing")
     return None
+
+
+def _missing_at_depth(alert: dict[str, Any], inc: Incident) -> bool:
+    """The incident holds a missing sensor at the alert's depth that is active or whose incident is held
+    (a disconnected replicate leaves the consensus at its depth to the others: their cluster call is that
+    sensor's story, ``sensor-missing``)."""
+    held = not inc.active()
+    return _same_site(alert, inc) and any(
+        m["kind"] == "missing" and float(m["depth_cm"]) == float(alert["depth_cm"])
+        and (held or m["status"] in adb.ACTIVE) for m in inc.members)
 
 
 def _group_key(alert: dict[str, Any]) -> str:
@@ -154,6 +166,8 @@ def _group_key(alert: dict[str, Any]) -> str:
 def _upgrade_root(inc: Incident, alert: dict[str, Any]) -> None:
     """A stronger explanation joined (a fault after its deviation, a silent logger after its missing
     sensors): it becomes the root the messages speak of."""
+    if inc.row["kind"] == "missing" and alert["kind"] in CONSEQUENCES:
+        return  # a missing sensor's consequence (sensor-missing) does not speak for the incident
     if ROOT_ORDER.get(alert["kind"], 9) < ROOT_ORDER.get(inc.row["kind"], 9):
         inc.row.update(kind=alert["kind"], root_alert_id=int(alert["id"]), group_key=_group_key(alert),
                        depth_cm=alert["depth_cm"] if alert["kind"] != "site_silent" else None,
@@ -209,8 +223,12 @@ def group(tx: Store, now: pd.Timestamp, rules: tuple[Rule, ...],
             _upgrade_root(inc, alert)
         if not idb.add_member(tx, inc.id, int(alert["id"]), now):
             raise ConcurrentChange(f"alert {alert['id']} was grouped by another run meanwhile; plan again")
-        inc.members.append({**alert, "inhibited_by": None, "inhibit_rule": None, "inhibit_reason": None,
+        quiet = _after_its_cause(alert, inc, rules)
+        inc.members.append({**alert, "inhibited_by": quiet[0] if quiet else None,
+                            "inhibit_rule": quiet[1] if quiet else None, "inhibit_reason": quiet[2] if quiet else None,
                             "joined_at": now, "_new": True})
+        if quiet:
+            idb.set_inhibition(tx, int(alert["id"]), *quiet)
         member_of[int(alert["id"])] = inc.id
     _inhibit(tx, incidents, active, rules)
     _follow_causes(tx, incidents, now)
@@ -275,6 +293,23 @@ def _outlives_its_cause(m: dict[str, Any], inc: Incident) -> bool:
 
 
 CONSEQUENCES = ("deviation", "cluster")
+
+
+def _after_its_cause(alert: dict[str, Any], inc: Incident, rules: tuple[Rule, ...]) -> tuple[int, str, str] | None:
+    """A deviation or cluster alert joining an incident whose member that explains it (by a rule) has already
+    cleared — the incident held after its fault cleared, or kept open by a quiet consequence: (that member's
+    id, the rule, why). It stays quiet like a consequence that outlives its cause: the same story clearing a
+    little later, not news (before, it spoke: an UPDATED, the incident's fourth message)."""
+    if alert["kind"] not in CONSEQUENCES:
+        return None
+    for m in inc.members:
+        if m["status"] in adb.ACTIVE:
+            continue
+        rule = next((r for r in rules if r.mutes(m, alert)), None)
+        if rule is not None:
+            return (int(m["id"]), rule.name, f"{rule.name}: alert #{m['id']} ({m['kind']} at {m['site']} "
+                    f"{float(m['depth_cm']):g} cm {m['sensor']}) cleared just before; the same story")
+    return None
 
 
 def _settle(tx: Store, inc: Incident, now: pd.Timestamp) -> None:

@@ -92,6 +92,9 @@ DEFAULT_RULES = (
          "bent by the faulty probe); a later one speaks if it outlasts the first"),
     Rule("cluster-event", ("cluster",), ("deviation",), ("site", "depth_cm"),
          "a cluster event explains the sensor deviations at that depth while it lasts"),
+    Rule("sensor-missing", ("missing",), ("cluster",), ("site", "depth_cm"),
+         "a replicate missing at a depth leaves the consensus there to the others: their cluster call is the "
+         "missing sensor's story (an event that is real reaches the other depths, which still speak)"),
 )
 
 

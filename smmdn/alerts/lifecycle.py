@@ -354,10 +354,9 @@ def apply(store: Store, actions: list[Action], now: pd.Timestamp, settings: Any,
     sites = site_info(store)
     pngs = dict(attachments or {})
     plot_days = rules.plot_days if rules is not None else DEFAULT_PLOT_DAYS
-    counts = {"opened": 0, "reopened": 0, "resolved": 0, "escalated": 0, "reminders": 0, "messages_queued": 0,
+    counts = {"opened": 0, "reopened": 0, "resolved": 0, "escalated": 0, "messages_queued": 0,
               "events": []}
-    names = {"opened": "opened", "reopened": "reopened", "resolved": "resolved", "escalated": "escalated",
-             "reminder": "reminders"}
+    names = {"opened": "opened", "reopened": "reopened", "resolved": "resolved", "escalated": "escalated"}
     with store.transaction() as tx:
         for action in actions:
             row = write_action(tx, action, now)

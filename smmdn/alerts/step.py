@@ -55,8 +55,7 @@ class DetectOutcome:
     opened: int = 0
     reopened: int = 0
     resolved: int = 0
-    escalated: int = 0
-    reminders: int = 0
+    escalated: int = 0  # reminders are the incident's: NotifyOutcome.queued['reminder'] (smmdn.alerts.notify)
     messages_queued: int = 0
     active_alerts: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -168,14 +167,14 @@ def detect(store: Store, now: pd.Timestamp | str | None, settings: Settings, *, 
     if not days.empty and fresh.any():
         new_marks = days.loc[fresh].groupby("site")["time"].max().to_dict()
     applied = lifecycle.apply(store, plan, now, settings, rules, routes, new_marks)
-    for key in ("opened", "reopened", "resolved", "escalated", "reminders", "messages_queued"):
+    for key in ("opened", "reopened", "resolved", "escalated", "messages_queued"):
         setattr(outcome, key, applied[key])
     if network:  # once per cycle over every site: a shard leaves it to the parent's network-only run
         network_checks(store, now, settings, routes, every)
     outcome.alerts = applied["events"]  # every transition (the flow emits each as an event; summaries cut to 50)
     outcome.active_alerts = len(db.read_alerts(store, status=db.ACTIVE))
     log.info("detection at %s: %d series over %d day(s), %d outside; opened %d, reopened %d, resolved %d, "
-             "escalated %d, reminders %d; %d message(s) queued; %d alert(s) active", f"{now:%Y-%m-%d %H:%M} UTC",
+             "escalated %d; %d message(s) queued; %d alert(s) active", f"{now:%Y-%m-%d %H:%M} UTC",
              outcome.series, len(outcome.days), outcome.outside, outcome.opened, outcome.reopened, outcome.resolved,
-             outcome.escalated, outcome.reminders, outcome.messages_queued, outcome.active_alerts)
+             outcome.escalated, outcome.messages_queued, outcome.active_alerts)
     return outcome

@@ -144,8 +144,9 @@ def routes_file(path: Any, receiver: Any, teams: dict[str, list[str]], *, operat
     }
     if operators:
         spec["operators"] = [operators]
-    if notify:
-        spec["notify"] = notify
+    # field teams take the daily digest by default (smmdn.alerts.routing); these worlds look at the messages
+    # per incident, so they say digest: false unless the test asks for the digest
+    spec["notify"] = {"digest": False, **(notify or {})}
     spec.update(extra or {})
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path

@@ -137,3 +137,79 @@ def test_a_consequence_that_outlives_its_cause_stays_quiet(store, tmp_path) -> N
         assert member["inhibited_by"] == fault and "sensor-fault-siblings" in member["inhibit_reason"]
     finally:
         n.rx.stop()
+
+
+def test_a_consequence_joining_after_its_cause_cleared_stays_quiet(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # before: the cluster alert raised inside the hold after the fault cleared spoke (an UPDATED: opened,
+    # escalated, updated, resolved — four messages for one incident, demo-s3-r0's DEMO04 5 cm)
+    n = make_net(store, tmp_path, teams={"north": {"repeat_interval": "30d", "repeat_max": "30d"}})
+    try:
+        fault = n.alert("sensor_fault")
+        n.deliver(T0)
+        db.update_alert(store, fault, {"escalated_at": T0 + 2 * DAY})
+        n.deliver(T0 + 2 * DAY)
+        n.resolve(fault, T0 + 3 * DAY)
+        n.deliver(T0 + 3 * DAY + pd.Timedelta(hours=6))
+        cluster = n.alert("cluster", sensor="*", at=T0 + 4 * DAY)  # within the 48 h hold
+        n.deliver(T0 + 4 * DAY + pd.Timedelta(hours=6))
+        n.resolve(cluster, T0 + 6 * DAY)
+        for day in (5, 6, 7, 8, 9):
+            n.deliver(T0 + day * DAY + pd.Timedelta(hours=6))
+        [inc] = idb.read_incidents(store, site="S1").to_dict("records")
+        member = next(m for m in load(store, inc["id"]).members if m["id"] == cluster)
+        assert member["inhibited_by"] == fault and member["inhibit_rule"] == "sensor-fault-siblings"
+        assert n.titles() == ["NEW", "RESOLVED"] and n.titles("leads") == ["ESCALATED"]
+        assert "resolved 2024-05-07" in n.rx.messages()[-1]["payload"]["message"]  # when the consequence cleared
+    finally:
+        n.rx.stop()
+
+
+def test_cluster_alerts_at_a_missing_sensors_depth_join_its_incident_muted(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # before: the missing sensor was one incident and each cluster episode its others raised at that depth
+    # another (two notifying incidents for one disconnected sensor, demo-s3-r0's DEMO02 5 cm b)
+    n = make_net(store, tmp_path, teams={"north": {"repeat_interval": "30d", "repeat_max": "30d"}})
+    try:
+        missing = n.alert("missing", sensor="b")
+        n.deliver(T0)
+        first = n.alert("cluster", sensor="*", at=T0 + DAY)
+        n.deliver(T0 + DAY + pd.Timedelta(hours=13))
+        n.resolve(first, T0 + 3 * DAY)
+        for day in (3, 4, 5, 6):
+            n.deliver(T0 + day * DAY + pd.Timedelta(hours=13))
+        second = n.alert("cluster", sensor="*", at=T0 + 7 * DAY)  # another episode, the sensor still missing
+        elsewhere = n.alert("cluster", sensor="*", depth=50.0, at=T0 + 7 * DAY)  # another depth: it speaks
+        n.deliver(T0 + 7 * DAY + pd.Timedelta(hours=13))
+        incs = idb.read_incidents(store, site="S1")
+        assert len(incs) == 2
+        full = load(store, int(incs.iloc[0]["id"]))
+        assert full is not None and full.row["kind"] == "missing" and full.root["id"] == missing
+        assert {m["id"] for m in full.members} == {missing, first, second}
+        assert all(m["inhibited_by"] == missing and m["inhibit_rule"] == "sensor-missing"
+                   for m in full.members if m["id"] != missing)
+        assert {m["id"] for m in load(store, int(incs.iloc[1]["id"])).members} == {elsewhere}
+        assert n.titles() == ["NEW", "NEW"]  # the missing sensor's, the other depth's; no update, no third
+    finally:
+        n.rx.stop()
+
+
+def test_with_the_product_defaults_a_field_team_takes_the_digest_instead_of_reminders(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # before: six STILL OPEN reminders in 30 days against NEW (reminders 6 of 7 messages, digests apart)
+    import yaml
+
+    n = make_net(store, tmp_path)
+    try:
+        path = n.settings.alert_routes_file
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec.pop("notify")  # the product defaults, as bench_detection's routes file has them
+        path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+        fault = n.alert("sensor_fault")
+        for day in range(31):
+            if day == 2:
+                db.update_alert(store, fault, {"escalated_at": T0 + 2 * DAY})
+            n.deliver(T0 + day * DAY)
+        assert n.titles() == ["NEW"] + ["DIGEST"] * 31  # one a day, the reminder; no STILL OPEN
+        assert [k for k in n.rx.messages() if k["path"] == "/north" and k["key"].startswith("digest:")][-1][
+            "key"].startswith("digest:north:2024-05-31:")
+        assert [t for t in n.titles("leads") if t != "DIGEST"] == ["ESCALATED"]  # the escalation team: once
+    finally:
+        n.rx.stop()

@@ -62,7 +62,7 @@ def test_upgrade_to_0009_keeps_pending_messages_and_sends_nothing_twice(empty_ur
     assert notice["seq"] == 2 and notice["reminders"] == 1 and notice["last_event"] == "reminder"
     rx = AlertReceiver(tmp_path / "rx.jsonl").start()
     try:
-        routes = parse_routes({"teams": {"north": {"urls": [rx.url_for("north")]}},
+        routes = parse_routes({"teams": {"north": {"urls": [rx.url_for("north")], "digest": False}},
                                "routes": [{"tags": ["team:north"], "teams": ["north"]}]}, "routes.yaml")
         cfg = Settings(_env_file=None, home=tmp_path)
         at = pd.Timestamp(NOW) + pd.Timedelta(hours=25)

@@ -57,6 +57,20 @@ def test_timing_per_team_from_the_routes_file_and_its_backoff() -> None:
         parse_routes({"teams": {"a": {"urls": ["json://x"], "repeat_interval": "soon"}}}, "routes.yaml")
 
 
+def test_field_teams_take_the_digest_unless_the_routes_file_says_otherwise() -> None:
+    # before: every team defaulted to per-incident reminders (the planted-fault runs: 60 % of the messages)
+    spec = {"teams": {"field": {"urls": ["json://f"], "escalate_to": "lead"}, "lead": {"urls": ["json://l"]},
+                      "ops": {"urls": ["json://o"]}, "own": {"urls": ["json://w"], "digest": False}},
+            "routes": [{"tags": ["team:f"], "teams": ["field", "own"]}], "operators": ["ops"]}
+    routes = parse_routes(spec, "routes.yaml")
+    assert [routes.timing(t).digest for t in ("field", "own", "lead", "ops", "default")] == [
+        True, False, False, True, False]  # teams owning incidents; escalation-only and default keep reminders
+    off = parse_routes({**spec, "notify": {"digest": False}}, "routes.yaml")
+    assert not any(off.timing(t).digest for t in ("field", "own", "lead", "ops"))
+    on = parse_routes({**spec, "notify": {"digest": True}}, "routes.yaml")
+    assert [on.timing(t).digest for t in ("field", "own", "lead", "ops")] == [True, False, True, True]
+
+
 def test_decide_follows_group_wait_changes_and_reminders() -> None:
     inc = Incident({"id": 1, "status": "open", "opened_at": T0}, [_alert(1, "sensor_fault", inhibited_by=None)])
     wait = Timing(group_wait=pd.Timedelta(hours=3))
