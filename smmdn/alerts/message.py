@@ -230,7 +230,12 @@ def incident_subject(inc: Any, event: str) -> str:
 
 def member_key(m: dict[str, Any]) -> str:
     """What a member says, whatever its alert id: a recurrence of the same kind at the same place (a new
-    alert after the old one cleared) is not news."""
+    alert after the old one cleared) is not news. A cluster event is a site's story: the wetting front
+    reaching another depth is the event running its course, nothing for a field team to act on, so it
+    is listed in the next message and the digest, not sent as an update (the budget: opened, at most one
+    escalation, resolved)."""
+    if m["kind"] == "cluster":
+        return f"{m['site']}|*|*|cluster"
     return f"{m['site']}|{float(m['depth_cm']):g}|{m['sensor']}|{m['kind']}"
 
 

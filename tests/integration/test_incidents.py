@@ -107,18 +107,38 @@ def test_a_sensor_fault_and_the_deviations_it_causes_are_one_incident_one_messag
 def test_a_new_speaking_member_updates_once_per_group_interval_and_says_what_changed(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     n = make_net(store, tmp_path, teams={"north": {"group_interval": "36h", "repeat_interval": "30d"}})
     try:
-        n.alert("cluster", sensor="*")
+        n.alert("missing", sensor="c")
         n.deliver(T0)
-        n.alert("cluster", sensor="*", depth=50.0, at=T0 + pd.Timedelta(days=1))  # the event reaches depth 50
+        n.alert("missing", sensor="a", depth=50.0, at=T0 + pd.Timedelta(days=1))  # a second probe stops reporting
         assert n.deliver(T0 + pd.Timedelta(days=1)).notifications["queued"] == {}  # within group_interval
-        n.alert("deviation", sensor="b", depth=50.0, at=T0 + pd.Timedelta(days=2))  # inhibited: no news
+        n.alert("cluster", sensor="*", depth=50.0, at=T0 + pd.Timedelta(days=2))  # muted by sensor-missing: no news
         n.deliver(T0 + pd.Timedelta(days=2))
         n.deliver(T0 + pd.Timedelta(days=3))
         assert n.titles() == ["NEW", "UPDATED"]
         text = n.rx.messages()[-1]["payload"]["message"]
-        assert "What changed: new: alert #2 whole cluster deviates at S1 50 cm" in text and "#3" not in text.split(
+        assert "What changed: new: alert #2 no data at S1 50 cm" in text and "#3" not in text.split(
             "What changed")[1].split("\n")[0]
         assert len(idb.read_incidents(store)) == 1
+    finally:
+        n.rx.stop()
+
+
+def test_a_cluster_event_reaching_another_depth_is_listed_not_sent_as_an_update(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    n = make_net(store, tmp_path, teams={"north": {"repeat_interval": "30d"}})
+    try:
+        first = n.alert("cluster", sensor="*")
+        n.deliver(T0)
+        deeper = n.alert("cluster", sensor="*", depth=50.0, at=T0 + pd.Timedelta(days=1))  # the wetting front
+        for day in (1, 2, 3):  # past group_interval (12 h): still nothing to tell
+            assert n.deliver(T0 + pd.Timedelta(days=day)).notifications["queued"] == {}
+        [inc] = idb.read_incidents(store).to_dict("records")
+        full = load(store, inc["id"])
+        assert full is not None and {m["id"] for m in full.members} == {first, deeper}
+        n.resolve(first, T0 + pd.Timedelta(days=3))
+        n.resolve(deeper, T0 + pd.Timedelta(days=4))
+        n.deliver(T0 + pd.Timedelta(days=7))
+        assert n.titles() == ["NEW", "RESOLVED"]  # the budget: opened, resolved
+        assert "S1 50 cm" in n.rx.messages()[-1]["payload"]["message"]  # the deeper depth is listed
     finally:
         n.rx.stop()
 
