@@ -114,7 +114,7 @@ def main() -> None:
         store.write_observations(frame, source="bench")
         out1, t_det1 = timed("detect", anomalies.detect, store, world.now_after(args.days), cfg)
         print(f"    {out1.observations:,} daily values, {out1.outside} outside, {out1.opened} opened, "
-              f"{out1.reminders} reminders, {out1.messages_queued} messages queued")
+              f"{out1.resolved} resolved, {out1.messages_queued} messages queued")
         ver1, t_ver1 = timed("verify", verification.verify, store, world.now_after(args.days), cfg)
         print(f"    {ver1.scored:,} pairs scored (incl. the {cfg.verification_lookback_days}-day rescoring window)")
 
