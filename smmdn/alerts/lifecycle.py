@@ -213,29 +213,39 @@ def _plan_missing(actions: list[Action], handles: dict[tuple, Handle], store: St
         return
     under = db.read_silences(store, kind="maintenance", active_at=now)
     maintained = set(under["site"]) if not under.empty else set()
-    for r in last.itertuples(index=False):
-        if r.site in maintained or "*" in maintained:
-            continue
-        key = (str(r.site), float(r.depth_cm), str(r.sensor), "missing")
+    late = _late(last, now, rules.missing_after)  # one vectorised clock; rows visited only where a change is due
+    sites, depths, sensors = last["site"].astype(str).tolist(), last["depth_cm"].astype(float).tolist(), \
+        last["sensor"].astype(str).tolist()
+    for i, (site, depth, sensor) in enumerate(zip(sites, depths, sensors, strict=True)):
+        key = (site, depth, sensor, "missing")
         handle = handles.get(key)
-        seen = r.last_reading if not pd.isna(r.last_reading) else None
-        age = now - (seen if seen is not None else r.since)
-        if age > rules.missing_after and handle is None:
-            values = {"kind": "missing", "site": key[0], "depth_cm": key[1], "sensor": key[2],
-                      "window_start": seen if seen is not None else r.since, "window_end": now, "status": "open",
+        if bool(late[i]) == (handle is not None) or site in maintained or "*" in maintained:
+            continue  # late and already alerted, or on time and not alerted: nothing to do
+        r = last.iloc[i]
+        seen = r["last_reading"] if not pd.isna(r["last_reading"]) else None
+        if handle is None:
+            values = {"kind": "missing", "site": site, "depth_cm": depth, "sensor": sensor,
+                      "window_start": seen if seen is not None else r["since"], "window_end": now, "status": "open",
                       "created_at": now, "details": {
                           "last_reading": seen.isoformat() if seen is not None else None,
                           "missing_after_h": rules.missing_after / pd.Timedelta(hours=1), "basis": "clock"}}
             handle = Handle(None, dict(values))
             actions.append(Action("open", handle, values, "opened", now, plot_day=now.floor("D")))
             handles[key] = handle
-        elif age <= rules.missing_after and handle is not None:
+        else:
             values = {"status": "resolved", "resolved_at": now, "resolved_by": "auto", "window_end": seen}
             actions.append(Action("resolve", handle, values, "resolved", now, note="readings arrive again",
                                   plot_day=now.floor("D")))
             handle.row.update(values)
             handles.pop(key)
-    _plan_silent(actions, handles, last, maintained, now, rules)
+    _plan_silent(actions, handles, last.assign(_late=late), maintained, now, rules)
+
+
+def _late(last: pd.DataFrame, now: pd.Timestamp, missing_after: pd.Timedelta) -> np.ndarray:
+    """Per series: no reading for longer than ``missing_after`` (since its last reading, or since it was
+    expected when it has none in the window)."""
+    ref = last["last_reading"].where(last["last_reading"].notna(), last["since"])
+    return ((now - ref) > missing_after).to_numpy(dtype=bool)
 
 
 SILENT_SENSOR = "*"
@@ -245,23 +255,23 @@ def _plan_silent(actions: list[Action], handles: dict[tuple, Handle], last: pd.D
                  now: pd.Timestamp, rules: Any) -> None:
     """``site_silent``: every expected sensor of a site missing (the logger, not the probes) — opened with the
     sensors' missing alerts, resolved as soon as any sensor reports again."""
-    for site, grp in last.groupby("site"):
-        site = str(site)
+    per_site = last.assign(site=last["site"].astype(str)).groupby("site").agg(
+        sensors=("_late", "size"), all_late=("_late", "all"), newest=("last_reading", "max"), first=("since", "min"))
+    for site, sensors, all_late, newest, first in zip(per_site.index, per_site["sensors"], per_site["all_late"],
+                                                     per_site["newest"], per_site["first"], strict=True):
         if site in maintained or "*" in maintained:
             continue
-        seen = grp["last_reading"].dropna()
-        newest = seen.max() if len(seen) else None
-        ages = [now - (r.last_reading if not pd.isna(r.last_reading) else r.since) for r in grp.itertuples()]
-        silent = len(grp) > 1 and all(a > rules.missing_after for a in ages)
+        newest = None if pd.isna(newest) else newest
+        silent = int(sensors) > 1 and bool(all_late)
         key = (site, 0.0, SILENT_SENSOR, "site_silent")
         handle = handles.get(key)
         if silent and handle is None:
-            since = newest if newest is not None else grp["since"].min()
+            since = newest if newest is not None else first
             values = {"kind": "site_silent", "site": site, "depth_cm": 0.0, "sensor": SILENT_SENSOR,
                       "window_start": since, "window_end": now, "status": "open", "created_at": now, "details": {
                           "last_reading": newest.isoformat() if newest is not None else None,
-                          "sensors": len(grp), "missing_after_h": rules.missing_after / pd.Timedelta(hours=1),
-                          "basis": f"all {len(grp)} sensors of the site missing"}}
+                          "sensors": int(sensors), "missing_after_h": rules.missing_after / pd.Timedelta(hours=1),
+                          "basis": f"all {int(sensors)} sensors of the site missing"}}
             handle = Handle(None, dict(values))
             actions.append(Action("open", handle, values, "opened", now))
             handles[key] = handle
@@ -358,8 +368,10 @@ def apply(store: Store, actions: list[Action], now: pd.Timestamp, settings: Any,
               "events": []}
     names = {"opened": "opened", "reopened": "reopened", "resolved": "resolved", "escalated": "escalated"}
     with store.transaction() as tx:
+        ids = sorted({int(a.handle.id) for a in actions if a.op != "open" and a.handle.id is not None})
+        current = {int(r["id"]): r for r in db.read_alerts(tx, ids=ids).to_dict("records")} if ids else {}
         for action in actions:
-            row = write_action(tx, action, now)
+            row = write_action(tx, action, now, current)
             if action.event is None:
                 continue
             png = pngs.get(id(action))
@@ -375,8 +387,13 @@ def apply(store: Store, actions: list[Action], now: pd.Timestamp, settings: Any,
     return counts
 
 
-def write_action(tx: Store, action: Action, now: pd.Timestamp) -> dict[str, Any]:
-    """Write one action's alert row (insert or revision-checked update); returns the row as written."""
+def write_action(tx: Store, action: Action, now: pd.Timestamp,
+                 current_rows: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write one action's alert row (insert or revision-checked update); returns the row as written.
+
+    ``current_rows`` (alert id → row, read once for every action of a run, kept up to date here) spares two
+    reads per update: an update without an event is taken as written (its values over the row it updated),
+    rows behind an event are read back (their message is rendered from them)."""
     handle = action.handle
     values = dict(action.values)
     values["updated_at"] = now
@@ -389,7 +406,9 @@ def write_action(tx: Store, action: Action, now: pd.Timestamp) -> dict[str, Any]
         values.setdefault("window_end", values["window_start"])
         handle.id = db.insert_alert(tx, values)
     else:
-        current = db.get_alert(tx, handle.id)
+        current = (current_rows or {}).get(int(handle.id)) if handle.id is not None else None
+        if current is None:
+            current = db.get_alert(tx, handle.id)
         if current is None:
             raise ConcurrentChange(f"alert {handle.id} disappeared")
         if action.event:
@@ -401,8 +420,13 @@ def write_action(tx: Store, action: Action, now: pd.Timestamp) -> dict[str, Any]
         expected = int(handle.row.get("revision", current["revision"]))
         if not db.update_alert(tx, handle.id, values, expect_revision=expected):
             raise ConcurrentChange(f"alert {handle.id} changed while detection ran; rerun detection")
+        if current_rows is not None and action.event is None:
+            handle.row = current_rows[int(handle.id)] = {**current, **values}
+            return handle.row
     row = db.get_alert(tx, handle.id)
     handle.row = dict(row)
+    if current_rows is not None:
+        current_rows[int(handle.id)] = handle.row
     return handle.row
 
 
