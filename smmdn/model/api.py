@@ -42,6 +42,7 @@ from smmdn.model.data import (
     prepare,
     without_derived,
 )
+from smmdn.model.levels import SeriesCorrection, apply_correction, fit_correction
 from smmdn.model.mixture import mixture_crps, summarise
 from smmdn.model.network import MixtureEnsemble
 from smmdn.model.predict import forecast_issues, simulate
@@ -109,6 +110,7 @@ def fit(
     use_valid = n_valid > 0 and v0 >= cfg.warmup + max(10, n_valid // 2)
     history: dict = {}
     cal = Calibration()
+    correction = SeriesCorrection()
     device = pick_device(cfg.device)
     if use_valid:
         scalers = fit_scalers(panel, v0, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
@@ -121,6 +123,9 @@ def fit(
                                    steps_per_day=n_steps_per_day(panel))
             history["valid_crps_calibrated"] = validation_score(
                 net, prep, train_locs, v0, v1, cfg, device, _valid_factors(cal, v1 - v0))
+        if not cfg.with_state and (cfg.level_prior_steps is not None or cfg.anomaly_cap_floor is not None):
+            correction = _fit_correction(net, prep, panel, train_locs, v0, v1, cfg, device)
+            history["correction"] = _correction_summary(correction)
     if not use_valid or cfg.refit:
         epochs = history.get("member_best_epochs") or [cfg.max_epochs] * cfg.members
         scalers = fit_scalers(panel, v1, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
@@ -142,9 +147,28 @@ def fit(
     return TrainedModel(
         network=net.cpu(), config=cfg, scalers=scalers, spread=cal.overall, spread_per_lead=cal.per_lead,
         spread_per_location=cal.per_location, spread_by_distance=cal.by_distance,
-        spread_distance_block=cal.distance_block, metrics={"training": history},
+        spread_distance_block=cal.distance_block, correction=correction, metrics={"training": history},
         fingerprint={**fingerprint(obs, forcing, sites), "train_end": str(end)},
     )
+
+
+def _fit_correction(net, prep: Prepared, panel: Panel, locs: np.ndarray, v0: int, v1: int, cfg: TrainConfig,
+                    device) -> SeriesCorrection:
+    """Per-series level offsets / anomaly scales from the simulation of the validation window
+    (``model.levels``), by the network trained before it: out of sample, as the test period will be."""
+    w, mu, _ = simulate(net, prep, locs, v0, v1, cfg.seq_len, cfg.sigma_floor, device, False)
+    mean = np.sum(w * mu, axis=-1)
+    return fit_correction(mean, panel.targets[locs, v0:v1], [panel.keys[i] for i in locs],
+                          prior_steps=cfg.level_prior_steps, cap_floor=cfg.anomaly_cap_floor)
+
+
+def _correction_summary(correction: SeriesCorrection) -> dict:
+    """Quantiles (10, 50, 90 %) of the fitted corrections, for metrics.json."""
+    out: dict = {}
+    for name, values in (("offset", correction.offset), ("anomaly_scale", correction.anomaly_scale)):
+        if values:
+            out[name] = {"n": len(values), "quantiles": np.quantile(list(values.values()), [0.1, 0.5, 0.9]).tolist()}
+    return out
 
 
 def validation_steps(cfg: TrainConfig, panel: Panel, train_locs: np.ndarray, t_end: int) -> int:
@@ -207,7 +231,7 @@ def fine_tune(
         network=tuned_net.cpu(), config=cfg, scalers=model.scalers, spread=model.spread,
         spread_per_lead=list(model.spread_per_lead), spread_per_location=dict(model.spread_per_location),
         spread_by_distance=list(model.spread_by_distance), spread_distance_block=model.spread_distance_block,
-        metrics=metrics,
+        correction=model.correction, metrics=metrics,
         fingerprint={**fingerprint(obs, forcing, sites), "fine_tuned_from": model.fingerprint.get("sha256"),
                      "train_end": str(to_utc(train_end)) if train_end is not None else _after_last(panel)},
     )
@@ -240,8 +264,11 @@ def simulate_panel(model: TrainedModel, panel: Panel, prep: Prepared, t0: int, t
     cfg = model.config
     locs = np.arange(len(panel.locations))
     factors = spread_factors(model, panel.keys)[:, None] * simulation_distance_factors(model, panel, t0, t1)[None, :]
-    return simulate(model.network, prep, locs, t0, t1, cfg.seq_len, cfg.sigma_floor, pick_device("cpu"),
-                    cfg.with_state, factors, residual=cfg.residual)
+    w, mu, sg = simulate(model.network, prep, locs, t0, t1, cfg.seq_len, cfg.sigma_floor, pick_device("cpu"),
+                         cfg.with_state, factors, residual=cfg.residual)
+    if model.correction and not cfg.with_state:
+        mu = apply_correction(w, mu, panel.keys, prep.loc, model.correction)
+    return w, mu, sg
 
 
 def simulation_distance_factors(model: TrainedModel, panel: Panel, t0: int, t1: int) -> np.ndarray:

@@ -70,6 +70,8 @@ class TrainConfig:
     horizon: int = 7  # forecast mode: leads used for validation
     residual: bool = True  # forecast mode: mixture means = last observed state + predicted change
     members: int = 1  # ensemble size (independently seeded networks pooled into one mixture)
+    level_prior_steps: float | None = None  # simulation: per-series level offset from the validation window
+    anomaly_cap_floor: float | None = None  # simulation: per-series anomaly scale (<= 1, >= this) from it
     fine_tune_lr: float = 3e-4
     fine_tune_epochs: int = 5
     device: str = "auto"
