@@ -42,7 +42,7 @@ from smmdn.model.data import (
     prepare,
     without_derived,
 )
-from smmdn.model.levels import SeriesCorrection, apply_correction, fit_correction
+from smmdn.model.levels import SeriesCorrection, apply_correction, correction_from_stats, validation_stats
 from smmdn.model.mixture import mixture_crps, summarise
 from smmdn.model.network import MixtureEnsemble
 from smmdn.model.predict import forecast_issues, simulate
@@ -123,9 +123,8 @@ def fit(
                                    steps_per_day=n_steps_per_day(panel))
             history["valid_crps_calibrated"] = validation_score(
                 net, prep, train_locs, v0, v1, cfg, device, _valid_factors(cal, v1 - v0))
-        if not cfg.with_state and (cfg.level_prior_steps is not None or cfg.anomaly_cap_floor is not None):
-            correction = _fit_correction(net, prep, panel, train_locs, v0, v1, cfg, device)
-            history["correction"] = _correction_summary(correction)
+        if _corrects(cfg):
+            correction = SeriesCorrection(stats=_validation_stats(net, prep, panel, train_locs, v0, v1, cfg, device))
     if not use_valid or cfg.refit:
         epochs = history.get("member_best_epochs") or [cfg.max_epochs] * cfg.members
         scalers = fit_scalers(panel, v1, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
@@ -136,6 +135,11 @@ def fit(
         history["refit_train_loss"] = refit_hist["train_loss"][-1]
         if not use_valid:
             history.update({k: refit_hist[k] for k in ("sequences_per_s", "epochs_run", "train_loss")})
+    if _corrects(cfg):
+        correction = correction_from_stats(correction.stats, prior_steps=cfg.level_prior_steps,
+                                           cap_floor=cfg.anomaly_cap_floor, location_stats=scalers.location_stats,
+                                           range_margin=cfg.range_margin)
+        history["correction"] = _correction_summary(correction)
     history["spread"] = cal.overall
     history["spread_per_lead"] = cal.per_lead
     history["spread_by_distance"] = cal.by_distance
@@ -152,20 +156,26 @@ def fit(
     )
 
 
-def _fit_correction(net, prep: Prepared, panel: Panel, locs: np.ndarray, v0: int, v1: int, cfg: TrainConfig,
-                    device) -> SeriesCorrection:
-    """Per-series level offsets / anomaly scales from the simulation of the validation window
-    (``model.levels``), by the network trained before it: out of sample, as the test period will be."""
+def _corrects(cfg: TrainConfig) -> bool:
+    """Whether the per-series mean corrections of ``model.levels`` are on (simulation mode only)."""
+    knobs = (cfg.level_prior_steps, cfg.anomaly_cap_floor, cfg.range_margin)
+    return not cfg.with_state and any(k is not None for k in knobs)
+
+
+def _validation_stats(net, prep: Prepared, panel: Panel, locs: np.ndarray, v0: int, v1: int, cfg: TrainConfig,
+                      device) -> dict[str, list[float]]:
+    """Per-series validation statistics (``model.levels.validation_stats``) of the simulation of the
+    validation window by the network trained before it: out of sample, as the test period will be."""
     w, mu, _ = simulate(net, prep, locs, v0, v1, cfg.seq_len, cfg.sigma_floor, device, False)
-    mean = np.sum(w * mu, axis=-1)
-    return fit_correction(mean, panel.targets[locs, v0:v1], [panel.keys[i] for i in locs],
-                          prior_steps=cfg.level_prior_steps, cap_floor=cfg.anomaly_cap_floor)
+    return validation_stats(np.sum(w * mu, axis=-1), panel.targets[locs, v0:v1], [panel.keys[i] for i in locs])
 
 
 def _correction_summary(correction: SeriesCorrection) -> dict:
     """Quantiles (10, 50, 90 %) of the fitted corrections, for metrics.json."""
     out: dict = {}
-    for name, values in (("offset", correction.offset), ("anomaly_scale", correction.anomaly_scale)):
+    parts = (("offset", correction.offset), ("anomaly_scale", correction.anomaly_scale),
+             ("bounds_width", {k: hi - lo for k, (lo, hi) in correction.bounds.items()}))
+    for name, values in parts:
         if values:
             out[name] = {"n": len(values), "quantiles": np.quantile(list(values.values()), [0.1, 0.5, 0.9]).tolist()}
     return out

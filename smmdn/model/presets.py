@@ -24,7 +24,7 @@ PRODUCTION = "production"
 NOT_HASHED = ("device", "progress", "seed")
 # settings added after hashes were recorded: left out of the hash while at their default, so a config
 # that does not use them keeps the hash it had (production.json's recorded figures stay attached)
-HASHED_IF_SET = {"level_prior_steps": None, "anomaly_cap_floor": None}
+HASHED_IF_SET = {"level_prior_steps": None, "anomaly_cap_floor": None, "range_margin": None}
 
 
 def preset_names() -> list[str]:

@@ -72,6 +72,7 @@ class TrainConfig:
     members: int = 1  # ensemble size (independently seeded networks pooled into one mixture)
     level_prior_steps: float | None = None  # simulation: per-series level offset from the validation window
     anomaly_cap_floor: float | None = None  # simulation: per-series anomaly scale (<= 1, >= this) from it
+    range_margin: float | None = None  # simulation: mean kept within the training range +- this many sds
     fine_tune_lr: float = 3e-4
     fine_tune_epochs: int = 5
     device: str = "auto"

@@ -13,9 +13,9 @@
 setting to adopt) are made there; the test period is scored last. ``--keep DIR`` keeps each seed's
 ``metrics.json`` and ``predictions.csv`` under ``DIR/seed<N>`` (for the per-series analysis).
 ``--variants JSON`` (simulation mode) rescores the trained model under other per-series mean corrections
-(``model.levels``: a list of ``{"level_prior_steps": .., "anomaly_cap_floor": ..}``, null = off) without
-retraining: the corrections are recomputed from the validation statistics the model stores (train with one of
-the two settings on, through ``--overrides``, so that it stores them).
+(``model.levels``: a list of ``{"level_prior_steps": .., "anomaly_cap_floor": .., "range_margin": ..}``,
+absent = off) without retraining: the corrections are recomputed from the validation statistics the model
+stores and its scalers (train with one of the settings on, through ``--overrides``, so that it stores them).
 
 Reports mean ± sd over seeds of the median per-series figures, the share of series beating
 climatology (CRPS), per-lead CRPS vs persistence (forecast mode), the share of days with both COSMOS
@@ -177,15 +177,17 @@ def rescore_variants(model_dir: Path, obs: pd.DataFrame, frc: pd.DataFrame, site
     model = load_model(model_dir)
     stats = model.correction.stats
     if not stats:
-        raise SystemExit("--variants: the model stores no validation statistics (set level_prior_steps or "
-                         "anomaly_cap_floor in --overrides)")
+        raise SystemExit("--variants: the model stores no validation statistics (set level_prior_steps, "
+                         "anomaly_cap_floor or range_margin in --overrides)")
     panel, prep = prepared_for(model, obs, frc, sites)
     t0 = panel.index_of(to_utc(start))
     t1 = len(panel.times) if end is None else int(panel.times.searchsorted(to_utc(end), side="right"))
     out = []
     for v in variants:
         model.correction = correction_from_stats(stats, prior_steps=v.get("level_prior_steps"),
-                                                 cap_floor=v.get("anomaly_cap_floor"))
+                                                 cap_floor=v.get("anomaly_cap_floor"),
+                                                 location_stats=model.scalers.location_stats,
+                                                 range_margin=v.get("range_margin"))
         per_series = _simulation(model, panel, prep, t0, t1, min(20, max(1, (t1 - t0) // 2)))[1]
         tail, med = kge_tail(per_series), summarise_scores(per_series)["median"]
         row = {**v, "n": len(per_series), "kge_p10": tail["p10"], "kge_mean": tail["mean"],
@@ -247,8 +249,9 @@ def main() -> None:
         return
     obs, frc, sites = load(args.dataset)
     if args.fold:
-        obs, start, end = fold_window(obs, args.data_end or start, args.fold_start)
-        print(f"fold: observations cut before {args.data_end or start}; scored {start} .. {end}")
+        data_end = args.data_end or start
+        obs, start, end = fold_window(obs, data_end, args.fold_start)
+        print(f"fold: observations cut before {data_end}; scored {start} .. {end}")
     rows: list[dict] = []
     full: list[dict] = []
     for seed in args.seeds:

@@ -55,6 +55,10 @@ def test_apply_shifts_every_component_by_the_mean_change() -> None:
     assert np.allclose(out[0, :, 1] - out[0, :, 0], 0.02)  # the mixture keeps its shape
     assert np.array_equal(out[1], mu[1])  # an uncorrected location is untouched
     assert apply_correction(w, mu, ["x", "y"], level, SeriesCorrection()) is mu
+    bounded = correction_from_stats({}, location_stats={"y": [0.15, 0.01, 0.14, 0.17]}, range_margin=1.0)
+    assert bounded.bounds == {"y": pytest.approx([0.13, 0.18])}
+    out = apply_correction(w, mu, ["x", "y"], level, bounded)
+    assert np.allclose(np.sum(w * out, -1)[1], 0.18) and np.array_equal(out[0], mu[0])  # 0.2 clipped to 0.18
 
 
 def test_new_settings_leave_old_hashes_alone_and_change_them_when_set() -> None:
@@ -62,6 +66,7 @@ def test_new_settings_leave_old_hashes_alone_and_change_them_when_set() -> None:
     assert config_hash(prod) == "abf13d5cf773f6ed"  # production.json's recorded hash
     assert config_hash(preset_config("production", level_prior_steps=30.0)) != config_hash(prod)
     assert config_hash(preset_config("production", anomaly_cap_floor=0.25)) != config_hash(prod)
+    assert config_hash(preset_config("production", range_margin=1.0)) != config_hash(prod)
 
 
 def test_fit_learns_a_correction_on_the_validation_window_that_moves_predictions_and_roundtrips(tmp_path) -> None:
@@ -69,11 +74,12 @@ def test_fit_learns_a_correction_on_the_validation_window_that_moves_predictions
     late = pd.to_datetime(obs["time"]) >= "2021-09-02"  # the validation window (60 days before TRAIN_END)
     obs.loc[late & (obs["site"] == "S01"), "vwc"] += 0.08  # a level shift the training part never saw
     plain = fit(obs, frc, sites, TrainConfig(**SMALL), train_end=TRAIN_END, seed=0)
-    corrected = fit(obs, frc, sites, TrainConfig(**SMALL, level_prior_steps=10.0, anomaly_cap_floor=0.25),
-                    train_end=TRAIN_END, seed=0)
+    corrected = fit(obs, frc, sites, TrainConfig(**SMALL, level_prior_steps=10.0, anomaly_cap_floor=0.25,
+                                                 range_margin=1.0), train_end=TRAIN_END, seed=0)
     assert not plain.correction
     assert corrected.correction.offset["S01|10"] > 0.04  # learnt from the validation window
-    assert set(corrected.metrics["training"]["correction"]) == {"offset", "anomaly_scale"}
+    assert set(corrected.metrics["training"]["correction"]) == {"offset", "anomaly_scale", "bounds_width"}
+    assert set(corrected.correction.bounds) == set(corrected.scalers.location_stats)
     a = predict_simulation(plain, obs, frc, sites, TRAIN_END, "2021-12-01")
     b = predict_simulation(corrected, obs, frc, sites, TRAIN_END, "2021-12-01")
     s01 = (a["site"] == "S01").to_numpy()
@@ -107,6 +113,16 @@ def test_bench_fold_cuts_before_the_test_start_and_rescores_variants_without_ret
     model = fit(cut, frc, sites, TrainConfig(**SMALL, level_prior_steps=10.0), train_end=start, seed=0)
     model.save(tmp_path / "m")
     rows = bench.rescore_variants(tmp_path / "m", cut, frc, sites, start, end,
-                                  [{}, {"level_prior_steps": 0.0}, {"anomaly_cap_floor": 0.0}])
+                                  [{}, {"level_prior_steps": 0.0}, {"range_margin": -1.0}])
     assert [r["n"] for r in rows] == [9, 9, 9]  # 3 sites x 3 replicates
-    assert rows[0]["rmse_median"] != rows[1]["rmse_median"] != rows[2]["rmse_median"]
+    assert rows[0]["rmse_median"] != rows[1]["rmse_median"]  # the offsets move the predictions
+    model.correction = SeriesCorrection()
+    free = predict_simulation(model, cut, frc, sites, start, end)
+    stats = {k: [m, sd, m + 0.1, m + 0.11] for k, (m, sd, _, _) in model.scalers.location_stats.items()}
+    tight = correction_from_stats({}, location_stats=stats, range_margin=0.0)  # a band above the simulation
+    model.correction = tight
+    pred = predict_simulation(model, cut, frc, sites, start, end)
+    assert (pred["mean"] > free["mean"] + 0.05).all()
+    lo = pred["site"].map(lambda s: tight.bounds[f"{s}|10"][0])
+    hi = pred["site"].map(lambda s: tight.bounds[f"{s}|10"][1])
+    assert ((pred["mean"] >= lo - 1e-9) & (pred["mean"] <= hi + 1e-9)).all()  # clipped into the bounds
