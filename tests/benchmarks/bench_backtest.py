@@ -11,7 +11,7 @@
 ``--data-end`` (default: the test start, 2020-09-01) before anything is read, the model trains before
 ``--fold-start`` (2020-06-01) and June–August is scored, by the same ``run_backtest`` code. Choices (which
 setting to adopt) are made there; the test period is scored last. ``--keep DIR`` keeps each seed's
-``metrics.json`` and ``predictions.csv`` under ``DIR/seed<N>`` (for the per-series analysis).
+``metrics.json``, ``predictions.csv`` and the model under ``DIR/seed<N>`` (for the per-series analysis).
 ``--variants JSON`` (simulation mode) rescores the trained model under other per-series mean corrections
 (``model.levels``: a list of ``{"level_prior_steps": .., "anomaly_cap_floor": .., "range_margin": ..}``,
 absent = off) without retraining: the corrections are recomputed from the validation statistics the model
@@ -192,7 +192,10 @@ def rescore_variants(model_dir: Path, obs: pd.DataFrame, frc: pd.DataFrame, site
         tail, med = kge_tail(per_series), summarise_scores(per_series)["median"]
         row = {**v, "n": len(per_series), "kge_p10": tail["p10"], "kge_mean": tail["mean"],
                "kge_median": tail["median"], "below_0": tail["share_below_0"], "crps_median": med["crps"],
-               "rmse_median": med["rmse"], "coverage_90_median": med["coverage_90"]}
+               "rmse_median": med["rmse"], "coverage_90_median": med["coverage_90"],
+               "tail_traits": {k: [round(t["share_of_tail"], 2), round(t["share_of_all"], 2)]
+                               for k, t in tail["traits"].items()},
+               "worst": [f"{w['site']}/{w['depth_cm']:g} {w['kge']:.2f}" for w in tail["worst"][:5]]}
         out.append(row)
         print("  variant " + json.dumps(row))
     return out
@@ -257,13 +260,14 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             out_dir = f"{args.keep}/seed{seed}" if args.keep else f"{tmp}/out"
+            model_dir = f"{out_dir}/model" if args.keep else f"{tmp}/model"
             opts = BacktestOptions(test_start=start, test_end=end, mode=args.mode, horizon=args.horizon, seed=seed,
-                                   max_epochs=args.max_epochs, save_model=f"{tmp}/model",
+                                   max_epochs=args.max_epochs, save_model=model_dir,
                                    config_overrides=json.loads(args.overrides), preset=args.preset)
             m = run_backtest(obs, frc, sites, out_dir, opts)
-            rate = inference_rate(Path(f"{tmp}/model"), obs, frc, sites) if seed == args.seeds[0] else None
+            rate = inference_rate(Path(model_dir), obs, frc, sites) if seed == args.seeds[0] else None
             if args.variants:
-                rescore_variants(Path(f"{tmp}/model"), obs, frc, sites, start, end, json.loads(args.variants))
+                rescore_variants(Path(model_dir), obs, frc, sites, start, end, json.loads(args.variants))
         med = m["overall"]["median"]
         row = {**{k: med[k] for k in ("kge", "kge_2012", "spearman", "rmse", "crps", "crps_skill", "coverage_50",
                                       "coverage_90", "width_90")},
