@@ -42,6 +42,7 @@ from smmdn.model.data import (
     prepare,
     without_derived,
 )
+from smmdn.model.levels import SeriesCorrection, apply_correction, correction_from_stats, validation_stats
 from smmdn.model.mixture import mixture_crps, summarise
 from smmdn.model.network import MixtureEnsemble
 from smmdn.model.predict import forecast_issues, simulate
@@ -109,6 +110,7 @@ def fit(
     use_valid = n_valid > 0 and v0 >= cfg.warmup + max(10, n_valid // 2)
     history: dict = {}
     cal = Calibration()
+    correction = SeriesCorrection()
     device = pick_device(cfg.device)
     if use_valid:
         scalers = fit_scalers(panel, v0, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
@@ -121,6 +123,8 @@ def fit(
                                    steps_per_day=n_steps_per_day(panel))
             history["valid_crps_calibrated"] = validation_score(
                 net, prep, train_locs, v0, v1, cfg, device, _valid_factors(cal, v1 - v0))
+        if _corrects(cfg):
+            correction = SeriesCorrection(stats=_validation_stats(net, prep, panel, train_locs, v0, v1, cfg, device))
     if not use_valid or cfg.refit:
         epochs = history.get("member_best_epochs") or [cfg.max_epochs] * cfg.members
         scalers = fit_scalers(panel, v1, train_locs, min_obs=cfg.min_train_obs, sd_floor=cfg.sd_floor)
@@ -131,6 +135,11 @@ def fit(
         history["refit_train_loss"] = refit_hist["train_loss"][-1]
         if not use_valid:
             history.update({k: refit_hist[k] for k in ("sequences_per_s", "epochs_run", "train_loss")})
+    if _corrects(cfg):
+        correction = correction_from_stats(correction.stats, prior_steps=cfg.level_prior_steps,
+                                           cap_floor=cfg.anomaly_cap_floor, location_stats=scalers.location_stats,
+                                           range_margin=cfg.range_margin)
+        history["correction"] = _correction_summary(correction)
     history["spread"] = cal.overall
     history["spread_per_lead"] = cal.per_lead
     history["spread_by_distance"] = cal.by_distance
@@ -142,9 +151,34 @@ def fit(
     return TrainedModel(
         network=net.cpu(), config=cfg, scalers=scalers, spread=cal.overall, spread_per_lead=cal.per_lead,
         spread_per_location=cal.per_location, spread_by_distance=cal.by_distance,
-        spread_distance_block=cal.distance_block, metrics={"training": history},
+        spread_distance_block=cal.distance_block, correction=correction, metrics={"training": history},
         fingerprint={**fingerprint(obs, forcing, sites), "train_end": str(end)},
     )
+
+
+def _corrects(cfg: TrainConfig) -> bool:
+    """Whether the per-series mean corrections of ``model.levels`` are on (simulation mode only)."""
+    knobs = (cfg.level_prior_steps, cfg.anomaly_cap_floor, cfg.range_margin)
+    return not cfg.with_state and any(k is not None for k in knobs)
+
+
+def _validation_stats(net, prep: Prepared, panel: Panel, locs: np.ndarray, v0: int, v1: int, cfg: TrainConfig,
+                      device) -> dict[str, list[float]]:
+    """Per-series validation statistics (``model.levels.validation_stats``) of the simulation of the
+    validation window by the network trained before it: out of sample, as the test period will be."""
+    w, mu, _ = simulate(net, prep, locs, v0, v1, cfg.seq_len, cfg.sigma_floor, device, False)
+    return validation_stats(np.sum(w * mu, axis=-1), panel.targets[locs, v0:v1], [panel.keys[i] for i in locs])
+
+
+def _correction_summary(correction: SeriesCorrection) -> dict:
+    """Quantiles (10, 50, 90 %) of the fitted corrections, for metrics.json."""
+    out: dict = {}
+    parts = (("offset", correction.offset), ("anomaly_scale", correction.anomaly_scale),
+             ("bounds_width", {k: hi - lo for k, (lo, hi) in correction.bounds.items()}))
+    for name, values in parts:
+        if values:
+            out[name] = {"n": len(values), "quantiles": np.quantile(list(values.values()), [0.1, 0.5, 0.9]).tolist()}
+    return out
 
 
 def validation_steps(cfg: TrainConfig, panel: Panel, train_locs: np.ndarray, t_end: int) -> int:
@@ -207,7 +241,7 @@ def fine_tune(
         network=tuned_net.cpu(), config=cfg, scalers=model.scalers, spread=model.spread,
         spread_per_lead=list(model.spread_per_lead), spread_per_location=dict(model.spread_per_location),
         spread_by_distance=list(model.spread_by_distance), spread_distance_block=model.spread_distance_block,
-        metrics=metrics,
+        correction=model.correction, metrics=metrics,
         fingerprint={**fingerprint(obs, forcing, sites), "fine_tuned_from": model.fingerprint.get("sha256"),
                      "train_end": str(to_utc(train_end)) if train_end is not None else _after_last(panel)},
     )
@@ -240,8 +274,11 @@ def simulate_panel(model: TrainedModel, panel: Panel, prep: Prepared, t0: int, t
     cfg = model.config
     locs = np.arange(len(panel.locations))
     factors = spread_factors(model, panel.keys)[:, None] * simulation_distance_factors(model, panel, t0, t1)[None, :]
-    return simulate(model.network, prep, locs, t0, t1, cfg.seq_len, cfg.sigma_floor, pick_device("cpu"),
-                    cfg.with_state, factors, residual=cfg.residual)
+    w, mu, sg = simulate(model.network, prep, locs, t0, t1, cfg.seq_len, cfg.sigma_floor, pick_device("cpu"),
+                         cfg.with_state, factors, residual=cfg.residual)
+    if model.correction and not cfg.with_state:
+        mu = apply_correction(w, mu, panel.keys, prep.loc, model.correction)
+    return w, mu, sg
 
 
 def simulation_distance_factors(model: TrainedModel, panel: Panel, t0: int, t1: int) -> np.ndarray:

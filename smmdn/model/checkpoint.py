@@ -18,6 +18,7 @@ import torch
 
 from smmdn.errors import ModelError
 from smmdn.model.data import Scalers
+from smmdn.model.levels import SeriesCorrection
 from smmdn.model.network import MixtureEnsemble, MixtureLSTM, NetworkConfig, build_network
 from smmdn.model.train import TrainConfig
 
@@ -37,6 +38,7 @@ class TrainedModel:
     spread_per_location: dict[str, float] = field(default_factory=dict)  # location key -> factor
     spread_by_distance: list[float] = field(default_factory=list)  # simulation: per block after the training end
     spread_distance_block: int = 0  # steps per block of ``spread_by_distance``
+    correction: SeriesCorrection = field(default_factory=SeriesCorrection)  # simulation: per-series mean
     metrics: dict = field(default_factory=dict)
     fingerprint: dict = field(default_factory=dict)
 
@@ -60,6 +62,8 @@ class TrainedModel:
             "spread_by_distance": list(self.spread_by_distance),
             "spread_distance_block": int(self.spread_distance_block),
         }
+        if self.correction:
+            meta["correction"] = self.correction.to_dict()
         _write_json(out / "model.json", meta)
         _write_json(out / "scalers.json", self.scalers.to_dict())
         _write_json(out / "metrics.json", self.metrics)
@@ -124,6 +128,7 @@ def load_model(directory: str | Path) -> TrainedModel:
         spread_per_location={str(k): float(v) for k, v in meta.get("spread_per_location", {}).items()},
         spread_by_distance=[float(f) for f in meta.get("spread_by_distance", [])],
         spread_distance_block=int(meta.get("spread_distance_block", 0)),
+        correction=SeriesCorrection.from_dict(meta.get("correction")),
         metrics=opt("metrics.json"), fingerprint=opt("fingerprint.json"),
     )
 

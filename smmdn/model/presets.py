@@ -22,6 +22,9 @@ from smmdn.model.train import TrainConfig
 PRESET_DIR = Path(__file__).resolve().parent / "preset_files"
 PRODUCTION = "production"
 NOT_HASHED = ("device", "progress", "seed")
+# settings added after hashes were recorded: left out of the hash while at their default, so a config
+# that does not use them keeps the hash it had (production.json's recorded figures stay attached)
+HASHED_IF_SET = {"level_prior_steps": None, "anomaly_cap_floor": None, "range_margin": None}
 
 
 def preset_names() -> list[str]:
@@ -52,6 +55,9 @@ def config_hash(config: TrainConfig | dict) -> str:
     values = TrainConfig.from_dict(values).to_dict()  # the same field set whatever the source
     for key in NOT_HASHED:
         values.pop(key, None)
+    for key, default in HASHED_IF_SET.items():
+        if values.get(key) == default:
+            values.pop(key, None)
     blob = json.dumps(values, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

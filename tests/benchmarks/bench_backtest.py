@@ -5,6 +5,17 @@
     python tests/benchmarks/bench_backtest.py --dataset cosmos --seeds 0 1 2
     python tests/benchmarks/bench_backtest.py --dataset uscrn --preset production --seeds 0 1 2
     python tests/benchmarks/bench_backtest.py --dataset uscrn --speed    # training/inference speed only
+    python tests/benchmarks/bench_backtest.py --dataset uscrn --fold --seeds 0  # pre-test fold (issue 20)
+
+``--fold`` scores a fold inside the training period instead of the test period: observations are cut at
+``--data-end`` (default: the test start, 2020-09-01) before anything is read, the model trains before
+``--fold-start`` (2020-06-01) and June–August is scored, by the same ``run_backtest`` code. Choices (which
+setting to adopt) are made there; the test period is scored last. ``--keep DIR`` keeps each seed's
+``metrics.json``, ``predictions.csv`` and the model under ``DIR/seed<N>`` (for the per-series analysis).
+``--variants JSON`` (simulation mode) rescores the trained model under other per-series mean corrections
+(``model.levels``: a list of ``{"level_prior_steps": .., "anomaly_cap_floor": .., "range_margin": ..}``,
+absent = off) without retraining: the corrections are recomputed from the validation statistics the model
+stores and its scalers (train with one of the settings on, through ``--overrides``, so that it stores them).
 
 Reports mean ± sd over seeds of the median per-series figures, the share of series beating
 climatology (CRPS), per-lead CRPS vs persistence (forecast mode), the share of days with both COSMOS
@@ -142,6 +153,54 @@ def _abridged(factors: list[float], head: int = 6) -> str:
     return f"{len(factors)} blocks: {shown}" + (f" .. {factors[-1]:.3f}" if len(factors) > head else "")
 
 
+def fold_window(obs: pd.DataFrame, data_end: str, fold_start: str) -> tuple[pd.DataFrame, str, str]:
+    """A fold inside the training period: the observations before ``data_end`` (the test period is never
+    read) and the fold's scored window ``fold_start`` .. the day before ``data_end``."""
+    from smmdn.model.api import _before, to_utc
+
+    if to_utc(fold_start) >= to_utc(data_end):
+        raise SystemExit("--fold-start must lie before --data-end")
+    last = (pd.Timestamp(data_end) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    return _before(obs, to_utc(data_end), "observations"), fold_start, last
+
+
+def rescore_variants(model_dir: Path, obs: pd.DataFrame, frc: pd.DataFrame, sites: pd.DataFrame | None,
+                     start: str, end: str | None, variants: list[dict]) -> list[dict]:
+    """The trained model's simulation of ``start .. end`` scored under each per-series mean correction of
+    ``variants`` (recomputed from the stored validation statistics; the network is the same)."""
+    from smmdn.model.api import prepared_for, to_utc
+    from smmdn.model.checkpoint import load_model
+    from smmdn.model.levels import correction_from_stats
+    from smmdn.verify.backtest import _simulation
+    from smmdn.verify.metrics import kge_tail, summarise_scores
+
+    model = load_model(model_dir)
+    stats = model.correction.stats
+    if not stats:
+        raise SystemExit("--variants: the model stores no validation statistics (set level_prior_steps, "
+                         "anomaly_cap_floor or range_margin in --overrides)")
+    panel, prep = prepared_for(model, obs, frc, sites)
+    t0 = panel.index_of(to_utc(start))
+    t1 = len(panel.times) if end is None else int(panel.times.searchsorted(to_utc(end), side="right"))
+    out = []
+    for v in variants:
+        model.correction = correction_from_stats(stats, prior_steps=v.get("level_prior_steps"),
+                                                 cap_floor=v.get("anomaly_cap_floor"),
+                                                 location_stats=model.scalers.location_stats,
+                                                 range_margin=v.get("range_margin"))
+        per_series = _simulation(model, panel, prep, t0, t1, min(20, max(1, (t1 - t0) // 2)))[1]
+        tail, med = kge_tail(per_series), summarise_scores(per_series)["median"]
+        row = {**v, "n": len(per_series), "kge_p10": tail["p10"], "kge_mean": tail["mean"],
+               "kge_median": tail["median"], "below_0": tail["share_below_0"], "crps_median": med["crps"],
+               "rmse_median": med["rmse"], "coverage_90_median": med["coverage_90"],
+               "tail_traits": {k: [round(t["share_of_tail"], 2), round(t["share_of_all"], 2)]
+                               for k, t in tail["traits"].items()},
+               "worst": [f"{w['site']}/{w['depth_cm']:g} {w['kge']:.2f}" for w in tail["worst"][:5]]}
+        out.append(row)
+        print("  variant " + json.dumps(row))
+    return out
+
+
 def inference_rate(model_dir: Path, obs: pd.DataFrame, frc: pd.DataFrame, sites: pd.DataFrame | None) -> float:
     from smmdn.model.api import prepared_for, simulate_panel
     from smmdn.model.checkpoint import load_model
@@ -170,6 +229,11 @@ def main() -> None:
     p.add_argument("--speed", action="store_true", help="speed only: training vs the bare step, inference")
     p.add_argument("--speed-epochs", type=int, default=4, help="epochs of the training loop with --speed")
     p.add_argument("--json-out", help="also write every seed's metrics.json (without per_series) here")
+    p.add_argument("--fold", action="store_true", help="score the pre-test fold, not the test period")
+    p.add_argument("--data-end", help="with --fold: nothing at or after it is read (default: the test start)")
+    p.add_argument("--fold-start", default="2020-06-01", help="with --fold: the fold's scored period starts here")
+    p.add_argument("--variants", help="JSON list of per-series mean corrections to rescore (see the docstring)")
+    p.add_argument("--keep", help="keep each seed's backtest output (metrics.json, predictions.csv) under here")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
@@ -187,15 +251,23 @@ def main() -> None:
         speed(args.dataset, args.speed_epochs)
         return
     obs, frc, sites = load(args.dataset)
+    if args.fold:
+        data_end = args.data_end or start
+        obs, start, end = fold_window(obs, data_end, args.fold_start)
+        print(f"fold: observations cut before {data_end}; scored {start} .. {end}")
     rows: list[dict] = []
     full: list[dict] = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
+            out_dir = f"{args.keep}/seed{seed}" if args.keep else f"{tmp}/out"
+            model_dir = f"{out_dir}/model" if args.keep else f"{tmp}/model"
             opts = BacktestOptions(test_start=start, test_end=end, mode=args.mode, horizon=args.horizon, seed=seed,
-                                   max_epochs=args.max_epochs, save_model=f"{tmp}/model",
+                                   max_epochs=args.max_epochs, save_model=model_dir,
                                    config_overrides=json.loads(args.overrides), preset=args.preset)
-            m = run_backtest(obs, frc, sites, f"{tmp}/out", opts)
-            rate = inference_rate(Path(f"{tmp}/model"), obs, frc, sites) if seed == args.seeds[0] else None
+            m = run_backtest(obs, frc, sites, out_dir, opts)
+            rate = inference_rate(Path(model_dir), obs, frc, sites) if seed == args.seeds[0] else None
+            if args.variants:
+                rescore_variants(Path(model_dir), obs, frc, sites, start, end, json.loads(args.variants))
         med = m["overall"]["median"]
         row = {**{k: med[k] for k in ("kge", "kge_2012", "spearman", "rmse", "crps", "crps_skill", "coverage_50",
                                       "coverage_90", "width_90")},
