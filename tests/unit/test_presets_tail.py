@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,9 @@ def test_production_is_the_forecast_daily_task_preset_and_hashes_ignore_seed_and
     prod = preset_config("production")
     assert prod.mode == "forecast"
     task = recommended_config("forecast", True)
-    assert config_hash(prod) == config_hash(task)  # what the forecast backtest measured before presets
+    study = load_preset("production")["study"]  # the forecast task preset with what `smmdn tune` chose
+    assert config_hash(prod) == config_hash(dataclasses.replace(task, **study["best"]["settings"]))
+    assert study["best"]["config_hash"] == config_hash(prod) == load_preset("production")["backtest"]["config_hash"]
     assert config_hash(preset_config("production", seed=4, device="cpu", progress=True)) == config_hash(prod)
     assert config_hash(preset_config("production", hidden=32)) != config_hash(prod)
     with pytest.raises(ValueError, match="unknown preset"):
