@@ -94,14 +94,6 @@ def correction_from_stats(
     return out
 
 
-def fit_correction(
-    mean: np.ndarray, y: np.ndarray, keys: list[str], *, prior_steps: float | None = None,
-    cap_floor: float | None = None,
-) -> SeriesCorrection:
-    """Corrections from validation predictions (``validation_stats``, then ``correction_from_stats``)."""
-    return correction_from_stats(validation_stats(mean, y, keys), prior_steps=prior_steps, cap_floor=cap_floor)
-
-
 def apply_correction(
     w: np.ndarray, mu: np.ndarray, keys: list[str], level: np.ndarray, correction: SeriesCorrection
 ) -> np.ndarray:
@@ -119,5 +111,5 @@ def apply_correction(
     return mu + shift[..., None]
 
 
-__all__ = ["MIN_VALID", "SeriesCorrection", "apply_correction", "correction_from_stats", "fit_correction",
+__all__ = ["MIN_VALID", "SeriesCorrection", "apply_correction", "correction_from_stats",
            "validation_stats"]

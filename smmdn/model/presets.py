@@ -24,7 +24,7 @@ PRODUCTION = "production"
 NOT_HASHED = ("device", "progress", "seed")
 # settings added after hashes were recorded: left out of the hash while at their default, so a config
 # that does not use them keeps the hash it had (production.json's recorded figures stay attached)
-HASHED_IF_SET = {"level_prior_steps": None, "anomaly_cap_floor": None, "range_margin": None}
+HASHED_IF_SET = ("level_prior_steps", "anomaly_cap_floor", "range_margin")
 
 
 def preset_names() -> list[str]:
@@ -55,8 +55,9 @@ def config_hash(config: TrainConfig | dict) -> str:
     values = TrainConfig.from_dict(values).to_dict()  # the same field set whatever the source
     for key in NOT_HASHED:
         values.pop(key, None)
-    for key, default in HASHED_IF_SET.items():
-        if values.get(key) == default:
+    defaults = TrainConfig()
+    for key in HASHED_IF_SET:
+        if values.get(key) == getattr(defaults, key):
             values.pop(key, None)
     blob = json.dumps(values, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -16,7 +16,7 @@ from smmdn.model.levels import (
     SeriesCorrection,
     apply_correction,
     correction_from_stats,
-    fit_correction,
+    validation_stats,
 )
 from smmdn.model.presets import config_hash, preset_config
 from tests.unit.synthetic import make_frames
@@ -32,12 +32,12 @@ def test_offset_is_the_shrunk_mean_error_and_the_anomaly_scale_only_shrinks() ->
     mean = np.stack([0.20 + wiggle, 0.30 + wiggle, 0.10 + wiggle])  # (3, 60) predicted means
     y = np.stack([0.25 + wiggle, 0.30 + 0.1 * wiggle, 0.10 + 3 * wiggle])[..., None]  # biased, flat, lively
     y[2, 5:] = np.nan  # too few validation observations: left alone
-    c = fit_correction(mean, y, ["a", "b", "c"], prior_steps=60.0, cap_floor=0.2)
+    c = correction_from_stats(validation_stats(mean, y, ["a", "b", "c"]), prior_steps=60.0, cap_floor=0.2)
     assert c.offset["a"] == pytest.approx(0.05 * 60 / 120)
     assert c.anomaly_scale["a"] == pytest.approx(1.0)
     assert c.anomaly_scale["b"] == pytest.approx(0.2)  # ratio 0.1, floored
     assert "c" not in c.offset and "c" not in c.anomaly_scale
-    off = fit_correction(mean, y, ["a", "b", "c"])
+    off = correction_from_stats(validation_stats(mean, y, ["a", "b", "c"]))
     assert not off and set(off.stats) == {"a", "b"}  # both off: nothing applied, the statistics kept
     again = correction_from_stats(off.stats, prior_steps=60.0, cap_floor=0.2)  # other knobs, no refit
     assert again.offset == c.offset and again.anomaly_scale == c.anomaly_scale
