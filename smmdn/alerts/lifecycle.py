@@ -238,7 +238,7 @@ def _plan_missing(actions: list[Action], handles: dict[tuple, Handle], store: St
                                   plot_day=now.floor("D")))
             handle.row.update(values)
             handles.pop(key)
-    _plan_silent(actions, handles, last.assign(_late=late), maintained, now, rules)
+    _plan_silent(actions, handles, last, late, maintained, now, rules)
 
 
 def _late(last: pd.DataFrame, now: pd.Timestamp, missing_after: pd.Timedelta) -> np.ndarray:
@@ -251,11 +251,11 @@ def _late(last: pd.DataFrame, now: pd.Timestamp, missing_after: pd.Timedelta) ->
 SILENT_SENSOR = "*"
 
 
-def _plan_silent(actions: list[Action], handles: dict[tuple, Handle], last: pd.DataFrame, maintained: set[str],
-                 now: pd.Timestamp, rules: Any) -> None:
+def _plan_silent(actions: list[Action], handles: dict[tuple, Handle], last: pd.DataFrame, late: np.ndarray,
+                 maintained: set[str], now: pd.Timestamp, rules: Any) -> None:
     """``site_silent``: every expected sensor of a site missing (the logger, not the probes) — opened with the
     sensors' missing alerts, resolved as soon as any sensor reports again."""
-    per_site = last.assign(site=last["site"].astype(str)).groupby("site").agg(
+    per_site = last.assign(site=last["site"].astype(str), _late=late).groupby("site").agg(
         sensors=("_late", "size"), all_late=("_late", "all"), newest=("last_reading", "max"), first=("since", "min"))
     for site, sensors, all_late, newest, first in zip(per_site.index, per_site["sensors"], per_site["all_late"],
                                                      per_site["newest"], per_site["first"], strict=True):
